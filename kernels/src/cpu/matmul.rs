@@ -1,0 +1,71 @@
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
+
+/// One matrix operand: its elements, the offset of each batch's matrix, and row/column strides.
+pub(crate) struct Operand<'a> {
+    pub data: &'a [f32],
+    pub batch_offsets: Vec<usize>,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+/// `out[b] = lhs[b] (m×k) · rhs[b] (k×n)` for every batch `b`, written row-major into a fresh buffer.
+pub(crate) fn batched_matmul(
+    lhs: &Operand,
+    rhs: &Operand,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    let batches = lhs.batch_offsets.len();
+    let mut out = vec![0.0f32; batches * m * n];
+    if m * n == 0 {
+        return out;
+    }
+    let threads = rayon::current_num_threads();
+    let run = |b: usize, dst: &mut [f32], parallelism: Parallelism| {
+        let (lo, ro) = (lhs.batch_offsets[b], rhs.batch_offsets[b]);
+        // SAFETY: the ops layer checked that every batch's lhs (m×k) and rhs (k×n) matrices, read with
+        // these strides from these offsets, lie inside their buffers, and `dst` holds exactly m×n.
+        unsafe {
+            gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                lhs.data.as_ptr().add(lo),
+                lhs.col_stride as isize,
+                lhs.row_stride as isize,
+                rhs.data.as_ptr().add(ro),
+                rhs.col_stride as isize,
+                rhs.row_stride as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
+    };
+    if batches >= threads || (batches > 1 && m * n * k < 1 << 18) {
+        // Many small products (attention heads): one product per task.
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(b, dst)| run(b, dst, Parallelism::None));
+    } else {
+        // Few large products: let the GEMM split each one across threads.
+        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+            let par = if m * n * k >= 1 << 15 {
+                Parallelism::Rayon(threads)
+            } else {
+                Parallelism::None
+            };
+            run(b, dst, par);
+        }
+    }
+    out
+}

@@ -1,0 +1,142 @@
+//! The fused neural-network ops: softmax, layer norm, embedding gather, top-k, causal masking.
+
+use rayon::prelude::*;
+
+use super::rows_per_task;
+
+/// Softmax (or log-softmax) over the middle axis of `[outer, len, inner]`.
+pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f32> {
+    let mut out = x.to_vec();
+    if inner == 1 {
+        if len == 0 {
+            return out;
+        }
+        out.par_chunks_mut(len)
+            .with_min_len(rows_per_task(len))
+            .for_each(|row| softmax_row(row, log));
+        return out;
+    }
+    // Strided case: gather each column, normalise, scatter back.
+    let _ = outer;
+    if inner == 0 || len == 0 {
+        return out;
+    }
+    out.par_chunks_mut(len * inner).for_each(|block| {
+        let mut column = vec![0.0; len];
+        for i in 0..inner {
+            for j in 0..len {
+                column[j] = block[j * inner + i];
+            }
+            softmax_row(&mut column, log);
+            for j in 0..len {
+                block[j * inner + i] = column[j];
+            }
+        }
+    });
+    out
+}
+
+/// Subtracting the row max keeps `exp` finite; rows of all `-inf` come out as NaN, as in PyTorch.
+fn softmax_row(row: &mut [f32], log: bool) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0f32;
+    for v in row.iter_mut() {
+        let e = (*v - max).exp();
+        sum += e;
+        if !log {
+            *v = e;
+        }
+    }
+    if log {
+        let log_sum = sum.ln() + max;
+        row.iter_mut().for_each(|v| *v -= log_sum);
+    } else {
+        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v *= inv);
+    }
+}
+
+/// `(x - mean) / sqrt(var + eps) * weight + bias` over rows of length `d` (biased variance, as PyTorch).
+pub(crate) fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], d: usize, eps: f32) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    if d == 0 {
+        return out;
+    }
+    out.par_chunks_mut(d)
+        .zip(x.par_chunks(d))
+        .with_min_len(rows_per_task(d))
+        .for_each(|(o, row)| {
+            let mean = row.iter().sum::<f32>() / d as f32;
+            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let inv_std = 1.0 / (var + eps).sqrt();
+            for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
+                *o = (v - mean) * inv_std * w + b;
+            }
+        });
+    out
+}
+
+/// Rows of `table` (`[vocab, d]`) picked by `ids`; the ids were range-checked by the caller.
+pub(crate) fn embedding(ids: &[i32], table: &[f32], d: usize) -> Vec<f32> {
+    let mut out = vec![0.0; ids.len() * d];
+    if d == 0 {
+        return out;
+    }
+    out.par_chunks_mut(d)
+        .zip(ids.par_iter())
+        .with_min_len(rows_per_task(d))
+        .for_each(|(o, &id)| {
+            let start = id as usize * d;
+            o.copy_from_slice(&table[start..start + d]);
+        });
+    out
+}
+
+/// The `k` largest values of each row of length `len`, largest first (lower index first on ties),
+/// with their indices.
+pub(crate) fn top_k(x: &[f32], len: usize, k: usize) -> (Vec<f32>, Vec<i32>) {
+    let rows = if len == 0 { 0 } else { x.len() / len };
+    let mut values = vec![0.0; rows * k];
+    let mut indices = vec![0i32; rows * k];
+    if k == 0 {
+        return (values, indices);
+    }
+    values
+        .par_chunks_mut(k)
+        .zip(indices.par_chunks_mut(k))
+        .zip(x.par_chunks(len))
+        .for_each(|((vals, idx), row)| {
+            let mut order: Vec<usize> = (0..len).collect();
+            let by_value_desc = |a: &usize, b: &usize| row[*b].total_cmp(&row[*a]).then(a.cmp(b));
+            if k < len {
+                order.select_nth_unstable_by(k - 1, by_value_desc);
+                order.truncate(k);
+            }
+            order.sort_unstable_by(by_value_desc);
+            for (j, &i) in order.iter().enumerate() {
+                vals[j] = row[i];
+                idx[j] = i as i32;
+            }
+        });
+    (values, indices)
+}
+
+/// Sets entries above the causal diagonal of each `[q, k]` matrix to `fill`. Query `i` may see keys
+/// `0..=i + (k - q)`, so a block of new queries after cached keys lines up on the right.
+pub(crate) fn causal_mask(x: &[f32], q: usize, k: usize, fill: f32) -> Vec<f32> {
+    let mut out = x.to_vec();
+    if k == 0 || q == 0 {
+        return out;
+    }
+    let shift = k - q;
+    out.par_chunks_mut(k)
+        .with_min_len(rows_per_task(k))
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let i = row % q;
+            for v in dst.iter_mut().skip(i + shift + 1) {
+                *v = fill;
+            }
+        });
+    out
+}

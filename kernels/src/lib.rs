@@ -1,0 +1,26 @@
+//! loupe's tensor engine.
+//!
+//! A [`Tensor`] lives on a [`Device`]. Ops are methods that validate shapes and dtypes, enqueue the work on
+//! the tensor's device and return a new tensor; reading values back to the host is always explicit
+//! ([`Tensor::to_vec_f32`] and friends). On the CPU the work runs at once on a rayon pool; a GPU backend
+//! slots in behind the same methods without callers changing.
+//!
+//! Every failure is a typed [`Error`] naming the op and the shapes involved — never a panic.
+
+mod cpu;
+mod device;
+mod dtype;
+mod error;
+mod ops;
+mod shape;
+mod storage;
+mod tensor;
+
+pub use device::Device;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use ops::BinaryOp;
+pub use ops::ReduceOp;
+pub use ops::UnaryOp;
+pub use shape::Shape;
+pub use tensor::Tensor;

@@ -1,0 +1,210 @@
+use super::{BinaryOp, UnaryOp, same_device};
+use crate::cpu::elementwise as cpu;
+use crate::{Error, Result, Shape, Tensor};
+
+impl Tensor {
+    pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        let x = self.f32_slice("unary")?;
+        Ok(Tensor::cpu_f32(cpu::unary(op, x), self.shape.clone()))
+    }
+
+    pub fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
+        const OP: &str = "binary";
+        same_device(OP, self, rhs)?;
+        let out = Shape::broadcast(OP, &self.shape, &rhs.shape)?;
+        let (a, b) = (self.f32_slice(OP)?, rhs.f32_slice(OP)?);
+        Ok(Tensor::cpu_f32(
+            cpu::binary(op, a, &self.shape, b, &rhs.shape, &out),
+            out,
+        ))
+    }
+
+    pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Add, rhs)
+    }
+    pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Sub, rhs)
+    }
+    pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Mul, rhs)
+    }
+    pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Div, rhs)
+    }
+    pub fn maximum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Max, rhs)
+    }
+    pub fn minimum(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(BinaryOp::Min, rhs)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Relu)
+    }
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::GeluTanh)
+    }
+    pub fn gelu_erf(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::GeluErf)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Sqrt)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(UnaryOp::Abs)
+    }
+
+    /// `x * mul + add` with scalars.
+    pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        let x = self.f32_slice("affine")?;
+        Ok(Tensor::cpu_f32(
+            cpu::map(x, |v| v * mul + add),
+            self.shape.clone(),
+        ))
+    }
+
+    /// Limits every element to `[min, max]`.
+    pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        if min > max || min.is_nan() || max.is_nan() {
+            return Err(Error::invalid(
+                "clamp",
+                format!("min {min} must not exceed max {max}"),
+            ));
+        }
+        let x = self.f32_slice("clamp")?;
+        Ok(Tensor::cpu_f32(
+            cpu::map(x, |v| v.clamp(min, max)),
+            self.shape.clone(),
+        ))
+    }
+
+    /// `self != 0 ? on_true : on_false`, the three shapes broadcast together. `self` is the condition.
+    pub fn where_(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        const OP: &str = "where";
+        same_device(OP, self, on_true)?;
+        same_device(OP, self, on_false)?;
+        let out = Shape::broadcast(OP, &self.shape, &on_true.shape)?;
+        let out = Shape::broadcast(OP, &out, &on_false.shape)?;
+        let cond = self.f32_slice(OP)?;
+        let (a, b) = (on_true.f32_slice(OP)?, on_false.f32_slice(OP)?);
+        Ok(Tensor::cpu_f32(
+            cpu::select(
+                cond,
+                &self.shape,
+                a,
+                &on_true.shape,
+                b,
+                &on_false.shape,
+                &out,
+            ),
+            out,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{assert_close, ids, t};
+    use crate::Error;
+
+    #[test]
+    fn same_shape_binary_ops() {
+        let a = t(&[1., -2., 3., 4.], &[2, 2]);
+        let b = t(&[2., 2., -1., 8.], &[2, 2]);
+        assert_close(&a.add(&b).unwrap(), &[3., 0., 2., 12.], 0.);
+        assert_close(&a.sub(&b).unwrap(), &[-1., -4., 4., -4.], 0.);
+        assert_close(&a.mul(&b).unwrap(), &[2., -4., -3., 32.], 0.);
+        assert_close(&a.div(&b).unwrap(), &[0.5, -1., -3., 0.5], 0.);
+        assert_close(&a.maximum(&b).unwrap(), &[2., 2., 3., 8.], 0.);
+        assert_close(&a.minimum(&b).unwrap(), &[1., -2., -1., 4.], 0.);
+    }
+
+    #[test]
+    fn binary_ops_broadcast_both_ways() {
+        let col = t(&[10., 20.], &[2, 1]);
+        let row = t(&[1., 2., 3.], &[3]);
+        let sum = col.add(&row).unwrap();
+        assert_eq!(sum.dims(), &[2, 3]);
+        assert_close(&sum, &[11., 12., 13., 21., 22., 23.], 0.);
+        let scalar = t(&[2.], &[1]);
+        assert_close(&row.mul(&scalar).unwrap(), &[2., 4., 6.], 0.);
+    }
+
+    #[test]
+    fn large_broadcast_matches_scalar_loop() {
+        // Big enough to take the parallel paths.
+        let (r, c) = (300, 257);
+        let a: Vec<f32> = (0..r * c).map(|i| (i % 97) as f32 * 0.5).collect();
+        let b: Vec<f32> = (0..c).map(|i| i as f32).collect();
+        let out = t(&a, &[r, c]).sub(&t(&b, &[c])).unwrap();
+        let expected: Vec<f32> = (0..r * c).map(|i| a[i] - b[i % c]).collect();
+        assert_close(&out, &expected, 0.);
+    }
+
+    #[test]
+    fn incompatible_shapes_are_typed_errors() {
+        let err = t(&[1., 2., 3.], &[3]).add(&t(&[1., 2.], &[2])).unwrap_err();
+        assert!(
+            matches!(err, Error::ShapeMismatch { op: "binary", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("[3] and [2]"), "{err}");
+    }
+
+    #[test]
+    fn dtype_errors_are_typed() {
+        let err = ids(&[1, 2], &[2]).relu().unwrap_err();
+        assert!(matches!(err, Error::DTypeMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn unary_ops() {
+        let x = t(&[-1., 0., 1., 4.], &[4]);
+        assert_close(&x.relu().unwrap(), &[0., 0., 1., 4.], 0.);
+        assert_close(&x.abs().unwrap(), &[1., 0., 1., 4.], 0.);
+        assert_close(&t(&[1., 4.], &[2]).sqrt().unwrap(), &[1., 2.], 1e-7);
+        assert_close(
+            &t(&[0., 1.], &[2]).exp().unwrap(),
+            &[1., std::f32::consts::E],
+            1e-6,
+        );
+        assert_close(
+            &t(&[1., std::f32::consts::E], &[2]).log().unwrap(),
+            &[0., 1.],
+            1e-6,
+        );
+        assert!(t(&[-1.], &[1]).log().unwrap().to_vec_f32().unwrap()[0].is_nan());
+    }
+
+    #[test]
+    fn gelu_variants_match_reference_values() {
+        // Values from torch.nn.functional.gelu(x) and gelu(x, approximate="tanh").
+        let x = t(&[-3., -1., 0., 0.5, 2.], &[5]);
+        assert_close(
+            &x.gelu_erf().unwrap(),
+            &[-0.004_049_7, -0.158_655_3, 0., 0.345_731_1, 1.954_5],
+            1e-5,
+        );
+        assert_close(
+            &x.gelu_tanh().unwrap(),
+            &[-0.003_637_4, -0.158_808, 0., 0.345_714, 1.954_597_7],
+            1e-5,
+        );
+    }
+
+    #[test]
+    fn clamp_affine_and_where() {
+        let x = t(&[-2., 0.5, 3.], &[3]);
+        assert_close(&x.clamp(-1., 1.).unwrap(), &[-1., 0.5, 1.], 0.);
+        assert!(x.clamp(1., -1.).is_err());
+        assert_close(&x.affine(2., 1.).unwrap(), &[-3., 2., 7.], 0.);
+        let cond = t(&[1., 0., 1.], &[3]);
+        let other = t(&[9.], &[1]);
+        assert_close(&cond.where_(&x, &other).unwrap(), &[-2., 9., 3.], 0.);
+    }
+}

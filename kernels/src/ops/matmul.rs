@@ -1,0 +1,198 @@
+use super::same_device;
+use crate::cpu::matmul::{Operand, batched_matmul};
+use crate::{Error, Result, Shape, Tensor};
+
+impl Tensor {
+    /// Batched matrix product `op(self) · op(rhs)` where `op` transposes the last two axes when its flag
+    /// is set. Leading (batch) axes broadcast, so `[B, T, D] · [D, E]` applies one matrix to every batch.
+    pub fn matmul_t(
+        &self,
+        rhs: &Tensor,
+        transpose_lhs: bool,
+        transpose_rhs: bool,
+    ) -> Result<Tensor> {
+        const OP: &str = "matmul";
+        same_device(OP, self, rhs)?;
+        if self.rank() < 2 || rhs.rank() < 2 {
+            return Err(Error::shapes(
+                OP,
+                &self.shape,
+                &rhs.shape,
+                "both operands need at least 2 axes",
+            ));
+        }
+        let (la, lb) = last_two(&self.shape);
+        let (ra, rb) = last_two(&rhs.shape);
+        let (m, k) = if transpose_lhs { (lb, la) } else { (la, lb) };
+        let (k2, n) = if transpose_rhs { (rb, ra) } else { (ra, rb) };
+        if k != k2 {
+            return Err(Error::shapes(
+                OP,
+                &self.shape,
+                &rhs.shape,
+                format!("inner dimensions {k} and {k2} differ"),
+            ));
+        }
+        let lhs_batch = Shape::new(&self.dims()[..self.rank() - 2]);
+        let rhs_batch = Shape::new(&rhs.dims()[..rhs.rank() - 2]);
+        let batch = Shape::broadcast(OP, &lhs_batch, &rhs_batch).map_err(|_| {
+            Error::shapes(OP, &self.shape, &rhs.shape, "batch axes do not broadcast")
+        })?;
+
+        let lhs = Operand {
+            data: self.f32_slice(OP)?,
+            batch_offsets: batch_offsets(&lhs_batch, &batch, la * lb),
+            row_stride: if transpose_lhs { 1 } else { lb },
+            col_stride: if transpose_lhs { lb } else { 1 },
+        };
+        let rhs_op = Operand {
+            data: rhs.f32_slice(OP)?,
+            batch_offsets: batch_offsets(&rhs_batch, &batch, ra * rb),
+            row_stride: if transpose_rhs { 1 } else { rb },
+            col_stride: if transpose_rhs { rb } else { 1 },
+        };
+        let out = batched_matmul(&lhs, &rhs_op, m, k, n);
+        let mut dims = batch.dims().to_vec();
+        dims.extend([m, n]);
+        Ok(Tensor::cpu_f32(out, dims))
+    }
+
+    /// `self · rhs` without transposes.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, false, false)
+    }
+}
+
+fn last_two(shape: &Shape) -> (usize, usize) {
+    let d = shape.dims();
+    (d[d.len() - 2], d[d.len() - 1])
+}
+
+/// Element offset of each batch's matrix when `own` batch axes are broadcast to `batch`.
+fn batch_offsets(own: &Shape, batch: &Shape, matrix_len: usize) -> Vec<usize> {
+    let strides = own.broadcast_strides(batch);
+    let dims = batch.dims();
+    (0..batch.numel())
+        .map(|b| {
+            let mut rem = b;
+            let mut offset = 0;
+            for d in (0..dims.len()).rev() {
+                offset += (rem % dims[d]) * strides[d];
+                rem /= dims[d];
+            }
+            offset * matrix_len
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{assert_close, t};
+    use crate::{Device, Error, Tensor};
+
+    /// Textbook triple loop, the reference for the GEMM path.
+    fn naive(a: &[f32], b: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        out
+    }
+
+    fn transpose(x: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut out = vec![0.0; x.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                out[c * rows + r] = x[r * cols + c];
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn small_product() {
+        let a = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        let b = t(&[7., 8., 9., 10., 11., 12.], &[3, 2]);
+        assert_close(&a.matmul(&b).unwrap(), &[58., 64., 139., 154.], 0.);
+    }
+
+    #[test]
+    fn transpose_flags_match_explicit_transposes() {
+        let (m, k, n) = (37, 53, 29);
+        let a = Tensor::randn([m, k], 0., 1., 1, Device::Cpu).unwrap();
+        let b = Tensor::randn([k, n], 0., 1., 2, Device::Cpu).unwrap();
+        let (av, bv) = (a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap());
+        let expected = naive(&av, &bv, m, k, n);
+        let at = t(&transpose(&av, m, k), &[k, m]);
+        let bt = t(&transpose(&bv, k, n), &[n, k]);
+        for (lhs, rhs, tl, tr) in [
+            (&a, &b, false, false),
+            (&at, &b, true, false),
+            (&a, &bt, false, true),
+            (&at, &bt, true, true),
+        ] {
+            assert_close(&lhs.matmul_t(rhs, tl, tr).unwrap(), &expected, 1e-5);
+        }
+    }
+
+    #[test]
+    fn large_product_uses_parallel_gemm_correctly() {
+        let (m, k, n) = (130, 200, 150);
+        let a = Tensor::randn([m, k], 0., 1., 3, Device::Cpu).unwrap();
+        let b = Tensor::randn([k, n], 0., 1., 4, Device::Cpu).unwrap();
+        let expected = naive(&a.to_vec_f32().unwrap(), &b.to_vec_f32().unwrap(), m, k, n);
+        assert_close(&a.matmul(&b).unwrap(), &expected, 1e-4);
+    }
+
+    #[test]
+    fn batched_with_broadcast_rhs() {
+        let (bsz, m, k, n) = (3, 4, 5, 6);
+        let a = Tensor::randn([bsz, m, k], 0., 1., 5, Device::Cpu).unwrap();
+        let b = Tensor::randn([k, n], 0., 1., 6, Device::Cpu).unwrap();
+        let out = a.matmul(&b).unwrap();
+        assert_eq!(out.dims(), &[bsz, m, n]);
+        let (av, bv) = (a.to_vec_f32().unwrap(), b.to_vec_f32().unwrap());
+        let expected: Vec<f32> = (0..bsz)
+            .flat_map(|i| naive(&av[i * m * k..(i + 1) * m * k], &bv, m, k, n))
+            .collect();
+        assert_close(&out, &expected, 1e-5);
+    }
+
+    #[test]
+    fn batched_over_many_heads() {
+        let (b, h, q, d) = (2, 5, 7, 3);
+        let x = Tensor::randn([b, h, q, d], 0., 1., 7, Device::Cpu).unwrap();
+        let scores = x.matmul_t(&x, false, true).unwrap();
+        assert_eq!(scores.dims(), &[b, h, q, q]);
+        let xv = x.to_vec_f32().unwrap();
+        let expected: Vec<f32> = (0..b * h)
+            .flat_map(|i| {
+                let blk = &xv[i * q * d..(i + 1) * q * d];
+                naive(blk, &transpose(blk, q, d), q, d, q)
+            })
+            .collect();
+        assert_close(&scores, &expected, 1e-5);
+    }
+
+    #[test]
+    fn mismatched_inner_dims_are_errors() {
+        let err = t(&[1.; 6], &[2, 3])
+            .matmul(&t(&[1.; 6], &[2, 3]))
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::ShapeMismatch { op: "matmul", .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("inner dimensions 3 and 2"),
+            "{err}"
+        );
+        assert!(t(&[1.; 3], &[3]).matmul(&t(&[1.; 3], &[3, 1])).is_err());
+        let err = t(&[1.; 12], &[2, 2, 3])
+            .matmul(&t(&[1.; 27], &[3, 3, 3]))
+            .unwrap_err();
+        assert!(err.to_string().contains("batch"), "{err}");
+    }
+}

@@ -1,0 +1,101 @@
+//! The op set, as methods on [`Tensor`](crate::Tensor). Each method validates its inputs, then hands the
+//! work to the backend that holds the tensors.
+
+mod elementwise;
+mod layout;
+mod matmul;
+mod nn;
+mod reduce;
+
+#[cfg(test)]
+pub(crate) mod test_util;
+
+use crate::{Error, Result, Tensor};
+
+/// Element-by-element functions of one tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Relu,
+    /// GELU with the tanh approximation (`gelu_new` in GPT-2).
+    GeluTanh,
+    /// Exact GELU through the error function (BERT, ViT).
+    GeluErf,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Neg,
+    Tanh,
+    Sigmoid,
+}
+
+impl UnaryOp {
+    #[inline]
+    pub(crate) fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Relu => x.max(0.0),
+            UnaryOp::GeluTanh => {
+                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+                0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
+            }
+            UnaryOp::GeluErf => {
+                (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32
+            }
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Abs => x.abs(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Tanh => x.tanh(),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+        }
+    }
+}
+
+/// Element-by-element functions of two broadcast tensors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+}
+
+impl BinaryOp {
+    #[inline]
+    pub(crate) fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            BinaryOp::Add => a + b,
+            BinaryOp::Sub => a - b,
+            BinaryOp::Mul => a * b,
+            BinaryOp::Div => a / b,
+            BinaryOp::Max => a.max(b),
+            BinaryOp::Min => a.min(b),
+        }
+    }
+}
+
+/// Reductions along one axis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    /// Euclidean norm: `sqrt(sum(x²))`.
+    L2Norm,
+}
+
+/// Both tensors must live on the same device.
+pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.device() != b.device() {
+        return Err(Error::DeviceMismatch {
+            op,
+            lhs: a.device(),
+            rhs: b.device(),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+use super::same_device;
+use crate::cpu::nn as cpu;
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Softmax along `axis`.
+    pub fn softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl("softmax", axis, false)
+    }
+
+    /// `log(softmax(x))` along `axis`, computed stably.
+    pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
+        self.softmax_impl("log_softmax", axis, true)
+    }
+
+    fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor> {
+        let axis = self.shape.axis(op, axis)?;
+        let (outer, len, inner) = self.shape.split_at_axis(axis);
+        let x = self.f32_slice(op)?;
+        Ok(Tensor::cpu_f32(
+            cpu::softmax(x, outer, len, inner, log),
+            self.shape.clone(),
+        ))
+    }
+
+    /// Layer normalisation over the last axis, then `* weight + bias` (both of the last axis' length).
+    pub fn layer_norm(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
+        const OP: &str = "layer_norm";
+        same_device(OP, self, weight)?;
+        same_device(OP, self, bias)?;
+        let d = *self
+            .dims()
+            .last()
+            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
+        for p in [weight, bias] {
+            if p.dims() != [d] {
+                return Err(Error::shapes(
+                    OP,
+                    &self.shape,
+                    &p.shape,
+                    format!("weight and bias must be [{d}]"),
+                ));
+            }
+        }
+        let out = cpu::layer_norm(
+            self.f32_slice(OP)?,
+            weight.f32_slice(OP)?,
+            bias.f32_slice(OP)?,
+            d,
+            eps,
+        );
+        Ok(Tensor::cpu_f32(out, self.shape.clone()))
+    }
+
+    /// Gathers rows of this `[vocab, d]` table for i32 `ids` of any shape: the result is `[..ids, d]`.
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        const OP: &str = "embedding";
+        same_device(OP, self, ids)?;
+        if self.rank() != 2 {
+            return Err(Error::invalid(
+                OP,
+                format!("table must be [vocab, d], got {}", self.shape),
+            ));
+        }
+        let (vocab, d) = (self.dims()[0], self.dims()[1]);
+        let id_values = ids.i32_slice(OP)?;
+        if let Some(&bad) = id_values.iter().find(|&&i| i < 0 || i as usize >= vocab) {
+            return Err(Error::IndexOutOfRange {
+                op: OP,
+                index: bad as i64,
+                size: vocab,
+            });
+        }
+        let mut dims = ids.dims().to_vec();
+        dims.push(d);
+        Ok(Tensor::cpu_f32(
+            cpu::embedding(id_values, self.f32_slice(OP)?, d),
+            dims,
+        ))
+    }
+
+    /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
+    pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "top_k";
+        let len = *self
+            .dims()
+            .last()
+            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
+        if k > len {
+            return Err(Error::invalid(
+                OP,
+                format!("k = {k} exceeds the last axis of {}", self.shape),
+            ));
+        }
+        let (values, indices) = cpu::top_k(self.f32_slice(OP)?, len, k);
+        let mut dims = self.dims().to_vec();
+        *dims.last_mut().expect("rank checked above") = k;
+        Ok((
+            Tensor::cpu_f32(values, dims.clone()),
+            Tensor::cpu_i32(indices, dims),
+        ))
+    }
+
+    /// Fills entries above the causal diagonal of the last two axes `[query, key]` with `fill`
+    /// (query `i` keeps keys `0..=i + key_len - query_len`).
+    pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
+        const OP: &str = "causal_mask";
+        if self.rank() < 2 {
+            return Err(Error::invalid(
+                OP,
+                format!("needs [.., query, key], got {}", self.shape),
+            ));
+        }
+        let (q, k) = (self.dims()[self.rank() - 2], self.dims()[self.rank() - 1]);
+        if k < q {
+            return Err(Error::invalid(
+                OP,
+                format!("fewer keys ({k}) than queries ({q})"),
+            ));
+        }
+        Ok(Tensor::cpu_f32(
+            cpu::causal_mask(self.f32_slice(OP)?, q, k, fill),
+            self.shape.clone(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{assert_close, ids, t};
+    use crate::Error;
+
+    #[test]
+    fn softmax_rows_sum_to_one_and_match_closed_form() {
+        let x = t(&[1., 2., 3., 0., 0., 0.], &[2, 3]);
+        let s = x.softmax(-1).unwrap();
+        let e: Vec<f32> = [1f32, 2., 3.].iter().map(|v| v.exp()).collect();
+        let z: f32 = e.iter().sum();
+        assert_close(
+            &s,
+            &[e[0] / z, e[1] / z, e[2] / z, 1. / 3., 1. / 3., 1. / 3.],
+            1e-6,
+        );
+        let ls = x.log_softmax(-1).unwrap();
+        assert_close(
+            &ls,
+            &[
+                1. - z.ln(),
+                2. - z.ln(),
+                3. - z.ln(),
+                -(3f32.ln()),
+                -(3f32.ln()),
+                -(3f32.ln()),
+            ],
+            1e-6,
+        );
+    }
+
+    #[test]
+    fn softmax_is_stable_for_large_inputs_and_along_inner_axes() {
+        let x = t(&[1000., 1001., -1000., -1001.], &[2, 2]);
+        let s = x.softmax(0).unwrap();
+        assert_close(&s, &[1., 1., 0., 0.], 1e-6);
+        let s = x.softmax(1).unwrap();
+        let a = 1. / (1. + 1f32.exp());
+        assert_close(&s, &[a, 1. - a, 1. - a, a], 1e-6);
+    }
+
+    #[test]
+    fn layer_norm_normalises_then_scales() {
+        let x = t(&[1., 2., 3., 4., -1., 0., 1., 2.], &[2, 4]);
+        let w = t(&[1., 2., 1., 1.], &[4]);
+        let b = t(&[0., 0., 1., 0.], &[4]);
+        let y = x.layer_norm(&w, &b, 0.0).unwrap();
+        let inv = 1. / 1.25f32.sqrt();
+        let expected = [-1.5 * inv, -0.5 * inv * 2., 0.5 * inv + 1., 1.5 * inv];
+        let mut both = expected.to_vec();
+        both.extend(expected);
+        assert_close(&y, &both, 1e-6);
+        let err = x.layer_norm(&t(&[1.; 3], &[3]), &b, 1e-5).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::ShapeMismatch {
+                    op: "layer_norm",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn embedding_gathers_rows_and_rejects_bad_ids() {
+        let table = t(&[0., 0.5, 1., 1.5, 2., 2.5], &[3, 2]);
+        let out = table.embedding(&ids(&[2, 0, 1, 2], &[2, 2])).unwrap();
+        assert_eq!(out.dims(), &[2, 2, 2]);
+        assert_close(&out, &[2., 2.5, 0., 0.5, 1., 1.5, 2., 2.5], 0.);
+        let err = table.embedding(&ids(&[3], &[1])).unwrap_err();
+        assert_eq!(
+            err,
+            Error::IndexOutOfRange {
+                op: "embedding",
+                index: 3,
+                size: 3
+            }
+        );
+        assert!(table.embedding(&ids(&[-1], &[1])).is_err());
+    }
+
+    #[test]
+    fn top_k_sorts_descending_with_indices() {
+        let x = t(&[0.1, 0.9, 0.5, 0.9, -1., 3., 2., 1.], &[2, 4]);
+        let (v, i) = x.top_k(2).unwrap();
+        assert_close(&v, &[0.9, 0.9, 3., 2.], 0.);
+        assert_eq!(i.to_vec_i32().unwrap(), vec![1, 3, 1, 2]);
+        assert!(x.top_k(5).is_err());
+    }
+
+    #[test]
+    fn causal_mask_hides_future_keys() {
+        let x = t(&[1.; 9], &[1, 3, 3]);
+        let m = x
+            .causal_mask(f32::NEG_INFINITY)
+            .unwrap()
+            .to_vec_f32()
+            .unwrap();
+        let visible: Vec<bool> = m.iter().map(|v| v.is_finite()).collect();
+        assert_eq!(
+            visible,
+            vec![true, false, false, true, true, false, true, true, true]
+        );
+        let p = x
+            .causal_mask(f32::NEG_INFINITY)
+            .unwrap()
+            .softmax(-1)
+            .unwrap();
+        assert_close(
+            &p,
+            &[1., 0., 0., 0.5, 0.5, 0., 1. / 3., 1. / 3., 1. / 3.],
+            1e-6,
+        );
+    }
+}

@@ -1,0 +1,105 @@
+use super::ReduceOp;
+use crate::cpu::reduce as cpu;
+use crate::{Result, Shape, Tensor};
+
+impl Tensor {
+    /// Reduces along `axis` (negative counts from the end). With `keepdim` the axis stays with size 1.
+    pub fn reduce(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
+        let axis = self.shape.axis("reduce", axis)?;
+        let (outer, len, inner) = self.shape.split_at_axis(axis);
+        let x = self.f32_slice("reduce")?;
+        Ok(Tensor::cpu_f32(
+            cpu::reduce(op, x, outer, len, inner),
+            reduced_shape(&self.shape, axis, keepdim),
+        ))
+    }
+
+    pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Sum, axis, keepdim)
+    }
+    pub fn mean(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Mean, axis, keepdim)
+    }
+    pub fn max(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::Max, axis, keepdim)
+    }
+    pub fn l2_norm(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        self.reduce(ReduceOp::L2Norm, axis, keepdim)
+    }
+
+    /// Position of the largest value along `axis` (the first on ties), as i32.
+    pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        let axis = self.shape.axis("argmax", axis)?;
+        let (outer, len, inner) = self.shape.split_at_axis(axis);
+        if len == 0 {
+            return Err(crate::Error::invalid(
+                "argmax",
+                format!("axis {axis} of {} is empty", self.shape),
+            ));
+        }
+        let x = self.f32_slice("argmax")?;
+        Ok(Tensor::cpu_i32(
+            cpu::argmax(x, outer, len, inner),
+            reduced_shape(&self.shape, axis, keepdim),
+        ))
+    }
+}
+
+fn reduced_shape(shape: &Shape, axis: usize, keepdim: bool) -> Shape {
+    let mut dims = shape.dims().to_vec();
+    if keepdim {
+        dims[axis] = 1;
+    } else {
+        dims.remove(axis);
+    }
+    Shape::new(dims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::{assert_close, t};
+    use crate::Error;
+
+    #[test]
+    fn reductions_along_each_axis() {
+        let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+        assert_close(&x.sum(0, false).unwrap(), &[5., 7., 9.], 0.);
+        assert_close(&x.sum(-1, false).unwrap(), &[6., 15.], 0.);
+        assert_close(&x.mean(1, false).unwrap(), &[2., 5.], 0.);
+        assert_close(&x.max(0, false).unwrap(), &[4., 5., 6.], 0.);
+        assert_close(
+            &x.l2_norm(1, false).unwrap(),
+            &[14f32.sqrt(), 77f32.sqrt()],
+            1e-6,
+        );
+        assert_eq!(x.sum(1, true).unwrap().dims(), &[2, 1]);
+        assert_eq!(x.sum(0, false).unwrap().dims(), &[3]);
+    }
+
+    #[test]
+    fn middle_axis_of_a_3d_tensor() {
+        let x = t(&(0..24).map(|v| v as f32).collect::<Vec<_>>(), &[2, 3, 4]);
+        let s = x.sum(1, false).unwrap();
+        assert_eq!(s.dims(), &[2, 4]);
+        assert_close(&s, &[12., 15., 18., 21., 48., 51., 54., 57.], 0.);
+    }
+
+    #[test]
+    fn argmax_picks_first_of_ties() {
+        let x = t(&[1., 3., 3., 0., -1., -2.], &[2, 3]);
+        assert_eq!(
+            x.argmax(1, false).unwrap().to_vec_i32().unwrap(),
+            vec![1, 0]
+        );
+        assert_eq!(
+            x.argmax(0, false).unwrap().to_vec_i32().unwrap(),
+            vec![0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn bad_axis_is_a_typed_error() {
+        let err = t(&[1., 2.], &[2]).sum(1, false).unwrap_err();
+        assert!(matches!(err, Error::AxisOutOfRange { .. }), "{err}");
+    }
+}
