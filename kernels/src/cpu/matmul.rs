@@ -69,3 +69,52 @@ pub(crate) fn batched_matmul(
     }
     out
 }
+
+/// `x (rows×k) · w (k×n) + bias`, the bias written into the output first and accumulated into by the
+/// GEMM, so the affine layer costs one pass.
+pub(crate) fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, k: usize, n: usize) -> Vec<f32> {
+    let mut out = match bias {
+        Some(b) => {
+            let mut out = Vec::with_capacity(rows * n);
+            for _ in 0..rows {
+                out.extend_from_slice(b);
+            }
+            out
+        }
+        None => vec![0.0; rows * n],
+    };
+    if rows * n == 0 || k == 0 {
+        return out;
+    }
+    let parallelism = if rows * n * k >= 1 << 15 {
+        Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: `x` holds rows×k, `w` holds k×n and `out` rows×n elements, all row-major (checked by
+    // the ops layer).
+    unsafe {
+        gemm(
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            bias.is_some(),
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    out
+}

@@ -57,6 +57,33 @@ impl Tensor {
         Ok(Tensor::cpu_f32(out, dims))
     }
 
+    /// The affine layer `self · weight + bias` for `self` of shape `[.., in]`, `weight` `[in, out]`
+    /// (the Conv1D layout GPT-2 checkpoints store) and `bias` `[out]`.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        const OP: &str = "linear";
+        same_device(OP, self, weight)?;
+        let k = *self.dims().last().ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
+        if weight.rank() != 2 || weight.dims()[0] != k {
+            return Err(Error::shapes(OP, &self.shape, &weight.shape, format!("weight must be [{k}, out]")));
+        }
+        let n = weight.dims()[1];
+        let bias = match bias {
+            Some(b) => {
+                same_device(OP, self, b)?;
+                if b.dims() != [n] {
+                    return Err(Error::shapes(OP, &weight.shape, &b.shape, format!("bias must be [{n}]")));
+                }
+                Some(b.f32_slice(OP)?)
+            }
+            None => None,
+        };
+        let rows = self.numel() / k.max(1);
+        let out = crate::cpu::matmul::linear(self.f32_slice(OP)?, weight.f32_slice(OP)?, bias, rows, k, n);
+        let mut dims = self.dims().to_vec();
+        *dims.last_mut().expect("rank checked above") = n;
+        Ok(Tensor::cpu_f32(out, dims))
+    }
+
     /// `self · rhs` without transposes.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         self.matmul_t(rhs, false, false)
@@ -174,6 +201,22 @@ mod tests {
             })
             .collect();
         assert_close(&scores, &expected, 1e-5);
+    }
+
+    #[test]
+    fn linear_adds_bias_to_every_row() {
+        let (rows, k, n) = (70, 90, 110);
+        let x = Tensor::randn([2, rows / 2, k], 0., 1., 8, Device::Cpu).unwrap();
+        let w = Tensor::randn([k, n], 0., 1., 9, Device::Cpu).unwrap();
+        let b = Tensor::randn([n], 0., 1., 10, Device::Cpu).unwrap();
+        let out = x.linear(&w, Some(&b)).unwrap();
+        assert_eq!(out.dims(), &[2, rows / 2, n]);
+        let reference = x.matmul(&w).unwrap().add(&b).unwrap();
+        assert_close(&out, &reference.to_vec_f32().unwrap(), 1e-5);
+        let no_bias = x.linear(&w, None).unwrap();
+        assert_close(&no_bias, &x.matmul(&w).unwrap().to_vec_f32().unwrap(), 1e-5);
+        assert!(x.linear(&w, Some(&w)).is_err());
+        assert!(w.linear(&w, None).is_err());
     }
 
     #[test]

@@ -1,0 +1,96 @@
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use loupe_kernels::Tensor;
+
+use crate::model::{Gpt2, RunSpec};
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Forward-pass throughput (tokens/s) and peak memory on random token ids.
+    Forward(ForwardArgs),
+}
+
+#[derive(Args)]
+pub struct ForwardArgs {
+    /// Hugging Face model directory.
+    #[arg(long)]
+    model: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    /// Hook name or glob to capture on every pass (`*` for all).
+    #[arg(long, value_name = "GLOB")]
+    capture: Vec<String>,
+    /// Timed passes.
+    #[arg(long, default_value_t = 5)]
+    iters: usize,
+    /// Untimed passes first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(cmd: BenchCommand) -> Result<()> {
+    let BenchCommand::Forward(args) = cmd;
+    let device = super::resolve_device(&args.device)?;
+    let start = Instant::now();
+    let model = Gpt2::load(&args.model, device)?;
+    let load_s = start.elapsed().as_secs_f64();
+    let rss_after_load = memory_kib("VmRSS");
+
+    let vocab = model.config.vocab_size as u64;
+    let ids: Vec<Vec<u32>> = (0..args.batch)
+        .map(|b| (0..args.seq).map(|t| ((b * 7919 + t * 104_729) as u64 % vocab) as u32).collect())
+        .collect();
+    let ids = model.input_ids(&ids)?;
+    let spec = RunSpec { capture: args.capture.clone(), ..Default::default() };
+    for _ in 0..args.warmup {
+        run_once(&model, &ids, &spec)?;
+    }
+    let mut times = Vec::with_capacity(args.iters);
+    for _ in 0..args.iters.max(1) {
+        let t = Instant::now();
+        run_once(&model, &ids, &spec)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let tokens = (args.batch * args.seq) as f64;
+    println!("model:          {}", args.model.display());
+    println!("device:         {device}, {} threads", rayon::current_num_threads());
+    println!("batch × seq:    {} × {}", args.batch, args.seq);
+    println!("capture:        {}", if args.capture.is_empty() { "none".to_string() } else { args.capture.join(" ") });
+    println!("load:           {load_s:.2} s, RSS {:.0} MiB", rss_after_load / 1024.0);
+    println!("forward:        median {:.1} ms, best {:.1} ms over {} passes", median * 1e3, times[0] * 1e3, times.len());
+    println!("tokens/s:       {:.0}", tokens / median);
+    println!("peak RSS:       {:.0} MiB", memory_kib("VmHWM") / 1024.0);
+    Ok(())
+}
+
+/// One pass with the captures read back to the host, as a user of them would.
+fn run_once(model: &Gpt2, ids: &Tensor, spec: &RunSpec) -> Result<()> {
+    let out = model.forward(ids, spec)?;
+    if let Some(logits) = &out.logits {
+        std::hint::black_box(logits.numel());
+    }
+    std::hint::black_box(out.captures.len());
+    Ok(())
+}
+
+/// A field of /proc/self/status in KiB (0 where unavailable).
+fn memory_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,68 @@
+//! The `loupe` command line.
+
+mod bench;
+mod models;
+mod tokenize;
+mod trace;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+use loupe_kernels::Device;
+
+/// loupe: a plugin host for model-analysis (mechanistic interpretability) experiments.
+#[derive(Parser)]
+#[command(name = "loupe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a model on token ids or text and save its logits and hooked activations to a safetensors file.
+    Trace(trace::TraceArgs),
+    /// Print the token ids of a text as a JSON array.
+    Tokenize(tokenize::TokenizeArgs),
+    /// Inspect model directories or create random ones.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Measure speed and memory.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+impl Cli {
+    pub fn run(self) -> Result<()> {
+        match self.command {
+            Command::Trace(args) => trace::run(args),
+            Command::Tokenize(args) => tokenize::run(args),
+            Command::Models(cmd) => models::run(cmd),
+            Command::Bench(cmd) => bench::run(cmd),
+        }
+    }
+}
+
+/// Resolves `--device auto|cpu|cuda[:N]`. `auto` falls back to the CPU with one line on stderr.
+pub fn resolve_device(choice: &str) -> Result<Device> {
+    match choice {
+        "auto" => {
+            eprintln!("loupe: no CUDA backend in this build; running on the CPU");
+            Ok(Device::Cpu)
+        }
+        other => match other.parse::<Device>() {
+            Ok(Device::Cpu) => Ok(Device::Cpu),
+            Ok(cuda @ Device::Cuda(_)) => bail!("--device {cuda}: this build of loupe has no CUDA backend; use --device cpu"),
+            Err(e) => bail!("--device: {e} (or `auto`)"),
+        },
+    }
+}
+
+/// Parses `--ids 1,2,3`.
+pub fn parse_ids(list: &str) -> Result<Vec<u32>> {
+    list.split(',')
+        .map(|s| {
+            let s = s.trim();
+            s.parse::<u32>().map_err(|_| anyhow::anyhow!("--ids: `{s}` is not a token id (expected e.g. --ids 464,3290,318)"))
+        })
+        .collect()
+}

@@ -1,0 +1,61 @@
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::model::{Gpt2, RunSpec};
+use crate::tensor_file::write_safetensors;
+use crate::tokenizer::TextTokenizer;
+
+#[derive(Args)]
+pub struct TraceArgs {
+    /// Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated token ids of one sequence; repeat for a batch (sequences of equal length).
+    #[arg(long, value_name = "1,2,3", conflicts_with = "text")]
+    ids: Vec<String>,
+    /// Text to tokenize with the model's tokenizer; repeat for a batch (equal token counts).
+    #[arg(long)]
+    text: Vec<String>,
+    /// Hook name or glob to save, e.g. `blocks.0.attn.hook_pattern`, `blocks.*.hook_resid_post`, `*`.
+    #[arg(long, value_name = "GLOB")]
+    capture: Vec<String>,
+    /// Output safetensors file: `input_ids`, `logits` and each captured hook under its name.
+    #[arg(long)]
+    out: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+pub fn run(args: TraceArgs) -> Result<()> {
+    let device = super::resolve_device(&args.device)?;
+    let batch: Vec<Vec<u32>> = if !args.text.is_empty() {
+        let tokenizer = TextTokenizer::load(&args.model.join("tokenizer.json"))?;
+        args.text.iter().map(|t| tokenizer.encode(t)).collect::<Result<_, _>>()?
+    } else if !args.ids.is_empty() {
+        args.ids.iter().map(|s| super::parse_ids(s)).collect::<Result<_>>()?
+    } else {
+        bail!("give the input as --ids 1,2,3 or --text \"...\"");
+    };
+    let model = Gpt2::load(&args.model, device)?;
+    let ids = model.input_ids(&batch)?;
+    let spec = RunSpec { capture: args.capture, ..Default::default() };
+    let output = model.forward(&ids, &spec)?;
+
+    let mut tensors = vec![("input_ids".to_string(), ids)];
+    if let Some(logits) = output.logits {
+        tensors.push(("logits".to_string(), logits));
+    }
+    let captured = output.captures.len();
+    tensors.extend(output.captures);
+    write_safetensors(&args.out, &tensors)?;
+    eprintln!(
+        "loupe: traced {} × {} tokens, captured {captured} hooks → {}",
+        batch.len(),
+        batch[0].len(),
+        args.out.display()
+    );
+    Ok(())
+}

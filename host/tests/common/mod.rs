@@ -1,0 +1,59 @@
+//! Helpers shared by the host's integration tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use safetensors::{Dtype, SafeTensors};
+
+/// `../shared/fixtures` beside the checkout (or `$LOUPE_FIXTURES`). The fixtures are the ground truth,
+/// so their absence fails the test rather than skipping it.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("LOUPE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    assert!(
+        dir.join("gpt2-ref").is_dir(),
+        "reference fixtures not found at {}; set LOUPE_FIXTURES to the shared/fixtures directory",
+        dir.display()
+    );
+    dir
+}
+
+/// A tensor read from a safetensors file, widened to f64-free plain vectors.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub shape: Vec<usize>,
+    pub f32s: Vec<f32>,
+    pub i32s: Vec<i32>,
+}
+
+pub fn read_safetensors(path: &std::path::Path) -> BTreeMap<String, Stored> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let st = SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let data = view.data();
+            let (f32s, i32s) = match view.dtype() {
+                Dtype::F32 => (data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(), vec![]),
+                Dtype::I32 => (vec![], data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect()),
+                Dtype::I64 => (vec![], data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as i32).collect()),
+                other => panic!("unexpected dtype {other:?} for {name}"),
+            };
+            (name, Stored { shape: view.shape().to_vec(), f32s, i32s })
+        })
+        .collect()
+}
+
+/// Largest violation of `|a - e| <= tol * max(1, |e|)`, as (index, actual, expected), if any.
+pub fn worst_mismatch(actual: &[f32], expected: &[f32], tol: f32) -> Option<(usize, f32, f32)> {
+    assert_eq!(actual.len(), expected.len(), "lengths differ");
+    actual
+        .iter()
+        .zip(expected)
+        .enumerate()
+        .filter(|(_, (a, e))| !((*a - *e).abs() <= tol * e.abs().max(1.0)))
+        .max_by(|x, y| (x.1.0 - x.1.1).abs().total_cmp(&(y.1.0 - y.1.1).abs()))
+        .map(|(i, (a, e))| (i, *a, *e))
+}
