@@ -12,16 +12,33 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let (dtype, bytes): (Dtype, Vec<u8>) = match t.dtype() {
-            DType::F32 => (Dtype::F32, t.to_vec_f32()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
-            DType::I32 => (Dtype::I32, t.to_vec_i32()?.iter().flat_map(|v| v.to_le_bytes()).collect()),
+            DType::F32 => (
+                Dtype::F32,
+                t.to_vec_f32()?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
+            DType::I32 => (
+                Dtype::I32,
+                t.to_vec_i32()?
+                    .iter()
+                    .flat_map(|v| v.to_le_bytes())
+                    .collect(),
+            ),
         };
         buffers.push((name.clone(), dtype, t.dims().to_vec(), bytes));
     }
     let views = buffers
         .iter()
-        .map(|(name, dtype, shape, bytes)| Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?)))
+        .map(|(name, dtype, shape, bytes)| {
+            Ok((name.clone(), TensorView::new(*dtype, shape.clone(), bytes)?))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = safetensors::serialize_to_file(views, None, &tmp)
         .map_err(anyhow::Error::from)

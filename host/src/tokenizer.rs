@@ -29,7 +29,10 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             why: format!("not a valid tokenizer.json: {e}"),
         })?;
-        Ok(TextTokenizer { inner, path: path.to_path_buf() })
+        Ok(TextTokenizer {
+            inner,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Token ids for `text`, as the Hugging Face tokenizer gives them when called on the text.

@@ -9,11 +9,21 @@ use loupe_kernels::{Device, Tensor};
 
 const TOL: f32 = 1e-4;
 
-fn reference_ids() -> (Vec<Vec<u32>>, std::collections::BTreeMap<String, common::Stored>) {
+fn reference_ids() -> (
+    Vec<Vec<u32>>,
+    std::collections::BTreeMap<String, common::Stored>,
+) {
     let reference = read_safetensors(&fixtures_dir().join("gpt2-ref/reference.safetensors"));
     let ids = &reference["input_ids"];
     let (b, t) = (ids.shape[0], ids.shape[1]);
-    let batch = (0..b).map(|i| ids.i32s[i * t..(i + 1) * t].iter().map(|&v| v as u32).collect()).collect();
+    let batch = (0..b)
+        .map(|i| {
+            ids.i32s[i * t..(i + 1) * t]
+                .iter()
+                .map(|&v| v as u32)
+                .collect()
+        })
+        .collect();
     (batch, reference)
 }
 
@@ -22,7 +32,15 @@ fn logits_and_every_hook_match_hugging_face() {
     let (batch, reference) = reference_ids();
     let model = Gpt2::load(&fixtures_dir().join("gpt2-ref"), Device::Cpu).unwrap();
     let ids = model.input_ids(&batch).unwrap();
-    let out = model.forward(&ids, &RunSpec { capture: vec!["*".into()], ..Default::default() }).unwrap();
+    let out = model
+        .forward(
+            &ids,
+            &RunSpec {
+                capture: vec!["*".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
 
     let mut checked = 0;
     for (name, expected) in &reference {
@@ -32,10 +50,13 @@ fn logits_and_every_hook_match_hugging_face() {
         let actual: &Tensor = if name == "logits" {
             out.logits.as_ref().expect("logits")
         } else {
-            out.captures.get(name).unwrap_or_else(|| panic!("hook {name} was not captured"))
+            out.captures
+                .get(name)
+                .unwrap_or_else(|| panic!("hook {name} was not captured"))
         };
         assert_eq!(actual.dims(), expected.shape.as_slice(), "shape of {name}");
-        if let Some((i, a, e)) = worst_mismatch(&actual.to_vec_f32().unwrap(), &expected.f32s, TOL) {
+        if let Some((i, a, e)) = worst_mismatch(&actual.to_vec_f32().unwrap(), &expected.f32s, TOL)
+        {
             panic!("{name}: element {i} is {a}, reference {e}");
         }
         checked += 1;
@@ -50,10 +71,20 @@ fn stopping_early_gives_the_same_activations() {
     let (batch, reference) = reference_ids();
     let model = Gpt2::load(&fixtures_dir().join("gpt2-ref"), Device::Cpu).unwrap();
     let ids = model.input_ids(&batch).unwrap();
-    let spec = RunSpec { capture: vec!["blocks.0.hook_attn_out".into()], skip_logits: true, ..Default::default() };
+    let spec = RunSpec {
+        capture: vec!["blocks.0.hook_attn_out".into()],
+        skip_logits: true,
+        ..Default::default()
+    };
     let out = model.forward(&ids, &spec).unwrap();
-    assert!(out.logits.is_none(), "the pass should stop before the unembedding");
-    assert_eq!(out.captures.keys().collect::<Vec<_>>(), vec!["blocks.0.hook_attn_out"]);
+    assert!(
+        out.logits.is_none(),
+        "the pass should stop before the unembedding"
+    );
+    assert_eq!(
+        out.captures.keys().collect::<Vec<_>>(),
+        vec!["blocks.0.hook_attn_out"]
+    );
     let actual = out.captures["blocks.0.hook_attn_out"].to_vec_f32().unwrap();
     assert!(worst_mismatch(&actual, &reference["blocks.0.hook_attn_out"].f32s, TOL).is_none());
 }
@@ -62,12 +93,19 @@ fn stopping_early_gives_the_same_activations() {
 fn tokenizer_ids_equal_the_reference_library() {
     let dir = fixtures_dir().join("gpt2-ref");
     let tokenizer = TextTokenizer::load(&dir.join("tokenizer.json")).unwrap();
-    let cases: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_reference.json")).unwrap()).unwrap();
+    let cases: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("tokenizer_reference.json")).unwrap(),
+    )
+    .unwrap();
     assert!(!cases.is_empty());
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let expected: Vec<u32> = case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let expected: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
         assert_eq!(tokenizer.encode(text).unwrap(), expected, "ids of {text:?}");
     }
 }

@@ -45,10 +45,17 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 
     let vocab = model.config.vocab_size as u64;
     let ids: Vec<Vec<u32>> = (0..args.batch)
-        .map(|b| (0..args.seq).map(|t| ((b * 7919 + t * 104_729) as u64 % vocab) as u32).collect())
+        .map(|b| {
+            (0..args.seq)
+                .map(|t| ((b * 7919 + t * 104_729) as u64 % vocab) as u32)
+                .collect()
+        })
         .collect();
     let ids = model.input_ids(&ids)?;
-    let spec = RunSpec { capture: args.capture.clone(), ..Default::default() };
+    let spec = RunSpec {
+        capture: args.capture.clone(),
+        ..Default::default()
+    };
     for _ in 0..args.warmup {
         run_once(&model, &ids, &spec)?;
     }
@@ -62,11 +69,29 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let median = times[times.len() / 2];
     let tokens = (args.batch * args.seq) as f64;
     println!("model:          {}", args.model.display());
-    println!("device:         {device}, {} threads", rayon::current_num_threads());
+    println!(
+        "device:         {device}, {} threads",
+        rayon::current_num_threads()
+    );
     println!("batch × seq:    {} × {}", args.batch, args.seq);
-    println!("capture:        {}", if args.capture.is_empty() { "none".to_string() } else { args.capture.join(" ") });
-    println!("load:           {load_s:.2} s, RSS {:.0} MiB", rss_after_load / 1024.0);
-    println!("forward:        median {:.1} ms, best {:.1} ms over {} passes", median * 1e3, times[0] * 1e3, times.len());
+    println!(
+        "capture:        {}",
+        if args.capture.is_empty() {
+            "none".to_string()
+        } else {
+            args.capture.join(" ")
+        }
+    );
+    println!(
+        "load:           {load_s:.2} s, RSS {:.0} MiB",
+        rss_after_load / 1024.0
+    );
+    println!(
+        "forward:        median {:.1} ms, best {:.1} ms over {} passes",
+        median * 1e3,
+        times[0] * 1e3,
+        times.len()
+    );
     println!("tokens/s:       {:.0}", tokens / median);
     println!("peak RSS:       {:.0} MiB", memory_kib("VmHWM") / 1024.0);
     Ok(())

@@ -51,7 +51,9 @@ pub fn resolve_device(choice: &str) -> Result<Device> {
         }
         other => match other.parse::<Device>() {
             Ok(Device::Cpu) => Ok(Device::Cpu),
-            Ok(cuda @ Device::Cuda(_)) => bail!("--device {cuda}: this build of loupe has no CUDA backend; use --device cpu"),
+            Ok(cuda @ Device::Cuda(_)) => {
+                bail!("--device {cuda}: this build of loupe has no CUDA backend; use --device cpu")
+            }
             Err(e) => bail!("--device: {e} (or `auto`)"),
         },
     }
@@ -62,7 +64,9 @@ pub fn parse_ids(list: &str) -> Result<Vec<u32>> {
     list.split(',')
         .map(|s| {
             let s = s.trim();
-            s.parse::<u32>().map_err(|_| anyhow::anyhow!("--ids: `{s}` is not a token id (expected e.g. --ids 464,3290,318)"))
+            s.parse::<u32>().map_err(|_| {
+                anyhow::anyhow!("--ids: `{s}` is not a token id (expected e.g. --ids 464,3290,318)")
+            })
         })
         .collect()
 }

@@ -39,7 +39,11 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
         ModelsCommand::Inspect { dir } => inspect(dir),
         ModelsCommand::Random(args) => {
             write_random_model(args.preset, args.seed, args.dtype, &args.out)?;
-            eprintln!("loupe: wrote a random {:?} model to {}", args.preset, args.out.display());
+            eprintln!(
+                "loupe: wrote a random {:?} model to {}",
+                args.preset,
+                args.out.display()
+            );
             Ok(())
         }
     }
@@ -53,7 +57,11 @@ fn inspect(dir: PathBuf) -> Result<()> {
     println!("parameters:   {}", model.parameter_count());
     println!("layers:       {}", config.n_layer);
     println!("d_model:      {}", config.d_model);
-    println!("heads:        {} × d_head {}", config.n_head, config.d_head());
+    println!(
+        "heads:        {} × d_head {}",
+        config.n_head,
+        config.d_head()
+    );
     println!("d_mlp:        {}", config.d_mlp);
     println!("vocab:        {}", config.vocab_size);
     println!("context:      {}", config.n_positions);

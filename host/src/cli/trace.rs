@@ -33,15 +33,24 @@ pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
     let batch: Vec<Vec<u32>> = if !args.text.is_empty() {
         let tokenizer = TextTokenizer::load(&args.model.join("tokenizer.json"))?;
-        args.text.iter().map(|t| tokenizer.encode(t)).collect::<Result<_, _>>()?
+        args.text
+            .iter()
+            .map(|t| tokenizer.encode(t))
+            .collect::<Result<_, _>>()?
     } else if !args.ids.is_empty() {
-        args.ids.iter().map(|s| super::parse_ids(s)).collect::<Result<_>>()?
+        args.ids
+            .iter()
+            .map(|s| super::parse_ids(s))
+            .collect::<Result<_>>()?
     } else {
         bail!("give the input as --ids 1,2,3 or --text \"...\"");
     };
     let model = Gpt2::load(&args.model, device)?;
     let ids = model.input_ids(&batch)?;
-    let spec = RunSpec { capture: args.capture, ..Default::default() };
+    let spec = RunSpec {
+        capture: args.capture,
+        ..Default::default()
+    };
     let output = model.forward(&ids, &spec)?;
 
     let mut tensors = vec![("input_ids".to_string(), ids)];

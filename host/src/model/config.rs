@@ -48,7 +48,8 @@ impl Gpt2Config {
     }
 
     pub fn from_json(text: &str) -> Result<Self, String> {
-        let raw: RawConfig = serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
+        let raw: RawConfig =
+            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))?;
         let is_gpt2 = raw.model_type.as_deref() == Some("gpt2")
             || (raw.model_type.is_none()
                 && raw.architectures.iter().any(|a| a.starts_with("GPT2")));
@@ -57,7 +58,9 @@ impl Gpt2Config {
                 .model_type
                 .map(|m| format!("model_type \"{m}\""))
                 .unwrap_or_else(|| format!("architectures {:?}", raw.architectures));
-            return Err(format!("unknown architecture ({found}); loupe can load: gpt2"));
+            return Err(format!(
+                "unknown architecture ({found}); loupe can load: gpt2"
+            ));
         }
         let need = |v: Option<usize>, key: &str| v.ok_or_else(|| format!("key `{key}` is missing"));
         let d_model = need(raw.n_embd, "n_embd")?;
@@ -65,13 +68,20 @@ impl Gpt2Config {
         let n_layer = need(raw.n_layer, "n_layer")?;
         let vocab_size = need(raw.vocab_size, "vocab_size")?;
         let n_positions = need(raw.n_positions.or(raw.n_ctx), "n_positions")?;
-        for (key, v) in [("n_embd", d_model), ("n_head", n_head), ("vocab_size", vocab_size), ("n_positions", n_positions)] {
+        for (key, v) in [
+            ("n_embd", d_model),
+            ("n_head", n_head),
+            ("vocab_size", vocab_size),
+            ("n_positions", n_positions),
+        ] {
             if v == 0 {
                 return Err(format!("key `{key}` must be positive"));
             }
         }
         if d_model % n_head != 0 {
-            return Err(format!("`n_embd` ({d_model}) is not divisible by `n_head` ({n_head})"));
+            return Err(format!(
+                "`n_embd` ({d_model}) is not divisible by `n_head` ({n_head})"
+            ));
         }
         let activation_name = raw.activation_function.unwrap_or_else(|| "gelu_new".into());
         let activation = match activation_name.as_str() {
@@ -172,14 +182,20 @@ mod tests {
     #[test]
     fn rejects_what_it_cannot_run() {
         let err = Gpt2Config::from_json(r#"{"model_type":"bert"}"#).unwrap_err();
-        assert!(err.contains("unknown architecture (model_type \"bert\")"), "{err}");
+        assert!(
+            err.contains("unknown architecture (model_type \"bert\")"),
+            "{err}"
+        );
         let err = Gpt2Config::from_json(r#"{"model_type":"gpt2","n_head":2}"#).unwrap_err();
         assert!(err.contains("`n_embd` is missing"), "{err}");
         let err = Gpt2Config::from_json("{not json").unwrap_err();
         assert!(err.contains("malformed JSON"), "{err}");
-        let err = Gpt2Config::from_json(&MINIMAL.replace("\"n_head\":2", "\"n_head\":3")).unwrap_err();
+        let err =
+            Gpt2Config::from_json(&MINIMAL.replace("\"n_head\":2", "\"n_head\":3")).unwrap_err();
         assert!(err.contains("not divisible"), "{err}");
-        let err = Gpt2Config::from_json(&MINIMAL.replace("}", ",\"activation_function\":\"swish\"}")).unwrap_err();
+        let err =
+            Gpt2Config::from_json(&MINIMAL.replace("}", ",\"activation_function\":\"swish\"}"))
+                .unwrap_err();
         assert!(err.contains("swish"), "{err}");
     }
 }

@@ -5,7 +5,9 @@ use std::path::Path;
 use loupe_kernels::{Device, Tensor};
 
 use super::hooks::HookPlan;
-use super::{Activation, Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names};
+use super::{
+    Activation, Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names,
+};
 
 /// One transformer block's parameters. Matrices are `[in, out]` as HF's Conv1D stores them.
 struct Block {
@@ -39,12 +41,25 @@ impl Gpt2 {
         Self::from_store(config, &store, device)
     }
 
-    pub fn from_store(config: Gpt2Config, store: &WeightStore, device: Device) -> Result<Self, ModelError> {
-        let (d, v, p, i) = (config.d_model, config.vocab_size, config.n_positions, config.d_mlp);
+    pub fn from_store(
+        config: Gpt2Config,
+        store: &WeightStore,
+        device: Device,
+    ) -> Result<Self, ModelError> {
+        let (d, v, p, i) = (
+            config.d_model,
+            config.vocab_size,
+            config.n_positions,
+            config.d_mlp,
+        );
         let get = |name: &str, shape: &[usize]| store.load(name, shape, device);
-        let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor), ModelError> {
-            Ok((get(&format!("{prefix}.weight"), w)?, get(&format!("{prefix}.bias"), b)?))
-        };
+        let pair =
+            |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor), ModelError> {
+                Ok((
+                    get(&format!("{prefix}.weight"), w)?,
+                    get(&format!("{prefix}.bias"), b)?,
+                ))
+            };
         let blocks = (0..config.n_layer)
             .map(|l| {
                 let h = format!("h.{l}");
@@ -87,10 +102,17 @@ impl Gpt2 {
     /// Number of parameters (the tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
         let block: usize = self.blocks.first().map_or(0, |b| {
-            [&b.ln1, &b.attn_qkv, &b.attn_out, &b.ln2, &b.mlp_in, &b.mlp_out]
-                .iter()
-                .map(|(w, bias)| w.numel() + bias.numel())
-                .sum()
+            [
+                &b.ln1,
+                &b.attn_qkv,
+                &b.attn_out,
+                &b.ln2,
+                &b.mlp_in,
+                &b.mlp_out,
+            ]
+            .iter()
+            .map(|(w, bias)| w.numel() + bias.numel())
+            .sum()
         });
         self.wte.numel()
             + self.wpe.numel()
@@ -103,7 +125,9 @@ impl Gpt2 {
     pub fn input_ids(&self, batch: &[Vec<u32>]) -> Result<Tensor, ModelError> {
         let len = batch.first().map_or(0, Vec::len);
         if len == 0 {
-            return Err(ModelError::Input("no tokens to run: give at least one non-empty sequence".into()));
+            return Err(ModelError::Input(
+                "no tokens to run: give at least one non-empty sequence".into(),
+            ));
         }
         if let Some((b, seq)) = batch.iter().enumerate().find(|(_, s)| s.len() != len) {
             return Err(ModelError::Input(format!(
@@ -118,7 +142,11 @@ impl Gpt2 {
             )));
         }
         for (b, seq) in batch.iter().enumerate() {
-            if let Some((pos, id)) = seq.iter().enumerate().find(|(_, id)| **id as usize >= self.config.vocab_size) {
+            if let Some((pos, id)) = seq
+                .iter()
+                .enumerate()
+                .find(|(_, id)| **id as usize >= self.config.vocab_size)
+            {
                 return Err(ModelError::Input(format!(
                     "token id {id} (sequence {b}, position {pos}) is out of range: vocab_size is {}",
                     self.config.vocab_size
@@ -126,22 +154,33 @@ impl Gpt2 {
             }
         }
         let flat = batch.iter().flatten().map(|&id| id as i32).collect();
-        Tensor::from_vec_i32(flat, [batch.len(), len], self.device).map_err(|source| ModelError::Engine {
-            context: "packing input ids".into(),
-            source,
+        Tensor::from_vec_i32(flat, [batch.len(), len], self.device).map_err(|source| {
+            ModelError::Engine {
+                context: "packing input ids".into(),
+                source,
+            }
         })
     }
 
     /// Runs the model on `ids` (`[batch, pos]`, i32), capturing and editing activations as `spec` asks.
     pub fn forward(&self, ids: &Tensor, spec: &RunSpec) -> Result<RunOutput, ModelError> {
         let plan = HookPlan::new(&self.hook_names, spec)?;
-        let mut pass = Pass { plan: &plan, out: RunOutput::default() };
+        let mut pass = Pass {
+            plan: &plan,
+            out: RunOutput::default(),
+        };
         let engine = |context: &str| {
             let context = context.to_string();
-            move |source| ModelError::Engine { context: context.clone(), source }
+            move |source| ModelError::Engine {
+                context: context.clone(),
+                source,
+            }
         };
         if ids.rank() != 2 {
-            return Err(ModelError::Input(format!("input ids must be [batch, pos], got {}", ids.shape())));
+            return Err(ModelError::Input(format!(
+                "input ids must be [batch, pos], got {}",
+                ids.shape()
+            )));
         }
         let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
         if seq > self.config.n_positions {
@@ -162,13 +201,26 @@ impl Gpt2 {
             }};
         }
 
-        let embed = hook!("hook_embed", self.wte.embedding(ids).map_err(engine("token embedding"))?);
+        let embed = hook!(
+            "hook_embed",
+            self.wte.embedding(ids).map_err(engine("token embedding"))?
+        );
         let positions: Vec<i32> = (0..batch).flat_map(|_| 0..seq as i32).collect();
-        let positions = Tensor::from_vec_i32(positions, [batch, seq], self.device).map_err(engine("positions"))?;
-        let pos_embed = hook!("hook_pos_embed", self.wpe.embedding(&positions).map_err(engine("position embedding"))?);
+        let positions = Tensor::from_vec_i32(positions, [batch, seq], self.device)
+            .map_err(engine("positions"))?;
+        let pos_embed = hook!(
+            "hook_pos_embed",
+            self.wpe
+                .embedding(&positions)
+                .map_err(engine("position embedding"))?
+        );
         let mut resid = embed.add(&pos_embed).map_err(engine("embedding sum"))?;
 
-        let (d, h, dh) = (self.config.d_model, self.config.n_head, self.config.d_head());
+        let (d, h, dh) = (
+            self.config.d_model,
+            self.config.n_head,
+            self.config.d_head(),
+        );
         let eps = self.config.layer_norm_eps;
         for (l, block) in self.blocks.iter().enumerate() {
             if plan.done_before_layer(l) {
@@ -178,15 +230,29 @@ impl Gpt2 {
             let name = |hook: &str| format!("blocks.{l}.{hook}");
 
             let resid_pre = hook!(name("hook_resid_pre"), resid);
-            let ln1 = hook!(name("ln1.hook_normalized"), resid_pre.layer_norm(&block.ln1.0, &block.ln1.1, eps).map_err(e("ln_1"))?);
-            let qkv = ln1.linear(&block.attn_qkv.0, Some(&block.attn_qkv.1)).map_err(e("c_attn"))?;
-            let split = |i: usize| qkv.slice(-1, i * d, (i + 1) * d)?.reshape([batch, seq, h, dh]);
+            let ln1 = hook!(
+                name("ln1.hook_normalized"),
+                resid_pre
+                    .layer_norm(&block.ln1.0, &block.ln1.1, eps)
+                    .map_err(e("ln_1"))?
+            );
+            let qkv = ln1
+                .linear(&block.attn_qkv.0, Some(&block.attn_qkv.1))
+                .map_err(e("c_attn"))?;
+            let split = |i: usize| {
+                qkv.slice(-1, i * d, (i + 1) * d)?
+                    .reshape([batch, seq, h, dh])
+            };
             let q = hook!(name("attn.hook_q"), split(0).map_err(e("q"))?);
             let k = hook!(name("attn.hook_k"), split(1).map_err(e("k"))?);
             let v = hook!(name("attn.hook_v"), split(2).map_err(e("v"))?);
 
             let heads_first = |x: &Tensor| x.permute(&[0, 2, 1, 3]);
-            let mut scale = if self.config.scale_attn_weights { 1.0 / (dh as f32).sqrt() } else { 1.0 };
+            let mut scale = if self.config.scale_attn_weights {
+                1.0 / (dh as f32).sqrt()
+            } else {
+                1.0
+            };
             if self.config.scale_attn_by_inverse_layer_idx {
                 scale /= (l + 1) as f32;
             }
@@ -195,7 +261,10 @@ impl Gpt2 {
                 .and_then(|s| s.affine(scale, 0.0))
                 .and_then(|s| s.causal_mask(f32::NEG_INFINITY))
                 .map_err(e("attention scores"))?;
-            let pattern = hook!(name("attn.hook_pattern"), scores.softmax(-1).map_err(e("softmax"))?);
+            let pattern = hook!(
+                name("attn.hook_pattern"),
+                scores.softmax(-1).map_err(e("softmax"))?
+            );
             let z = pattern
                 .matmul(&heads_first(&v).map_err(e("v"))?)
                 .and_then(|z| heads_first(&z))
@@ -206,24 +275,49 @@ impl Gpt2 {
                 .and_then(|z| z.linear(&block.attn_out.0, Some(&block.attn_out.1)))
                 .map_err(e("attn c_proj"))?;
             let attn_out = hook!(name("hook_attn_out"), attn_out);
-            let resid_mid = hook!(name("hook_resid_mid"), resid_pre.add(&attn_out).map_err(e("residual"))?);
+            let resid_mid = hook!(
+                name("hook_resid_mid"),
+                resid_pre.add(&attn_out).map_err(e("residual"))?
+            );
 
-            let ln2 = hook!(name("ln2.hook_normalized"), resid_mid.layer_norm(&block.ln2.0, &block.ln2.1, eps).map_err(e("ln_2"))?);
-            let pre = hook!(name("mlp.hook_pre"), ln2.linear(&block.mlp_in.0, Some(&block.mlp_in.1)).map_err(e("c_fc"))?);
+            let ln2 = hook!(
+                name("ln2.hook_normalized"),
+                resid_mid
+                    .layer_norm(&block.ln2.0, &block.ln2.1, eps)
+                    .map_err(e("ln_2"))?
+            );
+            let pre = hook!(
+                name("mlp.hook_pre"),
+                ln2.linear(&block.mlp_in.0, Some(&block.mlp_in.1))
+                    .map_err(e("c_fc"))?
+            );
             let post = match self.config.activation {
                 Activation::GeluTanh => pre.gelu_tanh(),
                 Activation::GeluErf => pre.gelu_erf(),
                 Activation::Relu => pre.relu(),
             };
             let post = hook!(name("mlp.hook_post"), post.map_err(e("activation"))?);
-            let mlp_out = hook!(name("hook_mlp_out"), post.linear(&block.mlp_out.0, Some(&block.mlp_out.1)).map_err(e("mlp c_proj"))?);
-            resid = hook!(name("hook_resid_post"), resid_mid.add(&mlp_out).map_err(e("residual"))?);
+            let mlp_out = hook!(
+                name("hook_mlp_out"),
+                post.linear(&block.mlp_out.0, Some(&block.mlp_out.1))
+                    .map_err(e("mlp c_proj"))?
+            );
+            resid = hook!(
+                name("hook_resid_post"),
+                resid_mid.add(&mlp_out).map_err(e("residual"))?
+            );
         }
 
-        let final_norm = resid.layer_norm(&self.ln_f.0, &self.ln_f.1, eps).map_err(engine("ln_f"))?;
+        let final_norm = resid
+            .layer_norm(&self.ln_f.0, &self.ln_f.1, eps)
+            .map_err(engine("ln_f"))?;
         let final_norm = hook!("ln_final.hook_normalized", final_norm);
         let unembed = self.lm_head.as_ref().unwrap_or(&self.wte);
-        pass.out.logits = Some(final_norm.matmul_t(unembed, false, true).map_err(engine("unembedding"))?);
+        pass.out.logits = Some(
+            final_norm
+                .matmul_t(unembed, false, true)
+                .map_err(engine("unembedding"))?,
+        );
         Ok(pass.out)
     }
 }

@@ -45,14 +45,21 @@ impl HookPlan {
     /// Resolves `spec` against `hook_names` (in forward order). Unknown names are errors that list the
     /// closest real ones.
     pub fn new(hook_names: &[String], spec: &RunSpec) -> Result<Self, ModelError> {
-        let order: HashMap<String, usize> = hook_names.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        let order: HashMap<String, usize> = hook_names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
         let capture = select_hooks(hook_names, &spec.capture)?;
         let mut interventions: HashMap<String, Vec<Intervention>> = HashMap::new();
         for iv in &spec.interventions {
             if !order.contains_key(&iv.hook) {
                 return Err(unknown_hook(&iv.hook, hook_names));
             }
-            interventions.entry(iv.hook.clone()).or_default().push(iv.clone());
+            interventions
+                .entry(iv.hook.clone())
+                .or_default()
+                .push(iv.clone());
         }
         let stop_after = spec.skip_logits.then(|| {
             capture
@@ -62,7 +69,12 @@ impl HookPlan {
                 .max()
                 .unwrap_or(0)
         });
-        Ok(HookPlan { capture, interventions, stop_after, order })
+        Ok(HookPlan {
+            capture,
+            interventions,
+            stop_after,
+            order,
+        })
     }
 
     pub fn captures(&self, hook: &str) -> bool {
@@ -70,7 +82,10 @@ impl HookPlan {
     }
 
     pub fn interventions(&self, hook: &str) -> &[Intervention] {
-        self.interventions.get(hook).map(Vec::as_slice).unwrap_or(&[])
+        self.interventions
+            .get(hook)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// True once `hook` has been reached and nothing later is needed.
@@ -89,7 +104,10 @@ impl HookPlan {
 }
 
 /// The hook names matched by `patterns` (exact names or globs with `*`, `?`, `[...]`).
-pub fn select_hooks(hook_names: &[String], patterns: &[String]) -> Result<HashSet<String>, ModelError> {
+pub fn select_hooks(
+    hook_names: &[String],
+    patterns: &[String],
+) -> Result<HashSet<String>, ModelError> {
     let mut selected = HashSet::new();
     for pattern in patterns {
         let is_glob = pattern.contains(['*', '?', '[']);
@@ -100,8 +118,11 @@ pub fn select_hooks(hook_names: &[String], patterns: &[String]) -> Result<HashSe
             selected.insert(pattern.clone());
             continue;
         }
-        let glob = glob::Pattern::new(pattern)
-            .map_err(|e| ModelError::Hook(format!("capture pattern `{pattern}` is not a valid glob: {e}")))?;
+        let glob = glob::Pattern::new(pattern).map_err(|e| {
+            ModelError::Hook(format!(
+                "capture pattern `{pattern}` is not a valid glob: {e}"
+            ))
+        })?;
         let mut matched_any = false;
         for name in hook_names.iter().filter(|n| glob.matches(n)) {
             matched_any = true;
@@ -118,9 +139,16 @@ pub fn select_hooks(hook_names: &[String], patterns: &[String]) -> Result<HashSe
 
 /// "unknown hook `x`; did you mean ..." with the three closest names.
 pub fn unknown_hook(name: &str, hook_names: &[String]) -> ModelError {
-    let mut scored: Vec<(f64, &String)> = hook_names.iter().map(|h| (strsim::jaro_winkler(name, h), h)).collect();
+    let mut scored: Vec<(f64, &String)> = hook_names
+        .iter()
+        .map(|h| (strsim::jaro_winkler(name, h), h))
+        .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let close: Vec<String> = scored.iter().take(3).map(|(_, h)| format!("`{h}`")).collect();
+    let close: Vec<String> = scored
+        .iter()
+        .take(3)
+        .map(|(_, h)| format!("`{h}`"))
+        .collect();
     ModelError::Hook(format!(
         "unknown hook `{name}`; closest: {} (all hooks: `loupe models inspect DIR`)",
         close.join(", ")
@@ -143,30 +171,53 @@ mod tests {
     #[test]
     fn globs_and_exact_names_select() {
         let names = gpt2_hook_names(2);
-        let s = select_hooks(&names, &["blocks.*.attn.hook_pattern".into(), "hook_embed".into()]).unwrap();
+        let s = select_hooks(
+            &names,
+            &["blocks.*.attn.hook_pattern".into(), "hook_embed".into()],
+        )
+        .unwrap();
         assert_eq!(s.len(), 3);
-        assert_eq!(select_hooks(&names, &["*".into()]).unwrap().len(), names.len());
+        assert_eq!(
+            select_hooks(&names, &["*".into()]).unwrap().len(),
+            names.len()
+        );
         assert!(select_hooks(&names, &["blocks.9.*".into()]).is_err());
     }
 
     #[test]
     fn unknown_names_suggest_close_ones() {
         let names = gpt2_hook_names(2);
-        let err = select_hooks(&names, &["blocks.0.hook_resid_pr".into()]).unwrap_err().to_string();
-        assert!(err.contains("unknown hook `blocks.0.hook_resid_pr`"), "{err}");
+        let err = select_hooks(&names, &["blocks.0.hook_resid_pr".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown hook `blocks.0.hook_resid_pr`"),
+            "{err}"
+        );
         assert!(err.contains("`blocks.0.hook_resid_pre`"), "{err}");
     }
 
     #[test]
     fn plan_stops_after_the_last_needed_hook() {
         let names = gpt2_hook_names(3);
-        let spec = RunSpec { capture: vec!["blocks.1.hook_attn_out".into()], skip_logits: true, ..Default::default() };
+        let spec = RunSpec {
+            capture: vec!["blocks.1.hook_attn_out".into()],
+            skip_logits: true,
+            ..Default::default()
+        };
         let plan = HookPlan::new(&names, &spec).unwrap();
         assert!(!plan.done_after("blocks.1.attn.hook_z"));
         assert!(plan.done_after("blocks.1.hook_attn_out"));
         assert!(!plan.done_before_layer(1));
         assert!(plan.done_before_layer(2));
-        let full = HookPlan::new(&names, &RunSpec { capture: spec.capture.clone(), ..Default::default() }).unwrap();
+        let full = HookPlan::new(
+            &names,
+            &RunSpec {
+                capture: spec.capture.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert!(!full.done_after("ln_final.hook_normalized"));
         assert!(!full.done_before_layer(2));
     }

@@ -40,11 +40,23 @@ impl HookAxes {
     /// `[batch, head, query, key]` for the pattern.
     pub fn of(hook: &str) -> HookAxes {
         if hook.ends_with("attn.hook_pattern") {
-            HookAxes { position: 2, head: Some(1) }
-        } else if ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"].iter().any(|h| hook.ends_with(h)) {
-            HookAxes { position: 1, head: Some(2) }
+            HookAxes {
+                position: 2,
+                head: Some(1),
+            }
+        } else if ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"]
+            .iter()
+            .any(|h| hook.ends_with(h))
+        {
+            HookAxes {
+                position: 1,
+                head: Some(2),
+            }
         } else {
-            HookAxes { position: 1, head: None }
+            HookAxes {
+                position: 1,
+                head: None,
+            }
         }
     }
 }
@@ -52,7 +64,10 @@ impl HookAxes {
 impl Intervention {
     /// Applies this edit to `x`, the activation at `self.hook`.
     pub fn apply(&self, x: &Tensor) -> Result<Tensor, ModelError> {
-        let engine = |source| ModelError::Engine { context: format!("intervention at `{}`", self.hook), source };
+        let engine = |source| ModelError::Engine {
+            context: format!("intervention at `{}`", self.hook),
+            source,
+        };
         let scalar = |v: f32| Tensor::full([1], v, x.device()).map_err(engine);
         // `edited` may be smaller than `x`: the final `where` broadcasts it (and the mask) to x's shape.
         let edited = match &self.action {
@@ -114,7 +129,11 @@ impl Intervention {
         // Build the mask in the axis order it will be laid out in.
         let mut values = Vec::with_capacity(pos_selected.len() * head_selected.len());
         let head_first = axes.head.is_some_and(|h| h < axes.position);
-        let (outer, inner) = if head_first { (&head_selected, &pos_selected) } else { (&pos_selected, &head_selected) };
+        let (outer, inner) = if head_first {
+            (&head_selected, &pos_selected)
+        } else {
+            (&pos_selected, &head_selected)
+        };
         for &a in outer {
             for &b in inner {
                 values.push(if a && b { 1.0 } else { 0.0 });
@@ -122,12 +141,22 @@ impl Intervention {
         }
         Tensor::from_vec_f32(values, dims, x.device())
             .map(Some)
-            .map_err(|source| ModelError::Engine { context: format!("intervention at `{}`", self.hook), source })
+            .map_err(|source| ModelError::Engine {
+                context: format!("intervention at `{}`", self.hook),
+                source,
+            })
     }
 }
 
-fn selection(hook: &str, what: &str, chosen: Option<&[usize]>, len: usize) -> Result<Vec<bool>, ModelError> {
-    let Some(chosen) = chosen else { return Ok(vec![true; len]) };
+fn selection(
+    hook: &str,
+    what: &str,
+    chosen: Option<&[usize]>,
+    len: usize,
+) -> Result<Vec<bool>, ModelError> {
+    let Some(chosen) = chosen else {
+        return Ok(vec![true; len]);
+    };
     let mut mask = vec![false; len];
     for &i in chosen {
         if i >= len {
@@ -150,29 +179,49 @@ mod tests {
         Tensor::from_vec_f32((0..n).map(|v| v as f32 + 1.0).collect(), shape, Device::Cpu).unwrap()
     }
 
-    fn edit(hook: &str, action: InterventionAction, heads: Option<Vec<usize>>, positions: Option<Vec<usize>>) -> Intervention {
-        Intervention { hook: hook.into(), action, heads, positions }
+    fn edit(
+        hook: &str,
+        action: InterventionAction,
+        heads: Option<Vec<usize>>,
+        positions: Option<Vec<usize>>,
+    ) -> Intervention {
+        Intervention {
+            hook: hook.into(),
+            action,
+            heads,
+            positions,
+        }
     }
 
     #[test]
     fn zero_selected_heads_and_positions_of_hook_z() {
         let x = iota(&[1, 3, 2, 2]); // [batch, pos, head, d_head]
-        let out = edit("blocks.0.attn.hook_z", InterventionAction::Zero, Some(vec![1]), Some(vec![0, 2]))
-            .apply(&x)
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let out = edit(
+            "blocks.0.attn.hook_z",
+            InterventionAction::Zero,
+            Some(vec![1]),
+            Some(vec![0, 2]),
+        )
+        .apply(&x)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
         assert_eq!(out, vec![1., 2., 0., 0., 5., 6., 7., 8., 9., 10., 0., 0.]);
     }
 
     #[test]
     fn pattern_heads_come_before_positions() {
         let x = iota(&[1, 2, 2, 2]); // [batch, head, query, key]
-        let out = edit("blocks.1.attn.hook_pattern", InterventionAction::Scale(10.0), Some(vec![0]), Some(vec![1]))
-            .apply(&x)
-            .unwrap()
-            .to_vec_f32()
-            .unwrap();
+        let out = edit(
+            "blocks.1.attn.hook_pattern",
+            InterventionAction::Scale(10.0),
+            Some(vec![0]),
+            Some(vec![1]),
+        )
+        .apply(&x)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
         assert_eq!(out, vec![1., 2., 30., 40., 5., 6., 7., 8.]);
     }
 
@@ -180,25 +229,61 @@ mod tests {
     fn replace_and_add_broadcast_values() {
         let x = iota(&[2, 2, 3]);
         let v = Tensor::from_vec_f32(vec![0.5, 0.0, -1.0], [3], Device::Cpu).unwrap();
-        let out = edit("blocks.0.hook_resid_pre", InterventionAction::Replace(v.clone()), None, Some(vec![1]))
+        let out = edit(
+            "blocks.0.hook_resid_pre",
+            InterventionAction::Replace(v.clone()),
+            None,
+            Some(vec![1]),
+        )
+        .apply(&x)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+        assert_eq!(
+            out,
+            vec![1., 2., 3., 0.5, 0., -1., 7., 8., 9., 0.5, 0., -1.]
+        );
+        let out = edit("hook_embed", InterventionAction::Add(v), None, None)
             .apply(&x)
             .unwrap()
             .to_vec_f32()
             .unwrap();
-        assert_eq!(out, vec![1., 2., 3., 0.5, 0., -1., 7., 8., 9., 0.5, 0., -1.]);
-        let out = edit("hook_embed", InterventionAction::Add(v), None, None).apply(&x).unwrap().to_vec_f32().unwrap();
         assert_eq!(&out[..3], &[1.5, 2., 2.]);
     }
 
     #[test]
     fn bad_edits_are_clear_errors() {
         let x = iota(&[1, 2, 3]);
-        let err = edit("blocks.0.hook_resid_pre", InterventionAction::Zero, Some(vec![0]), None).apply(&x).unwrap_err();
+        let err = edit(
+            "blocks.0.hook_resid_pre",
+            InterventionAction::Zero,
+            Some(vec![0]),
+            None,
+        )
+        .apply(&x)
+        .unwrap_err();
         assert!(err.to_string().contains("no head axis"), "{err}");
-        let err = edit("blocks.0.hook_resid_pre", InterventionAction::Zero, None, Some(vec![5])).apply(&x).unwrap_err();
-        assert!(err.to_string().contains("position 5 is out of range"), "{err}");
+        let err = edit(
+            "blocks.0.hook_resid_pre",
+            InterventionAction::Zero,
+            None,
+            Some(vec![5]),
+        )
+        .apply(&x)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("position 5 is out of range"),
+            "{err}"
+        );
         let v = Tensor::zeros([4], Device::Cpu).unwrap();
-        let err = edit("blocks.0.hook_resid_pre", InterventionAction::Add(v), None, None).apply(&x).unwrap_err();
+        let err = edit(
+            "blocks.0.hook_resid_pre",
+            InterventionAction::Add(v),
+            None,
+            None,
+        )
+        .apply(&x)
+        .unwrap_err();
         assert!(err.to_string().contains("does not broadcast"), "{err}");
     }
 }

@@ -44,7 +44,10 @@ impl ModelError {
             std::io::ErrorKind::NotFound => "not found; pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)".to_string(),
             _ => format!("cannot read: {e}"),
         };
-        ModelError::Io { path: path.to_path_buf(), why }
+        ModelError::Io {
+            path: path.to_path_buf(),
+            why,
+        }
     }
 }
 
@@ -81,7 +84,9 @@ impl ModelDir {
                 why: "not a directory; pass a Hugging Face model directory (config.json, model.safetensors, tokenizer.json)".into(),
             });
         }
-        Ok(ModelDir { root: root.to_path_buf() })
+        Ok(ModelDir {
+            root: root.to_path_buf(),
+        })
     }
 
     pub fn config_path(&self) -> PathBuf {

@@ -59,11 +59,18 @@ impl Preset {
 
 /// Writes `config.json`, `model.safetensors` (keys prefixed `transformer.`, as `save_pretrained`
 /// writes them) and `tokenizer.json` into `out`.
-pub fn write_random_model(preset: Preset, seed: u64, dtype: StorageDtype, out: &Path) -> Result<()> {
+pub fn write_random_model(
+    preset: Preset,
+    seed: u64,
+    dtype: StorageDtype,
+    out: &Path,
+) -> Result<()> {
     let config = preset.config();
-    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create directory", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("{}: cannot create directory", out.display()))?;
     let config_json = serde_json::to_string_pretty(&config.to_hf_json())?;
-    std::fs::write(out.join("config.json"), config_json).with_context(|| format!("{}: cannot write config.json", out.display()))?;
+    std::fs::write(out.join("config.json"), config_json)
+        .with_context(|| format!("{}: cannot write config.json", out.display()))?;
     write_weights(&config, seed, dtype, &out.join("model.safetensors"))?;
     write_tokenizer(config.vocab_size, &out.join("tokenizer.json"))?;
     Ok(())
@@ -72,7 +79,12 @@ pub fn write_random_model(preset: Preset, seed: u64, dtype: StorageDtype, out: &
 /// GPT-2's initialisation (normal(0, 0.02); residual projections scaled by 1/sqrt(2·n_layer)), with
 /// layer norms and biases nudged off their defaults so conventions around them are exercised.
 fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Path) -> Result<()> {
-    let (d, i, v, p) = (config.d_model, config.d_mlp, config.vocab_size, config.n_positions);
+    let (d, i, v, p) = (
+        config.d_model,
+        config.d_mlp,
+        config.vocab_size,
+        config.n_positions,
+    );
     let resid_std = 0.02 / (2.0 * config.n_layer as f32).sqrt();
     let mut specs: Vec<(String, Vec<usize>, f32, f32)> = vec![
         ("wte.weight".into(), vec![v, d], 0.0, 0.02),
@@ -85,7 +97,12 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
             (format!("{h}.ln_1.bias"), vec![d], 0.0, 0.02),
             (format!("{h}.attn.c_attn.weight"), vec![d, 3 * d], 0.0, 0.02),
             (format!("{h}.attn.c_attn.bias"), vec![3 * d], 0.0, 0.02),
-            (format!("{h}.attn.c_proj.weight"), vec![d, d], 0.0, resid_std),
+            (
+                format!("{h}.attn.c_proj.weight"),
+                vec![d, d],
+                0.0,
+                resid_std,
+            ),
             (format!("{h}.attn.c_proj.bias"), vec![d], 0.0, 0.02),
             (format!("{h}.ln_2.weight"), vec![d], 1.0, 0.05),
             (format!("{h}.ln_2.bias"), vec![d], 0.0, 0.02),
@@ -100,12 +117,24 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
 
     let mut buffers: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (index, (name, shape, mean, std)) in specs.into_iter().enumerate() {
-        let values = Tensor::randn(shape.clone(), mean, std, seed.wrapping_mul(1_000_003).wrapping_add(index as u64), Device::Cpu)?
-            .to_vec_f32()?;
+        let values = Tensor::randn(
+            shape.clone(),
+            mean,
+            std,
+            seed.wrapping_mul(1_000_003).wrapping_add(index as u64),
+            Device::Cpu,
+        )?
+        .to_vec_f32()?;
         let bytes = match dtype {
             StorageDtype::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            StorageDtype::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
-            StorageDtype::Bf16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
+            StorageDtype::F16 => values
+                .iter()
+                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .collect(),
+            StorageDtype::Bf16 => values
+                .iter()
+                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
+                .collect(),
         };
         buffers.insert(format!("transformer.{name}"), (shape, bytes));
     }
@@ -116,10 +145,19 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
     };
     let views = buffers
         .iter()
-        .map(|(name, (shape, bytes))| Ok((name.clone(), TensorView::new(st_dtype, shape.clone(), bytes)?)))
+        .map(|(name, (shape, bytes))| {
+            Ok((
+                name.clone(),
+                TensorView::new(st_dtype, shape.clone(), bytes)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
-    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    safetensors::serialize_to_file(views, metadata, path).with_context(|| format!("{}: cannot write weights", path.display()))?;
+    let metadata = Some(std::collections::HashMap::from([(
+        "format".to_string(),
+        "pt".to_string(),
+    )]));
+    safetensors::serialize_to_file(views, metadata, path)
+        .with_context(|| format!("{}: cannot write weights", path.display()))?;
     Ok(())
 }
 

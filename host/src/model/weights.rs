@@ -39,7 +39,10 @@ impl WeightStore {
     pub fn open(dir: &Path) -> Result<Self, ModelError> {
         let single = dir.join("model.safetensors");
         let index = dir.join("model.safetensors.index.json");
-        let mut store = WeightStore { files: Vec::new(), tensors: BTreeMap::new() };
+        let mut store = WeightStore {
+            files: Vec::new(),
+            tensors: BTreeMap::new(),
+        };
         if single.exists() {
             store.add_file(&single)?;
         } else if index.exists() {
@@ -56,13 +59,20 @@ impl WeightStore {
     }
 
     fn add_file(&mut self, path: &Path) -> Result<(), ModelError> {
-        let bad = |why: String| ModelError::Weights { path: path.to_path_buf(), why };
+        let bad = |why: String| ModelError::Weights {
+            path: path.to_path_buf(),
+            why,
+        };
         let file = File::open(path).map_err(|e| ModelError::io(path, e))?;
         // SAFETY: the map is read only to parse and validate the header, and dropped before returning;
         // the file is not expected to change while loupe loads it.
-        let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(format!("cannot map: {e}")))?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&map)
-            .map_err(|e| bad(format!("not a valid safetensors file ({e}); it may be truncated or corrupt")))?;
+        let map =
+            unsafe { memmap2::Mmap::map(&file) }.map_err(|e| bad(format!("cannot map: {e}")))?;
+        let (header_len, metadata) = SafeTensors::read_metadata(&map).map_err(|e| {
+            bad(format!(
+                "not a valid safetensors file ({e}); it may be truncated or corrupt"
+            ))
+        })?;
         let data_start = 8 + header_len as u64;
         let file_index = self.files.len();
         for (name, info) in metadata.tensors() {
@@ -86,7 +96,9 @@ impl WeightStore {
 
     /// Canonical names and shapes of every stored tensor.
     pub fn entries(&self) -> impl Iterator<Item = (&str, &[usize])> {
-        self.tensors.iter().map(|(n, t)| (n.as_str(), t.shape.as_slice()))
+        self.tensors
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.shape.as_slice()))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -94,13 +106,21 @@ impl WeightStore {
     }
 
     /// Reads tensor `name`, which must have shape `expected`, as f32 on `device`.
-    pub fn load(&self, name: &str, expected: &[usize], device: Device) -> Result<Tensor, ModelError> {
+    pub fn load(
+        &self,
+        name: &str,
+        expected: &[usize],
+        device: Device,
+    ) -> Result<Tensor, ModelError> {
         let stored = self.tensors.get(name).ok_or_else(|| ModelError::Weights {
             path: self.first_path(),
             why: format!("tensor `{name}` is missing (looked for `{name}` and `{PREFIX}{name}`)"),
         })?;
         let (path, file) = &self.files[stored.file];
-        let bad = |why: String| ModelError::Weights { path: path.clone(), why };
+        let bad = |why: String| ModelError::Weights {
+            path: path.clone(),
+            why,
+        };
         if stored.shape != expected {
             return Err(bad(format!(
                 "tensor `{name}` has shape {:?}, but config.json implies {expected:?}",
@@ -115,15 +135,25 @@ impl WeightStore {
                 file.read_exact_at(bytemuck::cast_slice_mut(&mut values), stored.start)
                     .map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
                 if cfg!(target_endian = "big") {
-                    values.iter_mut().for_each(|v| *v = f32::from_bits(v.to_bits().swap_bytes()));
+                    values
+                        .iter_mut()
+                        .for_each(|v| *v = f32::from_bits(v.to_bits().swap_bytes()));
                 }
                 values
             }
-            Dtype::F16 => read_half(file, stored.start, len, numel, |b| half::f16::from_le_bytes(b).to_f32())
-                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?,
-            Dtype::BF16 => read_half(file, stored.start, len, numel, |b| half::bf16::from_le_bytes(b).to_f32())
-                .map_err(|e| bad(format!("tensor `{name}`: {e}")))?,
-            other => return Err(bad(format!("tensor `{name}` has dtype {other:?}; loupe reads F32, F16 and BF16 weights"))),
+            Dtype::F16 => read_half(file, stored.start, len, numel, |b| {
+                half::f16::from_le_bytes(b).to_f32()
+            })
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?,
+            Dtype::BF16 => read_half(file, stored.start, len, numel, |b| {
+                half::bf16::from_le_bytes(b).to_f32()
+            })
+            .map_err(|e| bad(format!("tensor `{name}`: {e}")))?,
+            other => {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {other:?}; loupe reads F32, F16 and BF16 weights"
+                )));
+            }
         };
         Tensor::from_vec_f32(data, expected, device).map_err(|source| ModelError::Engine {
             context: format!("loading `{name}` from {}", path.display()),
@@ -132,12 +162,21 @@ impl WeightStore {
     }
 
     fn first_path(&self) -> PathBuf {
-        self.files.first().map(|(p, _)| p.clone()).unwrap_or_default()
+        self.files
+            .first()
+            .map(|(p, _)| p.clone())
+            .unwrap_or_default()
     }
 }
 
 /// Reads 2-byte floats in 1 MiB chunks and widens them to f32.
-fn read_half(file: &File, start: u64, len: usize, numel: usize, widen: impl Fn([u8; 2]) -> f32) -> std::io::Result<Vec<f32>> {
+fn read_half(
+    file: &File,
+    start: u64,
+    len: usize,
+    numel: usize,
+    widen: impl Fn([u8; 2]) -> f32,
+) -> std::io::Result<Vec<f32>> {
     const CHUNK: usize = 1 << 20;
     debug_assert_eq!(len, numel * 2);
     let mut out = Vec::with_capacity(numel);

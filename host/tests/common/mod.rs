@@ -36,12 +36,34 @@ pub fn read_safetensors(path: &std::path::Path) -> BTreeMap<String, Stored> {
         .map(|(name, view)| {
             let data = view.data();
             let (f32s, i32s) = match view.dtype() {
-                Dtype::F32 => (data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(), vec![]),
-                Dtype::I32 => (vec![], data.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap())).collect()),
-                Dtype::I64 => (vec![], data.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as i32).collect()),
+                Dtype::F32 => (
+                    data.chunks_exact(4)
+                        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                    vec![],
+                ),
+                Dtype::I32 => (
+                    vec![],
+                    data.chunks_exact(4)
+                        .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+                        .collect(),
+                ),
+                Dtype::I64 => (
+                    vec![],
+                    data.chunks_exact(8)
+                        .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as i32)
+                        .collect(),
+                ),
                 other => panic!("unexpected dtype {other:?} for {name}"),
             };
-            (name, Stored { shape: view.shape().to_vec(), f32s, i32s })
+            (
+                name,
+                Stored {
+                    shape: view.shape().to_vec(),
+                    f32s,
+                    i32s,
+                },
+            )
         })
         .collect()
 }

@@ -72,7 +72,14 @@ pub(crate) fn batched_matmul(
 
 /// `x (rows×k) · w (k×n) + bias`, the bias written into the output first and accumulated into by the
 /// GEMM, so the affine layer costs one pass.
-pub(crate) fn linear(x: &[f32], w: &[f32], bias: Option<&[f32]>, rows: usize, k: usize, n: usize) -> Vec<f32> {
+pub(crate) fn linear(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    rows: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     let mut out = match bias {
         Some(b) => {
             let mut out = Vec::with_capacity(rows * n);

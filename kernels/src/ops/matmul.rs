@@ -62,23 +62,43 @@ impl Tensor {
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = "linear";
         same_device(OP, self, weight)?;
-        let k = *self.dims().last().ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
+        let k = *self
+            .dims()
+            .last()
+            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
         if weight.rank() != 2 || weight.dims()[0] != k {
-            return Err(Error::shapes(OP, &self.shape, &weight.shape, format!("weight must be [{k}, out]")));
+            return Err(Error::shapes(
+                OP,
+                &self.shape,
+                &weight.shape,
+                format!("weight must be [{k}, out]"),
+            ));
         }
         let n = weight.dims()[1];
         let bias = match bias {
             Some(b) => {
                 same_device(OP, self, b)?;
                 if b.dims() != [n] {
-                    return Err(Error::shapes(OP, &weight.shape, &b.shape, format!("bias must be [{n}]")));
+                    return Err(Error::shapes(
+                        OP,
+                        &weight.shape,
+                        &b.shape,
+                        format!("bias must be [{n}]"),
+                    ));
                 }
                 Some(b.f32_slice(OP)?)
             }
             None => None,
         };
         let rows = self.numel() / k.max(1);
-        let out = crate::cpu::matmul::linear(self.f32_slice(OP)?, weight.f32_slice(OP)?, bias, rows, k, n);
+        let out = crate::cpu::matmul::linear(
+            self.f32_slice(OP)?,
+            weight.f32_slice(OP)?,
+            bias,
+            rows,
+            k,
+            n,
+        );
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = n;
         Ok(Tensor::cpu_f32(out, dims))

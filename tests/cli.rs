@@ -1,0 +1,247 @@
+//! End-to-end runs of the real `loupe` binary.
+
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{fixtures_dir, read_safetensors, worst_mismatch};
+
+fn loupe(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args(args)
+        .output()
+        .expect("the loupe binary runs")
+}
+
+#[track_caller]
+fn ok(args: &[&str]) -> String {
+    let out = loupe(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loupe {args:?} failed: {stderr}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn reference_ids_args() -> Vec<String> {
+    let reference = read_safetensors(&fixtures_dir().join("gpt2-ref/reference.safetensors"));
+    let ids = &reference["input_ids"];
+    let t = ids.shape[1];
+    ids.i32s
+        .chunks(t)
+        .flat_map(|row| {
+            [
+                "--ids".to_string(),
+                row.iter().map(i32::to_string).collect::<Vec<_>>().join(","),
+            ]
+        })
+        .collect()
+}
+
+#[test]
+fn trace_writes_reference_activations() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("trace.safetensors");
+    let model = fixtures_dir().join("gpt2-ref");
+    let mut args = vec![
+        "trace",
+        "--model",
+        model.to_str().unwrap(),
+        "--capture",
+        "*",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let ids = reference_ids_args();
+    args.extend(ids.iter().map(String::as_str));
+    ok(&args);
+
+    let written = read_safetensors(&out);
+    let reference = read_safetensors(&model.join("reference.safetensors"));
+    assert_eq!(
+        written.keys().collect::<Vec<_>>(),
+        reference.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(written["input_ids"].i32s, reference["input_ids"].i32s);
+    for (name, expected) in reference.iter().filter(|(n, _)| *n != "input_ids") {
+        assert_eq!(written[name].shape, expected.shape, "{name}");
+        assert!(
+            worst_mismatch(&written[name].f32s, &expected.f32s, 1e-4).is_none(),
+            "{name} differs"
+        );
+    }
+}
+
+#[test]
+fn trace_by_text_uses_the_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixtures_dir().join("gpt2-ref");
+    let m = model.to_str().unwrap();
+    let text = "Contextual decomposition of transformers.";
+    let ids: Vec<i32> =
+        serde_json::from_str(ok(&["tokenize", "--model", m, "--text", text]).trim()).unwrap();
+    assert_eq!(ids.len(), 29);
+
+    let by_text = dir.path().join("text.safetensors");
+    let by_ids = dir.path().join("ids.safetensors");
+    let id_list = ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",");
+    ok(&[
+        "trace",
+        "--model",
+        m,
+        "--text",
+        text,
+        "--capture",
+        "blocks.1.hook_resid_post",
+        "--out",
+        by_text.to_str().unwrap(),
+    ]);
+    ok(&[
+        "trace",
+        "--model",
+        m,
+        "--ids",
+        &id_list,
+        "--capture",
+        "blocks.1.hook_resid_post",
+        "--out",
+        by_ids.to_str().unwrap(),
+    ]);
+    let (a, b) = (read_safetensors(&by_text), read_safetensors(&by_ids));
+    assert_eq!(a["input_ids"].i32s, ids);
+    assert_eq!(a["logits"].f32s, b["logits"].f32s);
+    assert_eq!(a["blocks.1.hook_resid_post"].shape, vec![1, 29, 64]);
+    assert_eq!(
+        a.len(),
+        3,
+        "only input_ids, logits and the one captured hook"
+    );
+}
+
+#[test]
+fn inspect_lists_sizes_and_hooks() {
+    let model = fixtures_dir().join("gpt2-ref");
+    let text = ok(&["models", "inspect", model.to_str().unwrap()]);
+    assert!(text.contains("layers:       2"), "{text}");
+    assert!(text.contains("heads:        4 × d_head 16"), "{text}");
+    assert!(text.contains("blocks.1.attn.hook_pattern"), "{text}");
+    assert!(text.contains("hooks (31)"), "{text}");
+}
+
+fn random_model(dir: &Path, dtype: &str, seed: &str) {
+    ok(&[
+        "models",
+        "random",
+        "--preset",
+        "tiny",
+        "--seed",
+        seed,
+        "--dtype",
+        dtype,
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn random_models_are_reproducible_and_runnable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("c"),
+    );
+    random_model(&a, "f32", "7");
+    random_model(&b, "f32", "7");
+    random_model(&c, "f32", "8");
+    let read = |p: &Path| std::fs::read(p.join("model.safetensors")).unwrap();
+    assert_eq!(read(&a), read(&b), "same seed, same weights");
+    assert_ne!(read(&a), read(&c), "different seed, different weights");
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        assert!(a.join(name).is_file(), "{name} written");
+    }
+    let m = a.to_str().unwrap();
+    let ids: Vec<u32> = serde_json::from_str(
+        ok(&["tokenize", "--model", m, "--text", "the residual stream"]).trim(),
+    )
+    .unwrap();
+    assert!(
+        !ids.is_empty() && ids.len() < "the residual stream".len(),
+        "BPE merges bytes: {ids:?}"
+    );
+    let out = dir.path().join("t.safetensors");
+    ok(&[
+        "trace",
+        "--model",
+        m,
+        "--text",
+        "the residual stream",
+        "--capture",
+        "blocks.*.mlp.hook_post",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let t = read_safetensors(&out);
+    assert_eq!(t["logits"].shape, vec![1, ids.len(), 512]);
+    assert_eq!(t["blocks.1.mlp.hook_post"].shape, vec![1, ids.len(), 256]);
+    assert!(t["logits"].f32s.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn half_precision_weights_load_and_agree_with_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut logits = Vec::new();
+    for dtype in ["f32", "f16", "bf16"] {
+        let model = dir.path().join(dtype);
+        random_model(&model, dtype, "3");
+        let out = dir.path().join(format!("{dtype}.safetensors"));
+        ok(&[
+            "trace",
+            "--model",
+            model.to_str().unwrap(),
+            "--ids",
+            "1,2,3,4,5",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        logits.push(read_safetensors(&out)["logits"].f32s.clone());
+    }
+    let f32_size = std::fs::metadata(dir.path().join("f32/model.safetensors"))
+        .unwrap()
+        .len();
+    let f16_size = std::fs::metadata(dir.path().join("f16/model.safetensors"))
+        .unwrap()
+        .len();
+    assert!(
+        f16_size < f32_size * 6 / 10,
+        "f16 file stores 2-byte values"
+    );
+    // Weights rounded to 11 (f16) or 8 (bf16) significant bits: logits agree to that precision.
+    assert!(
+        worst_mismatch(&logits[1], &logits[0], 2e-3).is_none(),
+        "f16 logits far from f32"
+    );
+    assert!(
+        worst_mismatch(&logits[2], &logits[0], 2e-2).is_none(),
+        "bf16 logits far from f32"
+    );
+    assert_ne!(logits[1], logits[0], "f16 rounding must show");
+}
+
+#[test]
+fn every_command_has_help() {
+    for cmd in [
+        &["trace"][..],
+        &["tokenize"],
+        &["models", "inspect"],
+        &["models", "random"],
+        &["bench", "forward"],
+        &["models"],
+        &["bench"],
+    ] {
+        let mut args = cmd.to_vec();
+        args.push("--help");
+        let text = ok(&args);
+        assert!(text.contains("Usage: loupe"), "{cmd:?}: {text}");
+    }
+}
