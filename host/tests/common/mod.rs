@@ -75,7 +75,8 @@ pub fn worst_mismatch(actual: &[f32], expected: &[f32], tol: f32) -> Option<(usi
         .iter()
         .zip(expected)
         .enumerate()
-        .filter(|(_, (a, e))| !((*a - *e).abs() <= tol * e.abs().max(1.0)))
+        // Written so that a NaN on either side counts as a mismatch.
+        .filter(|(_, (a, e))| !(*a - *e).abs().le(&(tol * e.abs().max(1.0))))
         .max_by(|x, y| (x.1.0 - x.1.1).abs().total_cmp(&(y.1.0 - y.1.1).abs()))
         .map(|(i, (a, e))| (i, *a, *e))
 }

@@ -95,7 +95,7 @@ pub(crate) fn embedding(ids: &[i32], table: &[f32], d: usize) -> Vec<f32> {
 /// The `k` largest values of each row of length `len`, largest first (lower index first on ties),
 /// with their indices.
 pub(crate) fn top_k(x: &[f32], len: usize, k: usize) -> (Vec<f32>, Vec<i32>) {
-    let rows = if len == 0 { 0 } else { x.len() / len };
+    let rows = x.len().checked_div(len).unwrap_or(0);
     let mut values = vec![0.0; rows * k];
     let mut indices = vec![0i32; rows * k];
     if k == 0 {
