@@ -256,15 +256,10 @@ impl Gpt2 {
             if self.config.scale_attn_by_inverse_layer_idx {
                 scale /= (l + 1) as f32;
             }
-            let scores = heads_first(&q)
-                .and_then(|q| q.matmul_t(&heads_first(&k)?, false, true))
-                .and_then(|s| s.affine(scale, 0.0))
-                .and_then(|s| s.causal_mask(f32::NEG_INFINITY))
-                .map_err(e("attention scores"))?;
-            let pattern = hook!(
-                name("attn.hook_pattern"),
-                scores.softmax(-1).map_err(e("softmax"))?
-            );
+            let pattern = heads_first(&q)
+                .and_then(|q| q.attention_pattern(&heads_first(&k)?, scale, true))
+                .map_err(e("attention pattern"))?;
+            let pattern = hook!(name("attn.hook_pattern"), pattern);
             let z = pattern
                 .matmul(&heads_first(&v).map_err(e("v"))?)
                 .and_then(|z| heads_first(&z))

@@ -1,11 +1,21 @@
 use rayon::prelude::*;
 
-use super::{PAR_MIN_ELEMS, rows_per_task};
+use super::{PAR_MIN_ELEMS, math, rows_per_task};
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::shape::Shape;
 
 pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
-    map(x, |v| op.apply(v))
+    // One monomorphised loop per op, so each vectorises on its own.
+    match op {
+        UnaryOp::Relu => map(x, |v| v.max(0.0)),
+        UnaryOp::GeluTanh => map(x, math::gelu_tanh),
+        UnaryOp::Exp => map(x, math::exp),
+        UnaryOp::Sigmoid => map(x, |v| 1.0 / (1.0 + math::exp(-v))),
+        UnaryOp::Abs => map(x, f32::abs),
+        UnaryOp::Neg => map(x, |v| -v),
+        UnaryOp::Sqrt => map(x, f32::sqrt),
+        UnaryOp::GeluErf | UnaryOp::Log | UnaryOp::Tanh => map(x, |v| op.apply(v)),
+    }
 }
 
 /// `f` applied to every element, in parallel for large inputs.

@@ -9,13 +9,15 @@ pub(crate) struct Operand<'a> {
     pub col_stride: usize,
 }
 
-/// `out[b] = lhs[b] (m×k) · rhs[b] (k×n)` for every batch `b`, written row-major into a fresh buffer.
+/// `out[b] = scale · lhs[b] (m×k) · rhs[b] (k×n)` for every batch `b`, written row-major into a fresh
+/// buffer.
 pub(crate) fn batched_matmul(
     lhs: &Operand,
     rhs: &Operand,
     m: usize,
     k: usize,
     n: usize,
+    scale: f32,
 ) -> Vec<f32> {
     let batches = lhs.batch_offsets.len();
     let mut out = vec![0.0f32; batches * m * n];
@@ -43,7 +45,7 @@ pub(crate) fn batched_matmul(
                 rhs.col_stride as isize,
                 rhs.row_stride as isize,
                 0.0,
-                1.0,
+                scale,
                 false,
                 false,
                 false,
@@ -83,9 +85,16 @@ pub(crate) fn linear(
     let mut out = match bias {
         Some(b) => {
             let mut out = Vec::with_capacity(rows * n);
-            for _ in 0..rows {
-                out.extend_from_slice(b);
-            }
+            out.spare_capacity_mut()
+                .par_chunks_mut(n)
+                .with_min_len(super::rows_per_task(n))
+                .for_each(|row| {
+                    for (dst, &v) in row.iter_mut().zip(b) {
+                        dst.write(v);
+                    }
+                });
+            // SAFETY: every one of the rows × n elements was just written.
+            unsafe { out.set_len(rows * n) };
             out
         }
         None => vec![0.0; rows * n],

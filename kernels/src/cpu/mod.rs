@@ -3,6 +3,7 @@
 
 pub(crate) mod elementwise;
 pub(crate) mod layout;
+pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod nn;
 pub(crate) mod reduce;

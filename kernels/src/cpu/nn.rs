@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::rows_per_task;
+use super::{math, rows_per_task};
 
 /// Softmax (or log-softmax) over the middle axis of `[outer, len, inner]`.
 pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f32> {
@@ -36,22 +36,38 @@ pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bo
     out
 }
 
+/// Softmax over each row of `[.., q, k]` score matrices in place; with `causal`, entries above the
+/// diagonal (key `j > i + k - q`) become exactly 0, as a `-inf` mask would make them.
+pub(crate) fn masked_softmax_in_place(scores: &mut [f32], q: usize, k: usize, causal: bool) {
+    if k == 0 || q == 0 {
+        return;
+    }
+    let shift = k - q.min(k);
+    scores
+        .par_chunks_mut(k)
+        .with_min_len(rows_per_task(k))
+        .enumerate()
+        .for_each(|(row, values)| {
+            let visible = if causal {
+                (row % q + shift + 1).min(k)
+            } else {
+                k
+            };
+            let (kept, masked) = values.split_at_mut(visible);
+            softmax_row(kept, false);
+            masked.fill(0.0);
+        });
+}
+
 /// Subtracting the row max keeps `exp` finite; rows of all `-inf` come out as NaN, as in PyTorch.
 fn softmax_row(row: &mut [f32], log: bool) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
-        let e = (*v - max).exp();
-        sum += e;
-        if !log {
-            *v = e;
-        }
-    }
+    let max = math::max(row);
     if log {
-        let log_sum = sum.ln() + max;
+        let log_sum = math::sum_by(row, |v| math::exp(v - max)).ln() + max;
         row.iter_mut().for_each(|v| *v -= log_sum);
     } else {
-        let inv = 1.0 / sum;
+        row.iter_mut().for_each(|v| *v = math::exp(*v - max));
+        let inv = 1.0 / math::sum_by(row, |v| v);
         row.iter_mut().for_each(|v| *v *= inv);
     }
 }
@@ -66,8 +82,8 @@ pub(crate) fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], d: usize, eps:
         .zip(x.par_chunks(d))
         .with_min_len(rows_per_task(d))
         .for_each(|(o, row)| {
-            let mean = row.iter().sum::<f32>() / d as f32;
-            let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d as f32;
+            let mean = math::sum_by(row, |v| v) / d as f32;
+            let var = math::sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
             let inv_std = 1.0 / (var + eps).sqrt();
             for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
                 *o = (v - mean) * inv_std * w + b;

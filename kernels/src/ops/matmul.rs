@@ -11,11 +11,22 @@ impl Tensor {
         transpose_lhs: bool,
         transpose_rhs: bool,
     ) -> Result<Tensor> {
-        const OP: &str = "matmul";
-        same_device(OP, self, rhs)?;
+        self.scaled_matmul("matmul", rhs, transpose_lhs, transpose_rhs, 1.0)
+    }
+
+    /// `scale · op(self) · op(rhs)`, the scale applied inside the GEMM at no extra cost.
+    pub(crate) fn scaled_matmul(
+        &self,
+        op: &'static str,
+        rhs: &Tensor,
+        transpose_lhs: bool,
+        transpose_rhs: bool,
+        scale: f32,
+    ) -> Result<Tensor> {
+        same_device(op, self, rhs)?;
         if self.rank() < 2 || rhs.rank() < 2 {
             return Err(Error::shapes(
-                OP,
+                op,
                 &self.shape,
                 &rhs.shape,
                 "both operands need at least 2 axes",
@@ -27,7 +38,7 @@ impl Tensor {
         let (k2, n) = if transpose_rhs { (rb, ra) } else { (ra, rb) };
         if k != k2 {
             return Err(Error::shapes(
-                OP,
+                op,
                 &self.shape,
                 &rhs.shape,
                 format!("inner dimensions {k} and {k2} differ"),
@@ -35,23 +46,23 @@ impl Tensor {
         }
         let lhs_batch = Shape::new(&self.dims()[..self.rank() - 2]);
         let rhs_batch = Shape::new(&rhs.dims()[..rhs.rank() - 2]);
-        let batch = Shape::broadcast(OP, &lhs_batch, &rhs_batch).map_err(|_| {
-            Error::shapes(OP, &self.shape, &rhs.shape, "batch axes do not broadcast")
+        let batch = Shape::broadcast(op, &lhs_batch, &rhs_batch).map_err(|_| {
+            Error::shapes(op, &self.shape, &rhs.shape, "batch axes do not broadcast")
         })?;
 
         let lhs = Operand {
-            data: self.f32_slice(OP)?,
+            data: self.f32_slice(op)?,
             batch_offsets: batch_offsets(&lhs_batch, &batch, la * lb),
             row_stride: if transpose_lhs { 1 } else { lb },
             col_stride: if transpose_lhs { lb } else { 1 },
         };
         let rhs_op = Operand {
-            data: rhs.f32_slice(OP)?,
+            data: rhs.f32_slice(op)?,
             batch_offsets: batch_offsets(&rhs_batch, &batch, ra * rb),
             row_stride: if transpose_rhs { 1 } else { rb },
             col_stride: if transpose_rhs { rb } else { 1 },
         };
-        let out = batched_matmul(&lhs, &rhs_op, m, k, n);
+        let out = batched_matmul(&lhs, &rhs_op, m, k, n, scale);
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
         Ok(Tensor::cpu_f32(out, dims))

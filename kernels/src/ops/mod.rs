@@ -34,20 +34,17 @@ impl UnaryOp {
     pub(crate) fn apply(self, x: f32) -> f32 {
         match self {
             UnaryOp::Relu => x.max(0.0),
-            UnaryOp::GeluTanh => {
-                const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-                0.5 * x * (1.0 + (SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x)).tanh())
-            }
+            UnaryOp::GeluTanh => crate::cpu::math::gelu_tanh(x),
             UnaryOp::GeluErf => {
                 (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32
             }
-            UnaryOp::Exp => x.exp(),
+            UnaryOp::Exp => crate::cpu::math::exp(x),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
             UnaryOp::Abs => x.abs(),
             UnaryOp::Neg => -x,
             UnaryOp::Tanh => x.tanh(),
-            UnaryOp::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Sigmoid => 1.0 / (1.0 + crate::cpu::math::exp(-x)),
         }
     }
 }
