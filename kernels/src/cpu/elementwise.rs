@@ -1,6 +1,6 @@
 use rayon::prelude::*;
 
-use super::{PAR_MIN_ELEMS, math, rows_per_task};
+use super::{PAR_MIN_ELEMS, math, rows_per_task, simd};
 use crate::ops::{BinaryOp, UnaryOp};
 use crate::shape::Shape;
 
@@ -23,10 +23,13 @@ pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
     if x.len() < PAR_MIN_ELEMS {
         return x.iter().map(|&v| f(v)).collect();
     }
-    let mut out = vec![0.0; x.len()];
-    out.par_chunks_mut(PAR_MIN_ELEMS)
+    let mut out = Vec::with_capacity(x.len());
+    out.spare_capacity_mut()
+        .par_chunks_mut(PAR_MIN_ELEMS)
         .zip(x.par_chunks(PAR_MIN_ELEMS))
-        .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &v)| *o = f(v)));
+        .for_each(|(o, i)| simd::map_into(o, i, &f));
+    // SAFETY: the chunks cover all x.len() slots and each was written above.
+    unsafe { out.set_len(x.len()) };
     out
 }
 
@@ -44,18 +47,22 @@ pub(crate) fn binary(
         let chunk = PAR_MIN_ELEMS;
         o.par_chunks_mut(chunk)
             .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
-            .for_each(|(o, (a, b))| {
-                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
-                    *o = f(x, y);
-                }
-            });
+            .for_each(|(o, (a, b))| simd::zip_into(o, a, b, f));
         return o;
     }
     broadcast_rows(out, &[(a, a_shape), (b, b_shape)], |row, inputs| {
         let (a, sa) = inputs[0];
         let (b, sb) = inputs[1];
-        for (j, o) in row.iter_mut().enumerate() {
-            *o = f(a[j * sa], b[j * sb]);
+        match (sa, sb) {
+            // The common cases, contiguous or one side a broadcast scalar, as straight loops.
+            (1, 1) => simd::zip_into(row, a, b, f),
+            (1, 0) => simd::map_with_scalar(row, a, |x| f(x, b[0])),
+            (0, 1) => simd::map_with_scalar(row, b, |y| f(a[0], y)),
+            _ => {
+                for (j, o) in row.iter_mut().enumerate() {
+                    *o = f(a[j * sa], b[j * sb]);
+                }
+            }
         }
     })
 }

@@ -14,17 +14,20 @@ pub(crate) fn exp(x: f32) -> f32 {
     const MAX_X: f32 = 88.722_83;
 
     let clamped = x.clamp(MIN_X, MAX_X);
-    let n = (clamped * LOG2E + ROUND) - ROUND;
+    let rounded = clamped * LOG2E + ROUND;
+    let n = rounded - ROUND;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let mut p = 1.987_569_1e-4;
     p = p * r + 1.398_199_9e-3;
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    // 2^n through the exponent bits; n + 127 stays in 1..=255 after the clamp.
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // 2^n through the exponent bits. `rounded` holds n in its low mantissa bits, so integer adds and
+    // shifts build the exponent field (n + 127 is in 1..=255 after the clamp) without a float-to-int
+    // conversion, which would not vectorise.
+    let scale = f32::from_bits(rounded.to_bits().wrapping_add(127) << 23);
     let value = y * scale;
     if x < MIN_X {
         0.0
@@ -42,6 +45,41 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
     const SQRT_2_OVER_PI: f32 = 0.797_884_6;
     let u = SQRT_2_OVER_PI * (x + 0.044_715 * x * x * x);
     x / (1.0 + exp(-2.0 * u))
+}
+
+/// Lanes for reductions: independent accumulators let the compiler vectorise a sum that strict float
+/// semantics would otherwise force to run one element at a time.
+const LANES: usize = 8;
+
+/// `Σ f(v)` over `values`, accumulated in `LANES` partial sums.
+#[inline(always)]
+pub(crate) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            acc[i] += f(chunk[i]);
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// The largest of `values` (`-inf` for none), in `LANES` partial maxima.
+#[inline(always)]
+pub(crate) fn max(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for i in 0..LANES {
+            acc[i] = acc[i].max(chunk[i]);
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max)
 }
 
 #[cfg(test)]
@@ -81,39 +119,4 @@ mod tests {
             x += 0.01;
         }
     }
-}
-
-/// Lanes for reductions: independent accumulators let the compiler vectorise a sum that strict float
-/// semantics would otherwise force to run one element at a time.
-const LANES: usize = 8;
-
-/// `Σ f(v)` over `values`, accumulated in `LANES` partial sums.
-#[inline(always)]
-pub(crate) fn sum_by(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for i in 0..LANES {
-            acc[i] += f(chunk[i]);
-        }
-    }
-    acc.iter().sum::<f32>() + tail.iter().map(|&v| f(v)).sum::<f32>()
-}
-
-/// The largest of `values` (`-inf` for none), in `LANES` partial maxima.
-#[inline(always)]
-pub(crate) fn max(values: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        for i in 0..LANES {
-            acc[i] = acc[i].max(chunk[i]);
-        }
-    }
-    acc.iter()
-        .chain(tail)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max)
 }

@@ -7,6 +7,7 @@ pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod nn;
 pub(crate) mod reduce;
+pub(crate) mod simd;
 
 /// Below this many elements the cost of splitting work across threads outweighs the gain.
 pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{math, rows_per_task};
+use super::{rows_per_task, simd};
 
 /// Softmax (or log-softmax) over the middle axis of `[outer, len, inner]`.
 pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f32> {
@@ -13,7 +13,7 @@ pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bo
         }
         out.par_chunks_mut(len)
             .with_min_len(rows_per_task(len))
-            .for_each(|row| softmax_row(row, log));
+            .for_each(|row| simd::softmax_row(row, log));
         return out;
     }
     // Strided case: gather each column, normalise, scatter back.
@@ -27,7 +27,7 @@ pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bo
             for j in 0..len {
                 column[j] = block[j * inner + i];
             }
-            softmax_row(&mut column, log);
+            simd::softmax_row(&mut column, log);
             for j in 0..len {
                 block[j * inner + i] = column[j];
             }
@@ -54,22 +54,9 @@ pub(crate) fn masked_softmax_in_place(scores: &mut [f32], q: usize, k: usize, ca
                 k
             };
             let (kept, masked) = values.split_at_mut(visible);
-            softmax_row(kept, false);
+            simd::softmax_row(kept, false);
             masked.fill(0.0);
         });
-}
-
-/// Subtracting the row max keeps `exp` finite; rows of all `-inf` come out as NaN, as in PyTorch.
-fn softmax_row(row: &mut [f32], log: bool) {
-    let max = math::max(row);
-    if log {
-        let log_sum = math::sum_by(row, |v| math::exp(v - max)).ln() + max;
-        row.iter_mut().for_each(|v| *v -= log_sum);
-    } else {
-        row.iter_mut().for_each(|v| *v = math::exp(*v - max));
-        let inv = 1.0 / math::sum_by(row, |v| v);
-        row.iter_mut().for_each(|v| *v *= inv);
-    }
 }
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over rows of length `d` (biased variance, as PyTorch).
@@ -81,14 +68,7 @@ pub(crate) fn layer_norm(x: &[f32], weight: &[f32], bias: &[f32], d: usize, eps:
     out.par_chunks_mut(d)
         .zip(x.par_chunks(d))
         .with_min_len(rows_per_task(d))
-        .for_each(|(o, row)| {
-            let mean = math::sum_by(row, |v| v) / d as f32;
-            let var = math::sum_by(row, |v| (v - mean) * (v - mean)) / d as f32;
-            let inv_std = 1.0 / (var + eps).sqrt();
-            for (((o, &v), &w), &b) in o.iter_mut().zip(row).zip(weight).zip(bias) {
-                *o = (v - mean) * inv_std * w + b;
-            }
-        });
+        .for_each(|(o, row)| simd::layer_norm_row(o, row, weight, bias, eps));
     out
 }
 
