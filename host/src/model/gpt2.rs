@@ -247,7 +247,6 @@ impl Gpt2 {
             let k = hook!(name("attn.hook_k"), split(1).map_err(e("k"))?);
             let v = hook!(name("attn.hook_v"), split(2).map_err(e("v"))?);
 
-            let heads_first = |x: &Tensor| x.permute(&[0, 2, 1, 3]);
             let mut scale = if self.config.scale_attn_weights {
                 1.0 / (dh as f32).sqrt()
             } else {
@@ -256,13 +255,12 @@ impl Gpt2 {
             if self.config.scale_attn_by_inverse_layer_idx {
                 scale /= (l + 1) as f32;
             }
-            let pattern = heads_first(&q)
-                .and_then(|q| q.attention_pattern(&heads_first(&k)?, scale, true))
+            let pattern = q
+                .attention_pattern(&k, scale, true)
                 .map_err(e("attention pattern"))?;
             let pattern = hook!(name("attn.hook_pattern"), pattern);
             let z = pattern
-                .matmul(&heads_first(&v).map_err(e("v"))?)
-                .and_then(|z| heads_first(&z))
+                .attention_values(&v)
                 .map_err(e("attention-weighted values"))?;
             let z = hook!(name("attn.hook_z"), z);
             let attn_out = z

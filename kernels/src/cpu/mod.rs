@@ -1,6 +1,7 @@
 //! The CPU backend: plain slices in, fresh `Vec`s out, parallel over rows with rayon.
 //! Callers (the `ops` layer) have already validated shapes and dtypes.
 
+pub(crate) mod attention;
 pub(crate) mod elementwise;
 pub(crate) mod layout;
 pub(crate) mod math;

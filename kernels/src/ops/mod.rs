@@ -1,6 +1,7 @@
 //! The op set, as methods on [`Tensor`](crate::Tensor). Each method validates its inputs, then hands the
 //! work to the backend that holds the tensors.
 
+mod attention;
 mod elementwise;
 mod layout;
 mod matmul;

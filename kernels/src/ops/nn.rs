@@ -101,32 +101,6 @@ impl Tensor {
         ))
     }
 
-    /// Attention weights `softmax(scale · q · kᵀ)` over the key axis, for `q` `[.., query, d]` and `k`
-    /// `[.., key, d]`; with `causal`, query `i` attends only to keys `0..=i + key - query`. One fused op:
-    /// the scale rides in the GEMM and masking happens in the softmax pass.
-    pub fn attention_pattern(&self, k: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
-        const OP: &str = "attention_pattern";
-        let scores = self.scaled_matmul(OP, k, false, true, scale)?;
-        let (q_len, k_len) = (
-            scores.dims()[scores.rank() - 2],
-            scores.dims()[scores.rank() - 1],
-        );
-        if causal && k_len < q_len {
-            return Err(Error::shapes(
-                OP,
-                &self.shape,
-                &k.shape,
-                format!("fewer keys ({k_len}) than queries ({q_len})"),
-            ));
-        }
-        let mut values = match std::sync::Arc::try_unwrap(scores.storage) {
-            Ok(crate::storage::Storage::Cpu(crate::storage::CpuBuffer::F32(v))) => v,
-            _ => unreachable!("a fresh matmul result is an unshared f32 CPU buffer"),
-        };
-        cpu::masked_softmax_in_place(&mut values, q_len, k_len, causal);
-        Ok(Tensor::cpu_f32(values, scores.shape))
-    }
-
     /// Fills entries above the causal diagonal of the last two axes `[query, key]` with `fill`
     /// (query `i` keeps keys `0..=i + key_len - query_len`).
     pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
@@ -241,34 +215,6 @@ mod tests {
         assert_close(&v, &[0.9, 0.9, 3., 2.], 0.);
         assert_eq!(i.to_vec_i32().unwrap(), vec![1, 3, 1, 2]);
         assert!(x.top_k(5).is_err());
-    }
-
-    #[test]
-    fn fused_attention_pattern_matches_the_op_sequence() {
-        use crate::{Device, Tensor};
-        let q = Tensor::randn([2, 3, 5, 4], 0., 1., 11, Device::Cpu).unwrap();
-        let k = Tensor::randn([2, 3, 7, 4], 0., 1., 12, Device::Cpu).unwrap();
-        for causal in [false, true] {
-            let mut scores = q
-                .matmul_t(&k, false, true)
-                .unwrap()
-                .affine(0.5, 0.)
-                .unwrap();
-            if causal {
-                scores = scores.causal_mask(f32::NEG_INFINITY).unwrap();
-            }
-            let expected = scores.softmax(-1).unwrap().to_vec_f32().unwrap();
-            assert_close(
-                &q.attention_pattern(&k, 0.5, causal).unwrap(),
-                &expected,
-                1e-6,
-            );
-        }
-        let err = k.attention_pattern(&q, 1., true).unwrap_err();
-        assert!(
-            err.to_string().contains("fewer keys (5) than queries (7)"),
-            "{err}"
-        );
     }
 
     #[test]
