@@ -40,8 +40,8 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
         ModelsCommand::Random(args) => {
             write_random_model(args.preset, args.seed, args.dtype, &args.out)?;
             eprintln!(
-                "loupe: wrote a random {:?} model to {}",
-                args.preset,
+                "loupe: wrote a random {} model to {}",
+                args.preset.name(),
                 args.out.display()
             );
             Ok(())

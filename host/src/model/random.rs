@@ -34,6 +34,14 @@ pub enum StorageDtype {
 }
 
 impl Preset {
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Tiny => "tiny",
+            Preset::Gpt2Small => "gpt2-small",
+            Preset::Gpt2Medium => "gpt2-medium",
+        }
+    }
+
     pub fn config(self) -> Gpt2Config {
         let (n_layer, d_model, n_head, vocab_size, n_positions) = match self {
             Preset::Tiny => (2, 64, 4, 512, 128),
