@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# loupe vs Hugging Face transformers + PyTorch (CPU) on the same random GPT-2 files, same batch and
-# token ids, runs interleaved so both see the same machine state. Prints both reports and the ratio.
+# loupe vs Hugging Face transformers + PyTorch (CPU) on the same random GPT-2 files, the same batch and
+# the same token ids. The two run alternately, ROUNDS times, so both see the same machine state; each
+# run reports the median and the best of its timed passes. Prints every run, then per capture mode the
+# median over rounds of the loupe/PyTorch tokens/s ratio (from median passes and from best passes) and
+# both peak RSS figures.
 #
 #   bench/compare_forward.sh [PRESET] [BATCH] [SEQ] [ROUNDS]
 #
@@ -11,23 +14,31 @@ cd "$(dirname "$0")/.."
 preset=${1:-gpt2-small}
 batch=${2:-8}
 seq=${3:-128}
-rounds=${4:-3}
+rounds=${4:-5}
 python=${PYTHON:-python3}
 model=target/bench-models/$preset
 cargo build --release --locked -q -p loupe
 loupe=./target/release/loupe
 [ -f "$model/model.safetensors" ] || $loupe models random --preset "$preset" --seed 0 --out "$model"
 
-tokens_per_s() { awk '/^tokens\/s:/ {print $2}'; }
+field() { awk -v key="$1" -v col="$2" '$1 == key {print $col}'; }
+median() { sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
 for capture in none all; do
-  loupe_capture=(); [ "$capture" = all ] && loupe_capture=(--capture '*')
+  loupe_capture=()
+  [ "$capture" = all ] && loupe_capture=(--capture '*')
+  ratios_median=() ratios_best=()
   for round in $(seq "$rounds"); do
     l=$($loupe bench forward --model "$model" --batch "$batch" --seq "$seq" "${loupe_capture[@]}")
     t=$($python bench/torch_forward.py --model "$model" --batch "$batch" --seq "$seq" --capture "$capture" 2>/dev/null)
     echo "== capture $capture, round $round"
-    echo "-- loupe";   echo "$l" | grep -E 'tokens/s|peak RSS|forward:'
-    echo "-- pytorch"; echo "$t" | grep -E 'tokens/s|peak RSS|forward:'
-    awk -v a="$(echo "$l" | tokens_per_s)" -v b="$(echo "$t" | tokens_per_s)" \
-      'BEGIN { printf "ratio loupe/pytorch tokens/s: %.2f\n", a / b }'
+    echo "   loupe:   $(echo "$l" | grep -E '^forward:')  peak RSS $(echo "$l" | field peak 3) MiB"
+    echo "   pytorch: $(echo "$t" | grep -E '^forward:')  peak RSS $(echo "$t" | field peak 3) MiB"
+    # Both print "forward: median X ms, best Y ms": time ratios torch/loupe are tokens/s ratios loupe/torch.
+    ratios_median+=("$(awk -v a="$(echo "$l" | field forward: 3)" -v b="$(echo "$t" | field forward: 3)" 'BEGIN {print b / a}')")
+    ratios_best+=("$(awk -v a="$(echo "$l" | field forward: 6)" -v b="$(echo "$t" | field forward: 6)" 'BEGIN {print b / a}')")
   done
+  echo "-- capture $capture: loupe/pytorch tokens/s, median over $rounds rounds:" \
+    "$(printf '%s\n' "${ratios_median[@]}" | median | xargs printf '%.2f') (median passes)," \
+    "$(printf '%s\n' "${ratios_best[@]}" | median | xargs printf '%.2f') (best passes)"
 done

@@ -245,3 +245,29 @@ fn every_command_has_help() {
         assert!(text.contains("Usage: loupe"), "{cmd:?}: {text}");
     }
 }
+
+#[test]
+fn bench_forward_reports_throughput_and_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    random_model(&model, "f32", "1");
+    let m = model.to_str().unwrap();
+    for capture in [&[][..], &["--capture", "*"]] {
+        let mut args = vec![
+            "bench", "forward", "--model", m, "--batch", "2", "--seq", "16", "--iters", "2",
+            "--warmup", "0",
+        ];
+        args.extend(capture);
+        let text = ok(&args);
+        let tokens_per_s: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("tokens/s:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no tokens/s line in {text}"));
+        assert!(tokens_per_s > 0.0, "{text}");
+        assert!(
+            text.contains("peak RSS:") && text.contains("batch × seq:    2 × 16"),
+            "{text}"
+        );
+    }
+}
