@@ -4,8 +4,8 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use loupe_kernels::Device;
 
+use crate::model::Gpt2;
 use crate::model::random::{Preset, StorageDtype, write_random_model};
-use crate::model::{Gpt2, Gpt2Config, ModelDir};
 
 #[derive(Subcommand)]
 pub enum ModelsCommand {
@@ -50,9 +50,8 @@ pub fn run(cmd: ModelsCommand) -> Result<()> {
 }
 
 fn inspect(dir: PathBuf) -> Result<()> {
-    let model_dir = ModelDir::new(&dir)?;
-    let config = Gpt2Config::from_file(&model_dir.config_path())?;
     let model = Gpt2::load(&dir, Device::Cpu)?;
+    let config = &model.config;
     println!("architecture: gpt2");
     println!("parameters:   {}", model.parameter_count());
     println!("layers:       {}", config.n_layer);
