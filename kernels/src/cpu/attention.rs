@@ -1,6 +1,8 @@
 //! Attention read and written in TransformerLens' `[batch, pos, head, d_head]` layout: the per-head
 //! GEMMs walk that layout through strides, so no head-first copies are made.
 
+use std::mem::MaybeUninit;
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -19,49 +21,56 @@ pub(crate) struct Dims {
 /// `softmax(scale · q kᵀ)` per batch and head, `q` `[B, Tq, H, d]`, `k` `[B, Tk, H, d]` → `[B, H, Tq, Tk]`.
 pub(crate) fn pattern(q: &[f32], k: &[f32], dims: Dims, scale: f32, causal: bool) -> Vec<f32> {
     let Dims {
+        batch,
         heads,
         q_len,
         k_len,
         d_head,
-        ..
     } = dims;
     let row = (heads * d_head) as isize;
-    let mut out = vec![0.0f32; dims.batch * heads * q_len * k_len];
-    if q_len * k_len == 0 {
+    let len = batch * heads * q_len * k_len;
+    if len == 0 || d_head == 0 {
+        let mut out = vec![0.0f32; len];
+        masked_softmax_in_place(&mut out, q_len, k_len, causal);
         return out;
     }
-    out.par_chunks_mut(q_len * k_len)
-        .enumerate()
-        .for_each(|(bh, dst)| {
-            let (b, h) = (bh / heads, bh % heads);
-            let q_at = (b * q_len * heads + h) * d_head;
-            let k_at = (b * k_len * heads + h) * d_head;
-            // SAFETY: row t of this head's Q is q[q_at + t·H·d ..][..d], inside q for t < Tq (the ops layer
-            // checked q's shape); likewise K, read transposed. `dst` is exactly Tq × Tk.
-            unsafe {
-                gemm(
-                    q_len,
-                    k_len,
-                    d_head,
-                    dst.as_mut_ptr(),
-                    1,
-                    k_len as isize,
-                    false,
-                    q.as_ptr().add(q_at),
-                    1,
-                    row,
-                    k.as_ptr().add(k_at),
-                    row,
-                    1,
-                    0.0,
-                    scale,
-                    false,
-                    false,
-                    false,
-                    Parallelism::None,
-                )
-            }
-        });
+    let scores = |out: &mut [MaybeUninit<f32>]| {
+        out.par_chunks_mut(q_len * k_len)
+            .enumerate()
+            .for_each(|(bh, dst)| {
+                let (b, h) = (bh / heads, bh % heads);
+                let q_at = (b * q_len * heads + h) * d_head;
+                let k_at = (b * k_len * heads + h) * d_head;
+                // SAFETY: row t of this head's Q is q[q_at + t·H·d ..][..d], inside q for t < Tq (the ops
+                // layer checked q's shape); likewise K, read transposed. `dst` is exactly Tq × Tk.
+                unsafe {
+                    gemm(
+                        q_len,
+                        k_len,
+                        d_head,
+                        dst.as_mut_ptr().cast::<f32>(),
+                        1,
+                        k_len as isize,
+                        false,
+                        q.as_ptr().add(q_at),
+                        1,
+                        row,
+                        k.as_ptr().add(k_at),
+                        row,
+                        1,
+                        0.0,
+                        scale,
+                        false,
+                        false,
+                        false,
+                        Parallelism::None,
+                    )
+                }
+            });
+    };
+    // SAFETY: the chunks tile the buffer, and each GEMM (k = d_head > 0, no accumulation) writes all of
+    // its chunk.
+    let mut out = unsafe { super::fully_written(len, scores) };
     masked_softmax_in_place(&mut out, q_len, k_len, causal);
     out
 }
@@ -80,7 +89,7 @@ pub(crate) fn weighted_values(pattern: &[f32], v: &[f32], dims: Dims) -> Vec<f32
     if out.is_empty() || k_len == 0 {
         return out;
     }
-    let dst = SharedMut(out.as_mut_ptr());
+    let dst = super::SharedMut(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|bh| {
         let (b, h) = (bh / heads, bh % heads);
         let z_at = (b * q_len * heads + h) * d_head;
@@ -112,18 +121,4 @@ pub(crate) fn weighted_values(pattern: &[f32], v: &[f32], dims: Dims) -> Vec<f32
         }
     });
     out
-}
-
-/// A pointer that parallel tasks writing disjoint parts of one buffer may share.
-#[derive(Clone, Copy)]
-struct SharedMut(*mut f32);
-// SAFETY: used only for writes to disjoint elements, see `weighted_values`.
-unsafe impl Send for SharedMut {}
-unsafe impl Sync for SharedMut {}
-
-impl SharedMut {
-    /// SAFETY: `offset` must lie inside the buffer.
-    unsafe fn at(self, offset: usize) -> *mut f32 {
-        unsafe { self.0.add(offset) }
-    }
 }

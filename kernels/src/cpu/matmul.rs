@@ -1,3 +1,5 @@
+use std::mem::MaybeUninit;
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -20,21 +22,21 @@ pub(crate) fn batched_matmul(
     scale: f32,
 ) -> Vec<f32> {
     let batches = lhs.batch_offsets.len();
-    let mut out = vec![0.0f32; batches * m * n];
-    if m * n == 0 {
-        return out;
+    if m * n == 0 || k == 0 {
+        return vec![0.0; batches * m * n];
     }
     let threads = rayon::current_num_threads();
-    let run = |b: usize, dst: &mut [f32], parallelism: Parallelism| {
+    let run = |b: usize, dst: &mut [MaybeUninit<f32>], parallelism: Parallelism| {
         let (lo, ro) = (lhs.batch_offsets[b], rhs.batch_offsets[b]);
         // SAFETY: the ops layer checked that every batch's lhs (m×k) and rhs (k×n) matrices, read with
         // these strides from these offsets, lie inside their buffers, and `dst` holds exactly m×n.
+        // With `read_dst` false and k > 0 the GEMM writes every element of `dst`.
         unsafe {
             gemm(
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst.as_mut_ptr().cast::<f32>(),
                 1,
                 n as isize,
                 false,
@@ -53,23 +55,26 @@ pub(crate) fn batched_matmul(
             )
         }
     };
-    if batches >= threads || (batches > 1 && m * n * k < 1 << 18) {
-        // Many small products (attention heads): one product per task.
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .for_each(|(b, dst)| run(b, dst, Parallelism::None));
-    } else {
-        // Few large products: let the GEMM split each one across threads.
-        for (b, dst) in out.chunks_mut(m * n).enumerate() {
+    let fill = |out: &mut [MaybeUninit<f32>]| {
+        if batches >= threads || (batches > 1 && m * n * k < 1 << 18) {
+            // Many small products (attention heads): one product per task.
+            out.par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|(b, dst)| run(b, dst, Parallelism::None));
+        } else {
+            // Few large products: let the GEMM split each one across threads.
             let par = if m * n * k >= 1 << 15 {
                 Parallelism::Rayon(threads)
             } else {
                 Parallelism::None
             };
-            run(b, dst, par);
+            for (b, dst) in out.chunks_mut(m * n).enumerate() {
+                run(b, dst, par);
+            }
         }
-    }
-    out
+    };
+    // SAFETY: the chunks cover the buffer and every GEMM writes its whole chunk (see above).
+    unsafe { super::fully_written(batches * m * n, fill) }
 }
 
 /// `x (rows×k) · w (k×n) + bias`, the bias written into the output first and accumulated into by the

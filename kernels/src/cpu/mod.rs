@@ -17,3 +17,34 @@ pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
 pub(crate) fn rows_per_task(row_len: usize) -> usize {
     (PAR_MIN_ELEMS / row_len.max(1)).max(1)
 }
+
+/// A buffer of `len` floats that `fill` writes in full — the output of a GEMM that does not accumulate —
+/// without first zeroing it (for the logits of a GPT-2 batch that pass alone is ~200 MB of writes).
+///
+/// # Safety
+/// `fill` must initialise every element of the slice it is given.
+pub(crate) unsafe fn fully_written(
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: the caller guarantees `fill` initialised all `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// A pointer that parallel tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(pub *mut f32);
+// SAFETY: every user writes only elements no other task touches, and reads none it did not write.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// # Safety
+    /// `offset` must lie inside the buffer.
+    pub(crate) unsafe fn at(self, offset: usize) -> *mut f32 {
+        unsafe { self.0.add(offset) }
+    }
+}
