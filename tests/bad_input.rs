@@ -258,3 +258,70 @@ fn unavailable_device() {
         "{line}"
     );
 }
+
+#[test]
+fn malformed_edits() {
+    let (_tmp, dir) = model_copy();
+    let line = trace(&dir, &["--zero", "blocks.0.attn.hook_z:head=1"]);
+    assert!(
+        line.contains("--zero `blocks.0.attn.hook_z:head=1`: unknown key `head`"),
+        "{line}"
+    );
+    let line = trace(&dir, &["--scale", "blocks.0.hook_attn_out"]);
+    assert!(line.contains("add :by=FACTOR"), "{line}");
+    let line = trace(&dir, &["--zero", "blocks.0.hook_attn_ot"]);
+    assert!(
+        line.contains("unknown hook `blocks.0.hook_attn_ot`")
+            && line.contains("`blocks.0.hook_attn_out`"),
+        "{line}"
+    );
+    let line = trace(&dir, &["--zero", "blocks.0.hook_attn_out:heads=1"]);
+    assert!(line.contains("no head axis"), "{line}");
+    let line = trace(&dir, &["--zero", "blocks.0.attn.hook_z:heads=9"]);
+    assert!(
+        line.contains("head 9 is out of range (the hook has 4)"),
+        "{line}"
+    );
+    let file = dir.join("config.json");
+    let line = trace(
+        &dir,
+        &[
+            "--patch",
+            &format!("blocks.0.hook_attn_out:from={}", file.display()),
+        ],
+    );
+    assert!(
+        line.contains("config.json: not a valid safetensors file"),
+        "{line}"
+    );
+}
+
+#[test]
+fn patch_source_without_the_hook() {
+    let (_tmp, dir) = model_copy();
+    let source = dir.parent().unwrap().join("source.safetensors");
+    let ok = Command::new(env!("CARGO_BIN_EXE_loupe"))
+        .args([
+            "trace",
+            "--model",
+            dir.to_str().unwrap(),
+            "--ids",
+            "1,2,3",
+            "--out",
+            source.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let line = trace(
+        &dir,
+        &[
+            "--patch",
+            &format!("blocks.0.hook_attn_out:from={}", source.display()),
+        ],
+    );
+    assert!(
+        line.contains("has no tensor `blocks.0.hook_attn_out`") && line.contains("--capture"),
+        "{line}"
+    );
+}

@@ -271,3 +271,109 @@ fn bench_forward_reports_throughput_and_memory() {
         );
     }
 }
+
+/// Runs `trace` on the reference model for one sequence with extra flags; returns the written tensors.
+fn trace_reference(
+    dir: &Path,
+    name: &str,
+    ids: &str,
+    extra: &[&str],
+) -> std::collections::BTreeMap<String, common::Stored> {
+    let model = fixtures_dir().join("gpt2-ref");
+    let out = dir.join(name);
+    let mut args = vec![
+        "trace",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        ids,
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    ok(&args);
+    read_safetensors(&out)
+}
+
+#[test]
+fn activation_patching_from_an_earlier_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clean, corrupt) = ("11,42,7,99,150,3", "11,42,7,12,150,3");
+    let source = trace_reference(
+        dir.path(),
+        "corrupt.safetensors",
+        corrupt,
+        &["--capture", "blocks.1.hook_resid_pre"],
+    );
+    let from = format!(
+        "blocks.1.hook_resid_pre:from={}",
+        dir.path().join("corrupt.safetensors").display()
+    );
+    let patched = trace_reference(
+        dir.path(),
+        "patched.safetensors",
+        clean,
+        &["--patch", &from],
+    );
+    let unpatched = trace_reference(dir.path(), "clean.safetensors", clean, &[]);
+    assert!(
+        worst_mismatch(&patched["logits"].f32s, &source["logits"].f32s, 1e-6).is_none(),
+        "patched run = source run"
+    );
+    assert_ne!(patched["logits"].f32s, unpatched["logits"].f32s);
+
+    // Patching only position 3 changes nothing before it.
+    let from_pos = from.replace(":from=", ":pos=3:from=");
+    let partial = trace_reference(
+        dir.path(),
+        "partial.safetensors",
+        clean,
+        &["--patch", &from_pos],
+    );
+    let vocab = 300;
+    assert_eq!(
+        partial["logits"].f32s[..3 * vocab],
+        unpatched["logits"].f32s[..3 * vocab]
+    );
+    assert_ne!(
+        partial["logits"].f32s[3 * vocab..],
+        unpatched["logits"].f32s[3 * vocab..]
+    );
+}
+
+#[test]
+fn zero_and_scale_edit_the_selected_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let ids = "5,17,250,0,299";
+    let capture = ["--capture", "blocks.0.attn.hook_z"];
+    let clean = trace_reference(dir.path(), "clean.safetensors", ids, &capture);
+    let mut args = capture.to_vec();
+    args.extend(["--zero", "blocks.0.attn.hook_z:heads=2"]);
+    let ablated = trace_reference(dir.path(), "ablated.safetensors", ids, &args);
+    let (c, a) = (
+        &clean["blocks.0.attn.hook_z"].f32s,
+        &ablated["blocks.0.attn.hook_z"].f32s,
+    );
+    for (i, (cv, av)) in c.iter().zip(a).enumerate() {
+        let head = (i / 16) % 4;
+        assert_eq!(
+            *av,
+            if head == 2 { 0.0 } else { *cv },
+            "element {i} (head {head})"
+        );
+    }
+    let zeroed = trace_reference(
+        dir.path(),
+        "z.safetensors",
+        ids,
+        &["--zero", "blocks.0.hook_attn_out"],
+    );
+    let scaled = trace_reference(
+        dir.path(),
+        "s.safetensors",
+        ids,
+        &["--scale", "blocks.0.hook_attn_out:by=0"],
+    );
+    assert_eq!(zeroed["logits"].f32s, scaled["logits"].f32s);
+    assert_ne!(zeroed["logits"].f32s, clean["logits"].f32s);
+}

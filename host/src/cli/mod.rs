@@ -1,6 +1,7 @@
 //! The `loupe` command line.
 
 mod bench;
+mod edits;
 mod models;
 mod tokenize;
 mod trace;

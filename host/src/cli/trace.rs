@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 
+use super::edits::{EditKind, parse_edit};
 use crate::model::{Gpt2, RunSpec};
 use crate::tensor_file::write_safetensors;
 use crate::tokenizer::TextTokenizer;
@@ -21,6 +22,16 @@ pub struct TraceArgs {
     /// Hook name or glob to save, e.g. `blocks.0.attn.hook_pattern`, `blocks.*.hook_resid_post`, `*`.
     #[arg(long, value_name = "GLOB")]
     capture: Vec<String>,
+    /// Zero-ablate a hook: `HOOK[:heads=1,2][:pos=0,3]` (heads for attn.hook_q|k|v|z|pattern). Repeatable.
+    #[arg(long, value_name = "HOOK[:heads=..][:pos=..]")]
+    zero: Vec<String>,
+    /// Multiply a hook's activation: `HOOK[:heads=..][:pos=..]:by=FACTOR`. Repeatable.
+    #[arg(long, value_name = "HOOK[:heads=..][:pos=..]:by=F")]
+    scale: Vec<String>,
+    /// Activation patching: replace a hook's activation with the tensor of the same name in an earlier
+    /// trace, `HOOK[:heads=..][:pos=..]:from=TRACE.safetensors`. Repeatable.
+    #[arg(long, value_name = "HOOK[:heads=..][:pos=..]:from=FILE")]
+    patch: Vec<String>,
     /// Output safetensors file: `input_ids`, `logits` and each captured hook under its name.
     #[arg(long)]
     out: PathBuf,
@@ -47,9 +58,20 @@ pub fn run(args: TraceArgs) -> Result<()> {
     };
     let model = Gpt2::load(&args.model, device)?;
     let ids = model.input_ids(&batch)?;
+    let mut interventions = Vec::new();
+    for (kind, specs) in [
+        (EditKind::Zero, &args.zero),
+        (EditKind::Scale, &args.scale),
+        (EditKind::Patch, &args.patch),
+    ] {
+        for spec in specs {
+            interventions.push(parse_edit(kind, spec, device)?);
+        }
+    }
     let spec = RunSpec {
         capture: args.capture,
-        ..Default::default()
+        interventions,
+        skip_logits: false,
     };
     let output = model.forward(&ids, &spec)?;
 
