@@ -3,6 +3,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 
+use crate::model::ModelDir;
 use crate::tokenizer::TextTokenizer;
 
 #[derive(Args)]
@@ -16,7 +17,7 @@ pub struct TokenizeArgs {
 }
 
 pub fn run(args: TokenizeArgs) -> Result<()> {
-    let tokenizer = TextTokenizer::load(&args.model.join("tokenizer.json"))?;
+    let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
     let ids = tokenizer.encode(&args.text)?;
     println!("{}", serde_json::to_string(&ids)?);
     Ok(())

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 
 use super::edits::{EditKind, parse_edit};
-use crate::model::{Gpt2, RunSpec};
+use crate::model::{Gpt2, ModelDir, RunSpec};
 use crate::tensor_file::write_safetensors;
 use crate::tokenizer::TextTokenizer;
 
@@ -43,7 +43,7 @@ pub struct TraceArgs {
 pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
     let batch: Vec<Vec<u32>> = if !args.text.is_empty() {
-        let tokenizer = TextTokenizer::load(&args.model.join("tokenizer.json"))?;
+        let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
         args.text
             .iter()
             .map(|t| tokenizer.encode(t))

@@ -4,8 +4,8 @@ use rayon::prelude::*;
 
 use super::{rows_per_task, simd};
 
-/// Softmax (or log-softmax) over the middle axis of `[outer, len, inner]`.
-pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bool) -> Vec<f32> {
+/// Softmax (or log-softmax) over the middle axis of `x` viewed as `[outer, len, inner]`.
+pub(crate) fn softmax(x: &[f32], len: usize, inner: usize, log: bool) -> Vec<f32> {
     let mut out = x.to_vec();
     if inner == 1 {
         if len == 0 {
@@ -17,7 +17,6 @@ pub(crate) fn softmax(x: &[f32], outer: usize, len: usize, inner: usize, log: bo
         return out;
     }
     // Strided case: gather each column, normalise, scatter back.
-    let _ = outer;
     if inner == 0 || len == 0 {
         return out;
     }

@@ -15,10 +15,10 @@ impl Tensor {
 
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor> {
         let axis = self.shape.axis(op, axis)?;
-        let (outer, len, inner) = self.shape.split_at_axis(axis);
+        let (_, len, inner) = self.shape.split_at_axis(axis);
         let x = self.f32_slice(op)?;
         Ok(Tensor::cpu_f32(
-            cpu::softmax(x, outer, len, inner, log),
+            cpu::softmax(x, len, inner, log),
             self.shape.clone(),
         ))
     }
