@@ -1,6 +1,13 @@
-//! loupe's host: models, tokenizers and the command line.
+//! loupe's host: models, tokenizers, datasets, the plugin runtime and the command line.
 
+pub mod artifacts;
 pub mod cli;
+pub mod data;
+pub mod device;
+pub mod events;
 pub mod model;
+pub mod plugin;
+pub mod runner;
+pub mod suggest;
 pub mod tensor_file;
 pub mod tokenizer;

@@ -51,6 +51,11 @@ impl TextTokenizer {
         })
     }
 
+    /// The id of a token given as text (`<|endoftext|>`), if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

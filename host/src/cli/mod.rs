@@ -3,10 +3,12 @@
 mod bench;
 mod edits;
 mod models;
+mod plugins;
+mod run;
 mod tokenize;
 mod trace;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use loupe_kernels::Device;
 
@@ -20,6 +22,11 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the [[run]]s of an experiment file: plugins on models and data, headless.
+    Run(run::RunArgs),
+    /// List installed plugins, or check a plugin file without running it.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
     /// Run a model on token ids or text and save its logits and hooked activations to a safetensors file.
     Trace(trace::TraceArgs),
     /// Print the token ids of a text as a JSON array.
@@ -35,6 +42,8 @@ enum Command {
 impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
+            Command::Run(args) => run::run(args),
+            Command::Plugins(cmd) => plugins::run(cmd),
             Command::Trace(args) => trace::run(args),
             Command::Tokenize(args) => tokenize::run(args),
             Command::Models(cmd) => models::run(cmd),
@@ -45,19 +54,7 @@ impl Cli {
 
 /// Resolves `--device auto|cpu|cuda[:N]`. `auto` falls back to the CPU with one line on stderr.
 pub fn resolve_device(choice: &str) -> Result<Device> {
-    match choice {
-        "auto" => {
-            eprintln!("loupe: no CUDA backend in this build; running on the CPU");
-            Ok(Device::Cpu)
-        }
-        other => match other.parse::<Device>() {
-            Ok(Device::Cpu) => Ok(Device::Cpu),
-            Ok(cuda @ Device::Cuda(_)) => {
-                bail!("--device {cuda}: this build of loupe has no CUDA backend; use --device cpu")
-            }
-            Err(e) => bail!("--device: {e} (or `auto`)"),
-        },
-    }
+    crate::device::resolve_device(choice).map_err(|e| anyhow::anyhow!("--{e}"))
 }
 
 /// Parses `--ids 1,2,3`.

@@ -99,6 +99,34 @@ impl Gpt2 {
         &self.hook_names
     }
 
+    /// Every weight under its Hugging Face name (`h.0.mlp.c_fc.weight`), in the stored `[in, out]`
+    /// layout; `lm_head.weight` only when untied.
+    pub fn weights(&self) -> Vec<(String, &Tensor)> {
+        let mut out = vec![
+            ("wte.weight".to_string(), &self.wte),
+            ("wpe.weight".to_string(), &self.wpe),
+        ];
+        for (l, b) in self.blocks.iter().enumerate() {
+            for (part, (w, bias)) in [
+                ("ln_1", &b.ln1),
+                ("attn.c_attn", &b.attn_qkv),
+                ("attn.c_proj", &b.attn_out),
+                ("ln_2", &b.ln2),
+                ("mlp.c_fc", &b.mlp_in),
+                ("mlp.c_proj", &b.mlp_out),
+            ] {
+                out.push((format!("h.{l}.{part}.weight"), w));
+                out.push((format!("h.{l}.{part}.bias"), bias));
+            }
+        }
+        out.push(("ln_f.weight".to_string(), &self.ln_f.0));
+        out.push(("ln_f.bias".to_string(), &self.ln_f.1));
+        if let Some(head) = &self.lm_head {
+            out.push(("lm_head.weight".to_string(), head));
+        }
+        out
+    }
+
     /// Number of parameters (the tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
         let block: usize = self.blocks.first().map_or(0, |b| {

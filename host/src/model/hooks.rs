@@ -139,16 +139,7 @@ pub fn select_hooks(
 
 /// "unknown hook `x`; did you mean ..." with the three closest names.
 pub fn unknown_hook(name: &str, hook_names: &[String]) -> ModelError {
-    let mut scored: Vec<(f64, &String)> = hook_names
-        .iter()
-        .map(|h| (strsim::jaro_winkler(name, h), h))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let close: Vec<String> = scored
-        .iter()
-        .take(3)
-        .map(|(_, h)| format!("`{h}`"))
-        .collect();
+    let close = crate::suggest::closest_names(name, hook_names);
     ModelError::Hook(format!(
         "unknown hook `{name}`; closest: {} (all hooks: `loupe models inspect DIR`)",
         close.join(", ")

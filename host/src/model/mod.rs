@@ -4,6 +4,7 @@ mod config;
 mod gpt2;
 mod hooks;
 mod intervention;
+mod loaded;
 pub mod random;
 mod weights;
 
@@ -13,6 +14,7 @@ pub use config::{Activation, Gpt2Config};
 pub use gpt2::Gpt2;
 pub use hooks::{HookPlan, gpt2_hook_names};
 pub use intervention::{Intervention, InterventionAction};
+pub use loaded::LoadedModel;
 pub use weights::WeightStore;
 
 use loupe_kernels::Tensor;

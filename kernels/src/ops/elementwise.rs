@@ -125,6 +125,28 @@ mod tests {
     }
 
     #[test]
+    fn comparisons_give_zero_one_masks() {
+        use crate::BinaryOp;
+        let a = t(&[1., 2., 3., f32::NAN], &[4]);
+        let b = t(&[2., 2., 2., 2.], &[4]);
+        assert_close(
+            &a.binary(BinaryOp::Greater, &b).unwrap(),
+            &[0., 0., 1., 0.],
+            0.,
+        );
+        assert_close(
+            &a.binary(BinaryOp::Less, &b).unwrap(),
+            &[1., 0., 0., 0.],
+            0.,
+        );
+        assert_close(
+            &a.binary(BinaryOp::Equal, &b).unwrap(),
+            &[0., 1., 0., 0.],
+            0.,
+        );
+    }
+
+    #[test]
     fn binary_ops_broadcast_both_ways() {
         let col = t(&[10., 20.], &[2, 1]);
         let row = t(&[1., 2., 3.], &[3]);

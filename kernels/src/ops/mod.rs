@@ -59,6 +59,12 @@ pub enum BinaryOp {
     Div,
     Max,
     Min,
+    /// 1.0 where `a > b`, else 0.0: masks for counting and selecting.
+    Greater,
+    /// 1.0 where `a < b`, else 0.0.
+    Less,
+    /// 1.0 where `a == b`, else 0.0.
+    Equal,
 }
 
 impl BinaryOp {
@@ -71,6 +77,9 @@ impl BinaryOp {
             BinaryOp::Div => a / b,
             BinaryOp::Max => a.max(b),
             BinaryOp::Min => a.min(b),
+            BinaryOp::Greater => f32::from(u8::from(a > b)),
+            BinaryOp::Less => f32::from(u8::from(a < b)),
+            BinaryOp::Equal => f32::from(u8::from(a == b)),
         }
     }
 }

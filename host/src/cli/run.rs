@@ -1,0 +1,102 @@
+//! `loupe run EXP.toml`: headless runs of an experiment file.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::plugin::PluginEngine;
+use crate::runner::{
+    Experiment, HumanConsole, JsonLines, Override, Runner, RunnerOptions, SharedSink,
+};
+
+/// Where plugins are looked for when no --plugins is given.
+pub const DEFAULT_PLUGINS_DIR: &str = "plugins/dist";
+
+#[derive(Args)]
+#[command(after_help = "\
+An experiment file holds one or more [[run]] tables:
+
+  [[run]]
+  name = \"mlp0\"                      # optional; names the run directory
+  plugin = \"act-stats\"               # a name in --plugins, or a path to a .wasm
+  model = \"models/tiny-gpt2\"         # a Hugging Face directory (paths are relative to the file)
+  data = \"corpus.txt\"                # or { path = \"c.jsonl\", seq_len = 64, bos = true, pack = true, field = \"text\" }
+  device = \"auto\"                    # auto | cpu | cuda[:N]
+  seed = 0
+  [run.params]                       # the plugin's parameters: `loupe plugins list` shows them
+  hook = \"blocks.0.mlp.hook_post\"
+  [run.limits]                       # optional: memory_mb (plugin memory), time_s, tensor_mb
+  time_s = 600
+
+Each run writes <out>/<id>/: config.json (resolved, with the plugin's sha256 and API version),
+events.jsonl, artifacts/ and summary.json. The exit code is 0 only if every run succeeded.")]
+pub struct RunArgs {
+    /// The experiment file.
+    experiment: PathBuf,
+    /// Print every event as a JSON line on stdout instead of readable progress.
+    #[arg(long)]
+    json: bool,
+    /// Device for every run, overriding the file: auto, cpu or cuda[:N].
+    #[arg(long)]
+    device: Option<String>,
+    /// Directory of plugin .wasm files.
+    #[arg(long, default_value = DEFAULT_PLUGINS_DIR, env = "LOUPE_PLUGINS")]
+    plugins: PathBuf,
+    /// Where run directories are created.
+    #[arg(long, default_value = "runs")]
+    out: PathBuf,
+    /// Override a plugin parameter in every run that has it: --set top_k=10 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+pub fn run(args: RunArgs) -> Result<()> {
+    let overrides = args
+        .set
+        .iter()
+        .map(|s| s.parse::<Override>())
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(anyhow::Error::msg)?;
+    let experiment = Experiment::load(&args.experiment).map_err(anyhow::Error::msg)?;
+    let engine = PluginEngine::new()?;
+    let sink: SharedSink = if args.json {
+        Arc::new(Mutex::new(JsonLines))
+    } else {
+        Arc::new(Mutex::new(HumanConsole::new()))
+    };
+    let mut runner = Runner::new(
+        &engine,
+        RunnerOptions {
+            plugins_dir: args.plugins,
+            out_dir: args.out,
+            device: args.device,
+            overrides,
+            sinks: vec![sink],
+        },
+    );
+    let reports = runner
+        .run_experiment(&experiment)
+        .map_err(anyhow::Error::msg)?;
+    let failed: Vec<_> = reports.iter().filter(|r| !r.ok).collect();
+    if !args.json {
+        println!(
+            "{} of {} runs succeeded; results in {}",
+            reports.len() - failed.len(),
+            reports.len(),
+            reports
+                .first()
+                .and_then(|r| r.dir.parent())
+                .map_or("runs".into(), |d| d.display().to_string())
+        );
+    }
+    if !failed.is_empty() {
+        let names: Vec<String> = failed
+            .iter()
+            .map(|r| format!("{} ({})", r.name, r.dir.display()))
+            .collect();
+        bail!("{} run(s) failed: {}", failed.len(), names.join(", "));
+    }
+    Ok(())
+}

@@ -1,0 +1,46 @@
+//! A model with its tokenizer, loaded once and shared by the runs that use it.
+
+use std::path::{Path, PathBuf};
+
+use loupe_kernels::Device;
+
+use super::{Gpt2, ModelError};
+use crate::tokenizer::TextTokenizer;
+
+/// The beginning-of-sequence token GPT-2 tokenizers use (also its end-of-text and padding).
+const GPT2_BOS: &str = "<|endoftext|>";
+
+pub struct LoadedModel {
+    pub dir: PathBuf,
+    pub model: Gpt2,
+    /// `None` when the directory has no `tokenizer.json`: runs can still feed token ids.
+    pub tokenizer: Option<TextTokenizer>,
+    pub bos: Option<u32>,
+}
+
+impl LoadedModel {
+    pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
+        let model = Gpt2::load(dir, device)?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let tokenizer = if tokenizer_path.exists() {
+            Some(
+                TextTokenizer::load(&tokenizer_path).map_err(|e| ModelError::Io {
+                    path: e.path,
+                    why: e.why,
+                })?,
+            )
+        } else {
+            None
+        };
+        let bos = tokenizer
+            .as_ref()
+            .and_then(|t| t.token_id(GPT2_BOS))
+            .filter(|&id| (id as usize) < model.config.vocab_size);
+        Ok(LoadedModel {
+            dir: dir.to_path_buf(),
+            model,
+            tokenizer,
+            bos,
+        })
+    }
+}

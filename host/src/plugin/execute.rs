@@ -1,0 +1,121 @@
+//! One run of a plugin: a fresh instance, its limits, and a clear account of how it ended.
+
+use wasmtime::{Store, Trap};
+
+use super::bindings::ApiError;
+use super::engine::PluginEngine;
+use super::limits::Limits;
+use super::load::{LoadedPlugin, deadline_ticks, one_line};
+use super::state::{RunContext, RunState};
+
+/// Why a run failed, in one line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFailure(pub String);
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl LoadedPlugin {
+    /// Runs the plugin once on `params` (a JSON object, already checked against the manifest) in a
+    /// fresh instance. Returns the run context (with its recorder) and the summary or the failure.
+    pub fn run(
+        &self,
+        engine: &PluginEngine,
+        ctx: RunContext,
+        limits: &Limits,
+        params: &str,
+    ) -> (RunContext, Result<serde_json::Value, RunFailure>) {
+        let mut store = Store::new(&engine.engine, RunState::new(ctx, limits));
+        store.limiter(|s| &mut s.memory);
+        store.set_epoch_deadline(deadline_ticks(limits.time_s));
+        store.epoch_deadline_trap();
+
+        let outcome = match self.pre.instantiate(&mut store) {
+            Ok(instance) => instance.loupe_plugin_method().call_run(&mut store, params),
+            Err(e) => Err(e),
+        };
+        let result = match outcome {
+            Ok(Ok(summary)) => parse_summary(&summary),
+            Ok(Err(e)) => Err(api_failure(&e)),
+            Err(trap) => Err(describe_trap(&trap, store.data(), limits)),
+        };
+        // Dropping the store frees every tensor the plugin still held.
+        (store.into_data().ctx, result)
+    }
+}
+
+fn api_failure(e: &ApiError) -> RunFailure {
+    RunFailure(format!("{}: {}", e.op, e.message))
+}
+
+fn parse_summary(text: &str) -> Result<serde_json::Value, RunFailure> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(other) => Ok(serde_json::json!({ "result": other })),
+        Err(e) => Err(RunFailure(format!(
+            "the plugin's summary is not JSON ({e}); return a JSON object from run()"
+        ))),
+    }
+}
+
+/// Turns a trap into what the user needs to know: which limit was hit, or where the plugin panicked.
+fn describe_trap(e: &wasmtime::Error, state: &RunState, limits: &Limits) -> RunFailure {
+    if let Some(asked) = state.memory.hit {
+        return RunFailure(format!(
+            "the plugin exceeded its memory limit: it asked for {} MiB, the limit is {} MiB (raise [run.limits] memory_mb)",
+            asked >> 20,
+            limits.memory_mb
+        ));
+    }
+    let stderr = state.stderr_text();
+    let message = match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => format!(
+            "the plugin exceeded its time limit of {} s and was stopped (raise [run.limits] time_s)",
+            limits.time_s
+        ),
+        Some(Trap::StackOverflow) => {
+            "the plugin overflowed its call stack (runaway recursion?) and was stopped".to_string()
+        }
+        // A Rust guest keeps its stack in linear memory: runaway recursion walks off its bottom.
+        Some(Trap::MemoryOutOfBounds) => "the plugin accessed memory out of bounds (its stack overflowed from runaway recursion, or it has a memory bug) and was stopped".to_string(),
+        Some(Trap::UnreachableCodeReached) if stderr.contains("panicked") => {
+            format!("the plugin panicked: {}", panic_message(&stderr))
+        }
+        Some(trap) => format!("the plugin trapped: {trap}"),
+        None => format!("the plugin failed: {}", one_line(e)),
+    };
+    RunFailure(message)
+}
+
+/// `panicked at src/lib.rs:3:5: boom` from a Rust guest's stderr.
+fn panic_message(stderr: &str) -> String {
+    let from = stderr
+        .find("panicked at ")
+        .map_or(0, |i| i + "panicked at ".len());
+    let rest = &stderr[from..];
+    let mut lines = rest.lines().filter(|l| !l.trim().is_empty());
+    let location = lines.next().unwrap_or("").trim_end_matches(':');
+    let message: Vec<&str> = lines
+        .take_while(|l| !l.starts_with("note: run with"))
+        .collect();
+    if message.is_empty() {
+        location.to_string()
+    } else {
+        format!("{} (at {location})", message.join(" "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_messages_read_as_one_line() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nboom: shapes [2] and [3]\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
+        assert_eq!(
+            super::panic_message(stderr),
+            "boom: shapes [2] and [3] (at src/lib.rs:12:5)"
+        );
+    }
+}

@@ -1,0 +1,261 @@
+//! The `model` interface: facts, tokens, forward passes with captures and interventions, weights.
+
+use std::sync::Arc;
+
+use loupe_kernels::{DType, Tensor};
+use wasmtime::component::Resource;
+
+use super::bindings::loupe::plugin::model as wit;
+use super::bindings::{ApiError, ErrorKind};
+use super::state::{RunState, TensorEntry, api_error, engine_error};
+use crate::model::{Intervention, InterventionAction, LoadedModel, ModelError, RunSpec};
+
+type Answer<T> = wasmtime::Result<Result<T, ApiError>>;
+
+fn model_error(op: &str, e: ModelError) -> ApiError {
+    match e {
+        ModelError::Engine { context, source } => {
+            let mut err = engine_error(op, source);
+            err.message = format!("{context}: {}", err.message);
+            err
+        }
+        ModelError::Hook(msg) => api_error(ErrorKind::NotFound, op, msg),
+        ModelError::Input(msg) => api_error(ErrorKind::Model, op, msg),
+        other => api_error(ErrorKind::Internal, op, other.to_string()),
+    }
+}
+
+impl RunState {
+    fn model(&self, op: &str) -> Result<Arc<LoadedModel>, ApiError> {
+        self.ctx.model.clone().ok_or_else(|| {
+            api_error(
+                ErrorKind::NotFound,
+                op,
+                "the run declares no model; add `model = \"path/to/model\"` to its [[run]]",
+            )
+        })
+    }
+
+    /// Token ids must be i32 `[batch, pos]` within the vocabulary: checked here so the error names
+    /// the offending id and position rather than an embedding lookup.
+    fn check_tokens(&self, op: &str, loaded: &LoadedModel, ids: &Tensor) -> Result<(), ApiError> {
+        if ids.rank() != 2 || ids.dtype() != DType::I32 {
+            return Err(api_error(
+                ErrorKind::InvalidArgument,
+                op,
+                format!(
+                    "tokens must be s32 [batch, pos], got {:?} {:?}",
+                    ids.dtype(),
+                    ids.dims()
+                ),
+            ));
+        }
+        let vocab = loaded.model.config.vocab_size;
+        let values = ids.to_vec_i32().map_err(|e| engine_error(op, e))?;
+        if let Some((i, id)) = values
+            .iter()
+            .enumerate()
+            .find(|(_, id)| **id < 0 || **id as usize >= vocab)
+        {
+            let pos = ids.dims()[1].max(1);
+            return Err(api_error(
+                ErrorKind::Model,
+                op,
+                format!(
+                    "token id {id} (sequence {}, position {}) is out of range: vocab_size is {vocab}",
+                    i / pos,
+                    i % pos
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn intervention(&self, i: wit::Intervention) -> wasmtime::Result<Intervention> {
+        let action = match i.edit {
+            wit::Edit::Replace(h) => InterventionAction::Replace(self.tensor(&h)?),
+            wit::Edit::Add(h) => InterventionAction::Add(self.tensor(&h)?),
+            wit::Edit::Scale(f) => InterventionAction::Scale(f),
+            wit::Edit::Zero => InterventionAction::Zero,
+        };
+        let usizes = |v: Option<Vec<u32>>| v.map(|v| v.into_iter().map(|x| x as usize).collect());
+        Ok(Intervention {
+            hook: i.hook,
+            action,
+            heads: usizes(i.heads),
+            positions: usizes(i.positions),
+        })
+    }
+
+    /// Hands out every tensor of a run's output, or none (an over-quota output frees what it took).
+    fn hand_out_all(
+        &mut self,
+        op: &str,
+        tensors: Vec<(Option<String>, Tensor)>,
+    ) -> Answer<Vec<(Option<String>, Resource<TensorEntry>)>> {
+        let mut handed = Vec::with_capacity(tensors.len());
+        for (name, t) in tensors {
+            match self.hand_out(op, t)? {
+                Ok(h) => handed.push((name, h)),
+                Err(e) => {
+                    for (_, h) in handed {
+                        self.release(h)?;
+                    }
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(handed))
+    }
+}
+
+impl wit::Host for RunState {
+    fn info(&mut self) -> Answer<wit::ModelInfo> {
+        let loaded = match self.model("model.info") {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let c = &loaded.model.config;
+        Ok(Ok(wit::ModelInfo {
+            architecture: "gpt2".into(),
+            n_layers: c.n_layer as u32,
+            d_model: c.d_model as u32,
+            n_heads: c.n_head as u32,
+            d_head: c.d_head() as u32,
+            d_mlp: c.d_mlp as u32,
+            d_vocab: c.vocab_size as u32,
+            n_ctx: c.n_positions as u32,
+            bos_token: loaded.bos,
+            hook_names: loaded.model.hook_names().to_vec(),
+        }))
+    }
+
+    fn tokenize(&mut self, text: String) -> Answer<Vec<u32>> {
+        const OP: &str = "model.tokenize";
+        let loaded = match self.model(OP) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match &loaded.tokenizer {
+            None => Err(api_error(
+                ErrorKind::NotFound,
+                OP,
+                format!("{} has no tokenizer.json", loaded.dir.display()),
+            )),
+            Some(t) => t
+                .encode(&text)
+                .map_err(|e| api_error(ErrorKind::Model, OP, e.to_string())),
+        })
+    }
+
+    fn decode(&mut self, ids: Vec<u32>) -> Answer<String> {
+        const OP: &str = "model.decode";
+        let loaded = match self.model(OP) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(match &loaded.tokenizer {
+            None => Err(api_error(
+                ErrorKind::NotFound,
+                OP,
+                format!("{} has no tokenizer.json", loaded.dir.display()),
+            )),
+            Some(t) => t
+                .decode(&ids)
+                .map_err(|e| api_error(ErrorKind::Model, OP, e.to_string())),
+        })
+    }
+
+    fn run(&mut self, request: wit::RunRequest) -> Answer<wit::RunOutput> {
+        const OP: &str = "model.run";
+        let loaded = match self.model(OP) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ids = self.tensor(&request.tokens)?;
+        if let Err(e) = self.check_tokens(OP, &loaded, &ids) {
+            return Ok(Err(e));
+        }
+        let interventions = request
+            .interventions
+            .into_iter()
+            .map(|i| self.intervention(i))
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        let spec = RunSpec {
+            capture: request.capture,
+            interventions,
+            skip_logits: !request.logits,
+        };
+        let out = match loaded.model.forward(&ids, &spec) {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(model_error(OP, e))),
+        };
+        let mut tensors: Vec<(Option<String>, Tensor)> = Vec::new();
+        let has_logits = out.logits.is_some();
+        if let Some(logits) = out.logits {
+            tensors.push((None, logits));
+        }
+        // Captures in the order the forward pass reached them.
+        let order = loaded.model.hook_names();
+        let mut captures: Vec<(String, Tensor)> = out.captures.into_iter().collect();
+        captures.sort_by_key(|(name, _)| order.iter().position(|h| h == name));
+        tensors.extend(captures.into_iter().map(|(n, t)| (Some(n), t)));
+        let mut handed = match self.hand_out_all(OP, tensors)? {
+            Ok(h) => h.into_iter(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let logits = if has_logits {
+            handed.next().map(|(_, h)| h)
+        } else {
+            None
+        };
+        let captures = handed
+            .map(|(name, value)| wit::Captured {
+                hook: name.unwrap_or_default(),
+                value,
+            })
+            .collect();
+        Ok(Ok(wit::RunOutput { logits, captures }))
+    }
+
+    fn weight_names(&mut self) -> Answer<Vec<(String, Vec<u32>)>> {
+        let loaded = match self.model("model.weight-names") {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(loaded
+            .model
+            .weights()
+            .into_iter()
+            .map(|(name, t)| (name, t.dims().iter().map(|&d| d as u32).collect()))
+            .collect()))
+    }
+
+    fn weight(&mut self, name: String) -> Answer<Resource<TensorEntry>> {
+        const OP: &str = "model.weight";
+        let loaded = match self.model(OP) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let weights = loaded.model.weights();
+        match weights.iter().find(|(n, _)| *n == name) {
+            Some((_, t)) => {
+                let t = (*t).clone();
+                Ok(Ok(self.hand_out_weight(t)?))
+            }
+            None => {
+                let names: Vec<String> = weights.iter().map(|(n, _)| n.clone()).collect();
+                let close = crate::suggest::closest_names(&name, &names);
+                Ok(Err(api_error(
+                    ErrorKind::NotFound,
+                    OP,
+                    if close.is_empty() {
+                        format!("no weight `{name}`; model.weight-names lists them")
+                    } else {
+                        format!("no weight `{name}`; did you mean {}?", close.join(", "))
+                    },
+                )))
+            }
+        }
+    }
+}

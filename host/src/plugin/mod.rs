@@ -1,0 +1,32 @@
+//! The plugin runtime: WebAssembly components (wasmtime) implementing analysis methods against the
+//! `loupe:plugin` API, each run in a fresh, limited instance.
+//!
+//! - [`PluginEngine`] owns the compiler, the linker with every host interface, the epoch ticker that
+//!   enforces deadlines, and the on-disk cache of compiled plugins.
+//! - [`PluginEngine::load`] validates a `.wasm` file (a component, an API version this host speaks, a
+//!   sound manifest) and prepares it for instantiation; [`LoadedPlugin::run`] runs it once.
+//! - The `host_*` modules implement the API; [`state`] is what an instance's store holds.
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod execute;
+mod host_data;
+mod host_model;
+mod host_report;
+mod host_tensor;
+mod limits;
+mod load;
+mod manifest;
+mod state;
+mod version;
+
+pub use engine::PluginEngine;
+pub use error::PluginError;
+pub use execute::RunFailure;
+pub use limits::Limits;
+pub use load::{LoadedPlugin, find_plugins};
+pub use manifest::{ParamSpec, ParamType, PluginManifest};
+pub use state::{RunContext, RunState};
+pub use version::{HOST_API_VERSION, compatible};

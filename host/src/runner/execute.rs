@@ -1,0 +1,329 @@
+//! Running an experiment: every `[[run]]` is prepared (plugin loaded, parameters checked) before any
+//! starts, then each runs in turn in a fresh plugin instance with its own directory. A run that fails
+//! — at preparation or inside the plugin — is recorded as failed and the next one goes on.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use loupe_kernels::Device;
+use serde_json::{Map, Value, json};
+
+use super::experiment::{DataSpec, Experiment, RunConfig};
+use super::params::{Override, check_overrides_used, resolve};
+use super::recorder::{Recorder, SharedSink};
+use super::rundir::RunDir;
+use crate::artifacts::ArtifactDir;
+use crate::data::{ActivationDataset, Dataset, TextDataset};
+use crate::device::resolve_device;
+use crate::events::{EventBody, Level};
+use crate::model::LoadedModel;
+use crate::plugin::{LoadedPlugin, PluginEngine, RunContext, find_plugins};
+use crate::suggest::closest_names;
+
+pub struct RunnerOptions {
+    /// Where plugins are looked up by name.
+    pub plugins_dir: PathBuf,
+    /// Where run directories are created.
+    pub out_dir: PathBuf,
+    /// Overrides every run's `device`.
+    pub device: Option<String>,
+    pub overrides: Vec<Override>,
+    pub sinks: Vec<SharedSink>,
+}
+
+/// How one run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub id: String,
+    pub name: String,
+    pub dir: PathBuf,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// A run ready to go: its plugin loaded and its parameters resolved.
+struct Prepared {
+    plugin: Arc<LoadedPlugin>,
+    params: Map<String, Value>,
+    device: Device,
+}
+
+pub struct Runner<'e> {
+    engine: &'e PluginEngine,
+    options: RunnerOptions,
+    plugins: HashMap<PathBuf, Arc<LoadedPlugin>>,
+    models: HashMap<(PathBuf, String), Arc<LoadedModel>>,
+}
+
+impl<'e> Runner<'e> {
+    pub fn new(engine: &'e PluginEngine, options: RunnerOptions) -> Self {
+        Runner {
+            engine,
+            options,
+            plugins: HashMap::new(),
+            models: HashMap::new(),
+        }
+    }
+
+    /// Runs every `[[run]]` of `exp`. `Err` only for mistakes that concern the whole command (a
+    /// `--set` no plugin takes); each run's own failure is in its report.
+    pub fn run_experiment(&mut self, exp: &Experiment) -> Result<Vec<RunReport>, String> {
+        let place = exp.path.display().to_string();
+        let prepared: Vec<Result<Prepared, String>> = exp
+            .runs
+            .iter()
+            .map(|run| self.prepare(exp, run, &place))
+            .collect();
+        let manifests: Vec<_> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().ok().map(|p| &p.plugin.manifest))
+            .collect();
+        if !manifests.is_empty() {
+            check_overrides_used(&self.options.overrides, &manifests)?;
+        }
+        let mut reports = Vec::with_capacity(exp.runs.len());
+        for (run, prep) in exp.runs.iter().zip(prepared) {
+            reports.push(self.execute(exp, run, prep)?);
+        }
+        Ok(reports)
+    }
+
+    fn prepare(
+        &mut self,
+        exp: &Experiment,
+        run: &RunConfig,
+        place: &str,
+    ) -> Result<Prepared, String> {
+        let base = exp.path.parent().unwrap_or(Path::new("."));
+        let plugin = self
+            .find_plugin(&run.plugin.value, base)
+            .map_err(|e| format!("{place}:{}: run.plugin: {e}", run.plugin.line))?;
+        let params = resolve(
+            &plugin.manifest,
+            &run.params,
+            &self.options.overrides,
+            place,
+            run.line,
+        )?;
+        let choice = self
+            .options
+            .device
+            .clone()
+            .or_else(|| run.device.clone())
+            .unwrap_or_else(|| "auto".into());
+        let device =
+            resolve_device(&choice).map_err(|e| format!("{place}:{}: run.{e}", run.line))?;
+        Ok(Prepared {
+            plugin,
+            params,
+            device,
+        })
+    }
+
+    fn load_plugin(&mut self, path: &Path) -> Result<Arc<LoadedPlugin>, String> {
+        if let Some(p) = self.plugins.get(path) {
+            return Ok(p.clone());
+        }
+        let loaded = Arc::new(self.engine.load(path).map_err(|e| e.to_string())?);
+        self.plugins.insert(path.to_path_buf(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// A path (`x/plugin.wasm`, relative to the experiment file) or a name looked up in the plugin
+    /// directory: first as `<name>.wasm`, then by the manifests' names.
+    fn find_plugin(&mut self, spec: &str, base: &Path) -> Result<Arc<LoadedPlugin>, String> {
+        if spec.ends_with(".wasm") || spec.contains('/') {
+            return self.load_plugin(&base.join(spec));
+        }
+        let dir = self.options.plugins_dir.clone();
+        let direct = dir.join(format!("{spec}.wasm"));
+        if direct.is_file() {
+            return self.load_plugin(&direct);
+        }
+        let files = find_plugins(&dir).map_err(|e| e.to_string())?;
+        let mut names = Vec::new();
+        for file in files {
+            if let Ok(p) = self.load_plugin(&file) {
+                if p.manifest.name == spec {
+                    return Ok(p);
+                }
+                names.push(p.manifest.name.clone());
+            }
+        }
+        Err(if names.is_empty() {
+            format!(
+                "no plugin `{spec}`: {} holds no loadable plugins; build them with scripts/build-plugins.sh",
+                dir.display()
+            )
+        } else {
+            format!(
+                "no plugin `{spec}` in {}; closest: {} (`loupe plugins list` shows them all)",
+                dir.display(),
+                closest_names(spec, &names).join(", ")
+            )
+        })
+    }
+
+    fn model(&mut self, dir: &Path, device: Device) -> Result<Arc<LoadedModel>, String> {
+        let key = (dir.to_path_buf(), device.to_string());
+        if let Some(m) = self.models.get(&key) {
+            return Ok(m.clone());
+        }
+        let loaded = Arc::new(LoadedModel::load(dir, device).map_err(|e| e.to_string())?);
+        self.models.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    fn datasets(
+        &self,
+        specs: &BTreeMap<String, DataSpec>,
+        model: Option<&LoadedModel>,
+    ) -> Result<BTreeMap<String, Dataset>, String> {
+        let mut out = BTreeMap::new();
+        for (name, spec) in specs {
+            let dataset = match spec {
+                DataSpec::Text(t) => {
+                    let model = model.ok_or_else(|| {
+                        format!("dataset `{name}`: text needs the run's model (its tokenizer); add `model = ...`")
+                    })?;
+                    let tokenizer = model.tokenizer.as_ref().ok_or_else(|| {
+                        format!(
+                            "dataset `{name}`: {} has no tokenizer.json to tokenize text with",
+                            model.dir.display()
+                        )
+                    })?;
+                    Dataset::Text(
+                        TextDataset::load(t, tokenizer, model.bos).map_err(|e| e.to_string())?,
+                    )
+                }
+                DataSpec::Activations(a) => {
+                    Dataset::Activations(ActivationDataset::load(a).map_err(|e| e.to_string())?)
+                }
+            };
+            out.insert(name.clone(), dataset);
+        }
+        Ok(out)
+    }
+
+    fn execute(
+        &mut self,
+        exp: &Experiment,
+        run: &RunConfig,
+        prepared: Result<Prepared, String>,
+    ) -> Result<RunReport, String> {
+        let dir = RunDir::create(&self.options.out_dir, &run.name)?;
+        let mut recorder = Recorder::new(&dir.id, &dir.events(), self.options.sinks.clone())
+            .map_err(|e| format!("{}: cannot create: {e}", dir.events().display()))?;
+        let mut config = json!({
+            "loupe_version": env!("CARGO_PKG_VERSION"),
+            "experiment": exp.path.display().to_string(),
+            "index": run.index,
+            "name": run.name,
+            "model": run.model.as_ref().map(|m| m.display().to_string()),
+            "data": run.data,
+            "seed": run.seed,
+            "limits": run.limits,
+        });
+        let outcome = match prepared {
+            Err(e) => Err(e),
+            Ok(p) => {
+                config["device"] = json!(p.device.to_string());
+                config["params"] = Value::Object(p.params.clone());
+                config["plugin"] = json!({
+                    "requested": run.plugin.value,
+                    "file": p.plugin.path.display().to_string(),
+                    "name": p.plugin.manifest.name,
+                    "version": p.plugin.manifest.version,
+                    "method": p.plugin.manifest.method,
+                    "sha256": p.plugin.sha256,
+                    "api_version": p.plugin.api_version,
+                });
+                dir.write_json("config.json", &config)?;
+                recorder.emit(EventBody::Started {
+                    plugin: p.plugin.manifest.name.clone(),
+                    plugin_version: p.plugin.manifest.version.clone(),
+                    method: p.plugin.manifest.method.clone(),
+                    model: run.model.as_ref().map(|m| m.display().to_string()),
+                    device: p.device.to_string(),
+                    dir: dir.path.display().to_string(),
+                });
+                let (rec, result) = self.run_plugin(run, &dir, p, recorder);
+                recorder = rec;
+                result
+            }
+        };
+        if !dir.path.join("config.json").exists() {
+            config["plugin"] = json!({ "requested": run.plugin.value });
+            dir.write_json("config.json", &config)?;
+        }
+        let elapsed_s = recorder.elapsed();
+        let (ok, error, summary) = match outcome {
+            Ok(summary) => (true, None, summary),
+            Err(e) => {
+                recorder.emit(EventBody::Log {
+                    level: Level::Error,
+                    message: e.clone(),
+                });
+                (false, Some(e), Value::Null)
+            }
+        };
+        recorder.emit(EventBody::Finished {
+            ok,
+            elapsed_s,
+            error: error.clone(),
+        });
+        dir.write_json(
+            "summary.json",
+            &json!({
+                "run": dir.id,
+                "name": run.name,
+                "ok": ok,
+                "error": error,
+                "elapsed_s": elapsed_s,
+                "dropped_events": recorder.dropped(),
+                "summary": summary,
+            }),
+        )?;
+        Ok(RunReport {
+            id: dir.id.clone(),
+            name: run.name.clone(),
+            dir: dir.path.clone(),
+            ok,
+            error,
+        })
+    }
+
+    /// Loads the run's model and data, then runs the plugin. The recorder comes back in every case.
+    fn run_plugin(
+        &mut self,
+        run: &RunConfig,
+        dir: &RunDir,
+        p: Prepared,
+        recorder: Recorder,
+    ) -> (Recorder, Result<Value, String>) {
+        let model = match &run.model {
+            None => None,
+            Some(m) => match self.model(m, p.device) {
+                Ok(m) => Some(m),
+                Err(e) => return (recorder, Err(format!("model: {e}"))),
+            },
+        };
+        let datasets = match self.datasets(&run.data, model.as_deref()) {
+            Ok(d) => d,
+            Err(e) => return (recorder, Err(format!("data: {e}"))),
+        };
+        let ctx = RunContext {
+            id: dir.id.clone(),
+            seed: run.seed,
+            device: p.device,
+            model,
+            datasets,
+            recorder,
+            artifacts: ArtifactDir::new(dir.artifacts()),
+        };
+        let params = Value::Object(p.params).to_string();
+        let (ctx, result) = p.plugin.run(self.engine, ctx, &run.limits, &params);
+        (ctx.recorder, result.map_err(|f| f.to_string()))
+    }
+}

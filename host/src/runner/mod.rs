@@ -1,0 +1,15 @@
+//! Headless runs: experiment files in, run directories and an event stream out.
+
+mod console;
+mod execute;
+mod experiment;
+mod params;
+mod recorder;
+mod rundir;
+
+pub use console::{HumanConsole, JsonLines};
+pub use execute::{RunReport, Runner, RunnerOptions};
+pub use experiment::{DataSpec, Experiment, RunConfig};
+pub use params::Override;
+pub use recorder::{Recorder, SharedSink};
+pub use rundir::RunDir;

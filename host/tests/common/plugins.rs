@@ -1,0 +1,110 @@
+//! Building plugins for the end-to-end tests, and the other things a plugin run needs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Scratch space of the tests, inside the target directory (kept between runs, so builds are reused).
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Builds a plugin workspace with the same script users run.
+fn build(workspace: &str, out: &Path) {
+    let output = Command::new("bash")
+        .arg(repo_root().join("scripts/build-plugins.sh"))
+        .arg(workspace)
+        .arg(out)
+        .current_dir(repo_root())
+        .output()
+        .expect("bash runs");
+    assert!(
+        output.status.success(),
+        "scripts/build-plugins.sh {workspace} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// The product plugins (`plugins/`), built once per test binary.
+pub fn product_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join("plugins");
+        build("plugins", &dir);
+        dir
+    })
+}
+
+/// The misbehaving plugins (`tests/plugins/`), built once per test binary.
+pub fn misbehaving_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join("misbehaving-plugins");
+        build("tests/plugins", &dir);
+        dir
+    })
+}
+
+/// A small random GPT-2 with a tokenizer, written once per test binary.
+pub fn tiny_model() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = scratch().join(format!("tiny-gpt2-{}", std::process::id()));
+        let out = loupe_cmd()
+            .args([
+                "models", "random", "--preset", "tiny", "--seed", "0", "--out",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("loupe runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir
+    })
+}
+
+/// The `loupe` binary with a compiled-plugin cache inside the target directory.
+pub fn loupe_cmd() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_loupe"));
+    cmd.env("LOUPE_CACHE_DIR", scratch().join("cache"));
+    cmd
+}
+
+pub fn loupe_output(args: &[&str]) -> Output {
+    loupe_cmd().args(args).output().expect("loupe runs")
+}
+
+/// Run directories under `out`, oldest first.
+pub fn run_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+/// Run directories under `out` by run name (from their `summary.json`).
+pub fn runs_by_name(out: &Path) -> std::collections::BTreeMap<String, PathBuf> {
+    run_dirs(out)
+        .into_iter()
+        .map(|d| {
+            let name = read_json(&d.join("summary.json"))["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            (name, d)
+        })
+        .collect()
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -1,0 +1,73 @@
+//! The datasets the run declares in its experiment file.
+
+use crate::bindings::loupe::plugin::data as wit;
+use crate::error::{Error, ErrorKind, Result};
+use crate::tensor::Tensor;
+
+pub use wit::{DatasetInfo, DatasetKind};
+
+/// Every dataset of the run (`default` is the one given as `data = ...`).
+pub fn datasets() -> Vec<DatasetInfo> {
+    wit::datasets()
+}
+
+/// A dataset read in order, in batches.
+pub struct Dataset {
+    info: DatasetInfo,
+}
+
+impl Dataset {
+    /// The dataset the experiment declared under `name`.
+    pub fn open(name: &str) -> Result<Dataset> {
+        let all = wit::datasets();
+        let names: Vec<String> = all.iter().map(|d| d.name.clone()).collect();
+        match all.into_iter().find(|d| d.name == name) {
+            Some(info) => Ok(Dataset { info }),
+            None => Err(Error::new(
+                ErrorKind::NotFound,
+                "data.open",
+                if names.is_empty() {
+                    format!(
+                        "no dataset `{name}`: the run declares none; add `data = \"corpus.txt\"` to its [[run]]"
+                    )
+                } else {
+                    format!(
+                        "no dataset `{name}`; the run declares: {}",
+                        names.join(", ")
+                    )
+                },
+            )),
+        }
+    }
+
+    pub fn info(&self) -> &DatasetInfo {
+        &self.info
+    }
+
+    /// Rows in the whole dataset (sequences or activation rows).
+    pub fn rows(&self) -> usize {
+        self.info.rows as usize
+    }
+
+    /// Sequence length (text) or activation width.
+    pub fn width(&self) -> usize {
+        self.info.width as usize
+    }
+
+    /// The next `rows` rows (fewer at the end), or `None` once exhausted: i32 `[n, seq_len]` for text,
+    /// f32 `[n, width]` for activations.
+    pub fn next_batch(&self, rows: usize) -> Result<Option<Tensor>> {
+        let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+        Ok(wit::next_batch(&self.info.name, rows)?.map(Tensor))
+    }
+
+    /// Back to the first row.
+    pub fn reset(&self) -> Result<()> {
+        Ok(wit::reset(&self.info.name)?)
+    }
+
+    /// The remaining batches, in order.
+    pub fn batches(&self, rows: usize) -> impl Iterator<Item = Result<Tensor>> + '_ {
+        std::iter::from_fn(move || self.next_batch(rows).transpose())
+    }
+}

@@ -1,0 +1,384 @@
+//! End-to-end runs of real `.wasm` plugins through the `loupe` binary: the quickstart, act-stats against
+//! a direct computation, `--set` and `--json`, and the plugin listing.
+
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use std::path::Path;
+
+use common::plugins::{
+    loupe_cmd, loupe_output, product_plugins, read_json, repo_root, run_dirs, runs_by_name,
+    tiny_model,
+};
+use common::read_safetensors;
+use loupe::data::{TextDataset, TextSpec};
+use loupe::model::{LoadedModel, RunSpec};
+use loupe_kernels::Device;
+
+fn write_experiment(dir: &Path, body: &str) -> std::path::PathBuf {
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+fn corpus() -> std::path::PathBuf {
+    repo_root()
+        .join("examples/tiny-corpus.txt")
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn the_quickstart_experiment_runs_act_stats() {
+    let plugins = product_plugins();
+    // The model the quickstart script creates, at the path examples/quickstart.toml names.
+    let model_dir = repo_root().join(".quickstart/tiny-gpt2");
+    let out = loupe_output(&[
+        "models",
+        "random",
+        "--preset",
+        "tiny",
+        "--seed",
+        "0",
+        "--out",
+        model_dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let runs = tempfile::tempdir().unwrap();
+    let out = loupe_cmd()
+        .args([
+            "run",
+            "examples/quickstart.toml",
+            "--device",
+            "cpu",
+            "--plugins",
+        ])
+        .arg(plugins)
+        .arg("--out")
+        .arg(runs.path())
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 of 1 runs succeeded"), "{stdout}");
+    let dirs = run_dirs(runs.path());
+    assert_eq!(dirs.len(), 1);
+    let run = &dirs[0];
+    for file in ["config.json", "events.jsonl", "summary.json"] {
+        assert!(
+            run.join(file).is_file(),
+            "{file} missing in {}",
+            run.display()
+        );
+    }
+    for artifact in [
+        "stats.safetensors",
+        "stats.csv",
+        "position_mean.png",
+        "top_activations.json",
+    ] {
+        assert!(
+            run.join("artifacts").join(artifact).is_file(),
+            "{artifact} missing"
+        );
+    }
+    let config = read_json(&run.join("config.json"));
+    assert_eq!(config["plugin"]["name"], "act-stats");
+    assert_eq!(
+        config["plugin"]["api_version"],
+        loupe_plugin_api::API_VERSION
+    );
+    assert_eq!(config["plugin"]["sha256"].as_str().map(str::len), Some(64));
+    assert_eq!(config["params"]["top_k"], 5);
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["ok"], true);
+    assert_eq!(summary["summary"]["hook"], "blocks.0.mlp.hook_post");
+    // The event log is JSON lines from `started` to `finished`.
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "started");
+    assert_eq!(events.last().unwrap()["event"], "finished");
+    assert!(events.iter().any(|e| e["event"] == "progress"));
+    assert!(events.iter().any(|e| e["event"] == "metric"));
+}
+
+/// Reference statistics from the model itself, in f64: `(mean, var, max, frac_active, rows)` per neuron.
+fn reference_stats(
+    model: &Path,
+    hook: &str,
+    seq_len: usize,
+) -> (Vec<[f64; 4]>, Vec<Vec<u32>>, Vec<Vec<f32>>) {
+    let loaded = LoadedModel::load(model, Device::Cpu).unwrap();
+    let spec = TextSpec {
+        path: corpus(),
+        seq_len,
+        bos: true,
+        pack: true,
+        field: "text".into(),
+        max_sequences: None,
+    };
+    let data = TextDataset::load(&spec, loaded.tokenizer.as_ref().unwrap(), loaded.bos).unwrap();
+    let n = data.info().rows as usize;
+    let sequences: Vec<Vec<u32>> = (0..n).map(|i| data.sequence(i).unwrap().to_vec()).collect();
+    let ids = loaded.model.input_ids(&sequences).unwrap();
+    let run = RunSpec {
+        capture: vec![hook.to_string()],
+        skip_logits: true,
+        ..Default::default()
+    };
+    let act = loaded
+        .model
+        .forward(&ids, &run)
+        .unwrap()
+        .captures
+        .remove(hook)
+        .unwrap();
+    let width: usize = act.dims()[2..].iter().product();
+    let values = act.to_vec_f32().unwrap();
+    let rows: Vec<Vec<f32>> = values.chunks(width).map(<[f32]>::to_vec).collect();
+    let stats = (0..width)
+        .map(|j| {
+            let col: Vec<f64> = rows.iter().map(|r| r[j] as f64).collect();
+            let mean = col.iter().sum::<f64>() / col.len() as f64;
+            let var = col.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / col.len() as f64;
+            let max = col.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let active = col.iter().filter(|&&x| x > 0.0).count() as f64 / col.len() as f64;
+            [mean, var, max, active]
+        })
+        .collect();
+    (stats, sequences, rows)
+}
+
+#[test]
+fn act_stats_matches_statistics_computed_directly() {
+    let plugins = product_plugins();
+    let model = tiny_model();
+    let dir = tempfile::tempdir().unwrap();
+    let hook = "blocks.1.attn.hook_z";
+    let exp = write_experiment(
+        dir.path(),
+        &format!(
+            r#"
+[[run]]
+name = "stats"
+plugin = "act-stats"
+model = "{}"
+data = {{ path = "{}", seq_len = 16 }}
+[run.params]
+hook = "{hook}"
+batch_size = 3
+top_k = 3
+report_neurons = 0
+"#,
+            model.display(),
+            corpus().display()
+        ),
+    );
+    let runs = dir.path().join("runs");
+    let out = loupe_cmd()
+        .args(["run", exp.to_str().unwrap(), "--device", "cpu", "--plugins"])
+        .arg(plugins)
+        .arg("--out")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let run = &run_dirs(&runs)[0];
+    let stats = read_safetensors(&run.join("artifacts/stats.safetensors"));
+    let (reference, sequences, rows) = reference_stats(model, hook, 16);
+    assert_eq!(stats["mean"].f32s.len(), reference.len());
+    for (j, r) in reference.iter().enumerate() {
+        let got = [
+            stats["mean"].f32s[j],
+            stats["var"].f32s[j],
+            stats["max"].f32s[j],
+            stats["frac_active"].f32s[j],
+        ];
+        for (k, name) in ["mean", "var", "max", "frac_active"].iter().enumerate() {
+            let (g, e) = (got[k] as f64, r[k]);
+            assert!(
+                (g - e).abs() <= 1e-5 * (1.0 + e.abs()),
+                "neuron {j} {name}: plugin {g}, direct {e}"
+            );
+        }
+    }
+    // Every neuron's top activations are the largest values of its column, at the right tokens.
+    let top = read_json(&run.join("artifacts/top_activations.json"));
+    let neurons = top["neurons"].as_array().unwrap();
+    assert_eq!(neurons.len(), reference.len());
+    for n in neurons {
+        let j = n["neuron"].as_u64().unwrap() as usize;
+        let mut column: Vec<f32> = rows.iter().map(|r| r[j]).collect();
+        column.sort_by(|a, b| b.total_cmp(a));
+        for (rank, hit) in n["top"].as_array().unwrap().iter().enumerate() {
+            let value = hit["value"].as_f64().unwrap() as f32;
+            assert!(
+                (value - column[rank]).abs() <= 1e-6,
+                "neuron {j} rank {rank}"
+            );
+            let (s, p) = (
+                hit["sequence"].as_u64().unwrap() as usize,
+                hit["position"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(hit["token_id"].as_u64().unwrap() as u32, sequences[s][p]);
+            assert!((rows[s * 16 + p][j] - value).abs() <= 1e-6);
+        }
+    }
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(
+        summary["summary"]["tokens"].as_u64(),
+        Some(rows.len() as u64)
+    );
+}
+
+#[test]
+fn set_overrides_params_and_json_streams_events() {
+    let plugins = product_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        dir.path(),
+        &format!(
+            "[[run]]\nplugin = \"act-stats\"\nmodel = \"{}\"\ndata = {{ path = \"{}\", seq_len = 8 }}\n[run.params]\nmax_batches = 1\n",
+            tiny_model().display(),
+            corpus().display()
+        ),
+    );
+    let runs = dir.path().join("runs");
+    let out = loupe_cmd()
+        .args([
+            "run",
+            exp.to_str().unwrap(),
+            "--json",
+            "--set",
+            "top_k=2",
+            "--set",
+            "hook=blocks.1.hook_resid_post",
+            "--plugins",
+        ])
+        .arg(plugins)
+        .arg("--out")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every stdout line is a JSON event"))
+        .collect();
+    assert_eq!(lines.first().unwrap()["event"], "started");
+    assert_eq!(lines.last().unwrap()["event"], "finished");
+    assert_eq!(lines.last().unwrap()["ok"], true);
+    let config = read_json(&run_dirs(&runs)[0].join("config.json"));
+    assert_eq!(config["params"]["top_k"], 2);
+    assert_eq!(config["params"]["hook"], "blocks.1.hook_resid_post");
+
+    // A --set no plugin takes is an error before anything runs.
+    let out = loupe_cmd()
+        .args(["run", exp.to_str().unwrap(), "--set", "topk=2", "--plugins"])
+        .arg(plugins)
+        .arg("--out")
+        .arg(dir.path().join("runs2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--set topk") && stderr.contains("`top_k`"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("runs2").exists());
+}
+
+#[test]
+fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
+    let plugins = product_plugins();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = write_experiment(
+        dir.path(),
+        &format!(
+            "[[run]]\nname = \"typo\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntopk = 3\n\n\
+             [[run]]\nname = \"wrongtype\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntop_k = \"five\"\n\n\
+             [[run]]\nname = \"missing\"\nplugin = \"act-stat\"\n",
+            model = tiny_model().display()
+        ),
+    );
+    let runs = dir.path().join("runs");
+    let out = loupe_cmd()
+        .args(["run", exp.to_str().unwrap(), "--plugins"])
+        .arg(plugins)
+        .arg("--out")
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let by_name = runs_by_name(&runs);
+    let errors: Vec<String> = ["typo", "wrongtype", "missing"]
+        .iter()
+        .map(|name| {
+            let d = &by_name[*name];
+            read_json(&d.join("summary.json"))["error"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let exp = exp.display().to_string();
+    assert!(
+        errors[0].starts_with(&format!("{exp}:6: params.topk:")) && errors[0].contains("`top_k`"),
+        "{}",
+        errors[0]
+    );
+    assert_eq!(
+        errors[1],
+        format!("{exp}:13: params.top_k: expected an integer, got \"five\"")
+    );
+    assert!(
+        errors[2].starts_with(&format!("{exp}:17: run.plugin: no plugin `act-stat`"))
+            && errors[2].contains("`act-stats`"),
+        "{}",
+        errors[2]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 run(s) failed"), "{stderr}");
+}
+
+#[test]
+fn plugins_list_and_check_describe_the_manifest() {
+    let plugins = product_plugins();
+    let out = loupe_output(&["plugins", "list", "--plugins", plugins.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.1.0)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("top_k (int, default 5)"), "{stdout}");
+
+    let file = plugins.join("act-stats.wasm");
+    let out = loupe_output(&["plugins", "check", file.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"]["name"], "act-stats");
+    assert_eq!(v["manifest"]["params"].as_array().unwrap().len(), 8);
+}
