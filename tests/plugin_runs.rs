@@ -114,12 +114,16 @@ fn the_quickstart_experiment_runs_act_stats() {
     assert!(events.iter().any(|e| e["event"] == "metric"));
 }
 
-/// Reference statistics from the model itself, in f64: `(mean, var, max, frac_active, rows)` per neuron.
-fn reference_stats(
-    model: &Path,
-    hook: &str,
-    seq_len: usize,
-) -> (Vec<[f64; 4]>, Vec<Vec<u32>>, Vec<Vec<f32>>) {
+/// What act-stats should find, computed from the model directly in f64.
+struct Reference {
+    /// Per neuron: mean, population variance, max, fraction above 0.
+    stats: Vec<[f64; 4]>,
+    sequences: Vec<Vec<u32>>,
+    /// Activation rows, sequence-major.
+    rows: Vec<Vec<f32>>,
+}
+
+fn reference_stats(model: &Path, hook: &str, seq_len: usize) -> Reference {
     let loaded = LoadedModel::load(model, Device::Cpu).unwrap();
     let spec = TextSpec {
         path: corpus(),
@@ -158,7 +162,11 @@ fn reference_stats(
             [mean, var, max, active]
         })
         .collect();
-    (stats, sequences, rows)
+    Reference {
+        stats,
+        sequences,
+        rows,
+    }
 }
 
 #[test]
@@ -201,7 +209,11 @@ report_neurons = 0
     );
     let run = &run_dirs(&runs)[0];
     let stats = read_safetensors(&run.join("artifacts/stats.safetensors"));
-    let (reference, sequences, rows) = reference_stats(model, hook, 16);
+    let Reference {
+        stats: reference,
+        sequences,
+        rows,
+    } = reference_stats(model, hook, 16);
     assert_eq!(stats["mean"].f32s.len(), reference.len());
     for (j, r) in reference.iter().enumerate() {
         let got = [

@@ -257,6 +257,23 @@ impl Tensor {
         Ok(Tensor(self.0.embedding(&ids.0)?))
     }
 
+    /// Attention weights `softmax(scale · q · kᵀ)` per head: `self` is the queries
+    /// `[batch, query, head, d_head]`, `k` is `[batch, key, head, d_head]`; gives `[batch, head, query, key]`.
+    pub fn attention_pattern(&self, k: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
+        Ok(Tensor(self.0.attention_pattern(&k.0, scale, causal)?))
+    }
+
+    /// `z = pattern · v` per head: `self` is the pattern `[batch, head, query, key]`, `v` is
+    /// `[batch, key, head, d_head]`; gives `[batch, query, head, d_head]`.
+    pub fn attention_values(&self, v: &Tensor) -> Result<Tensor> {
+        Ok(Tensor(self.0.attention_values(&v.0)?))
+    }
+
+    /// Entries above the causal diagonal of the last two axes set to `fill`.
+    pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
+        Ok(Tensor(self.0.causal_mask(fill)?))
+    }
+
     /// The `k` largest values along the last axis (descending) and their i32 indices.
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
         let (values, indices) = self.0.top_k(u32::try_from(k).unwrap_or(u32::MAX))?;

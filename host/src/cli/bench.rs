@@ -11,6 +11,9 @@ use crate::model::{Gpt2, RunSpec};
 pub enum BenchCommand {
     /// Forward-pass throughput (tokens/s) and peak memory on random token ids.
     Forward(ForwardArgs),
+    /// Plugin overheads: the cost of a host call, the share of an op loop spent crossing into the host,
+    /// cold-compile and cached load times. Needs the host-calls plugin (bench/plugin_overhead.sh).
+    Plugin(super::bench_plugin::PluginBenchArgs),
 }
 
 #[derive(Args)]
@@ -36,7 +39,10 @@ pub struct ForwardArgs {
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Forward(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Forward(args) => args,
+        BenchCommand::Plugin(args) => return super::bench_plugin::run(args),
+    };
     let device = super::resolve_device(&args.device)?;
     let start = Instant::now();
     let model = Gpt2::load(&args.model, device)?;

@@ -1,6 +1,7 @@
 //! The `loupe` command line.
 
 mod bench;
+mod bench_plugin;
 mod edits;
 mod models;
 mod plugins;

@@ -9,6 +9,7 @@ use super::bindings::loupe::plugin::model as wit;
 use super::bindings::{ApiError, ErrorKind};
 use super::state::{RunState, TensorEntry, api_error, engine_error};
 use crate::model::{Intervention, InterventionAction, LoadedModel, ModelError, RunSpec};
+use crate::tokenizer::{TextTokenizer, TokenizerError};
 
 type Answer<T> = wasmtime::Result<Result<T, ApiError>>;
 
@@ -71,6 +72,23 @@ impl RunState {
         Ok(())
     }
 
+    /// Runs `f` with the model's tokenizer, mapping a missing model or tokenizer to an error value.
+    fn with_tokenizer<T>(
+        &self,
+        op: &str,
+        f: impl FnOnce(&TextTokenizer) -> Result<T, TokenizerError>,
+    ) -> Result<T, ApiError> {
+        let loaded = self.model(op)?;
+        let tokenizer = loaded.tokenizer.as_ref().ok_or_else(|| {
+            api_error(
+                ErrorKind::NotFound,
+                op,
+                format!("{} has no tokenizer.json", loaded.dir.display()),
+            )
+        })?;
+        f(tokenizer).map_err(|e| api_error(ErrorKind::Model, op, e.to_string()))
+    }
+
     fn intervention(&self, i: wit::Intervention) -> wasmtime::Result<Intervention> {
         let action = match i.edit {
             wit::Edit::Replace(h) => InterventionAction::Replace(self.tensor(&h)?),
@@ -131,39 +149,11 @@ impl wit::Host for RunState {
     }
 
     fn tokenize(&mut self, text: String) -> Answer<Vec<u32>> {
-        const OP: &str = "model.tokenize";
-        let loaded = match self.model(OP) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match &loaded.tokenizer {
-            None => Err(api_error(
-                ErrorKind::NotFound,
-                OP,
-                format!("{} has no tokenizer.json", loaded.dir.display()),
-            )),
-            Some(t) => t
-                .encode(&text)
-                .map_err(|e| api_error(ErrorKind::Model, OP, e.to_string())),
-        })
+        Ok(self.with_tokenizer("model.tokenize", |t| t.encode(&text)))
     }
 
     fn decode(&mut self, ids: Vec<u32>) -> Answer<String> {
-        const OP: &str = "model.decode";
-        let loaded = match self.model(OP) {
-            Ok(m) => m,
-            Err(e) => return Ok(Err(e)),
-        };
-        Ok(match &loaded.tokenizer {
-            None => Err(api_error(
-                ErrorKind::NotFound,
-                OP,
-                format!("{} has no tokenizer.json", loaded.dir.display()),
-            )),
-            Some(t) => t
-                .decode(&ids)
-                .map_err(|e| api_error(ErrorKind::Model, OP, e.to_string())),
-        })
+        Ok(self.with_tokenizer("model.decode", |t| t.decode(&ids)))
     }
 
     fn run(&mut self, request: wit::RunRequest) -> Answer<wit::RunOutput> {

@@ -299,6 +299,26 @@ impl wit::HostTensor for RunState {
         self.make_sized("tensor.embedding", Some(out), || table.embedding(&ids))
     }
 
+    fn attention_pattern(&mut self, this: Handle, k: Handle, scale: f32, causal: bool) -> Made {
+        let (q, k) = (self.tensor(&this)?, self.tensor(&k)?);
+        // [batch, head, query, key] from q [batch, query, head, _] and k [batch, key, head, _].
+        let out = (q.rank() == 4 && k.rank() == 4)
+            .then(|| vec![q.dims()[0], q.dims()[2], q.dims()[1], k.dims()[1]]);
+        self.make_sized("tensor.attention-pattern", out, || {
+            q.attention_pattern(&k, scale, causal)
+        })
+    }
+
+    fn attention_values(&mut self, this: Handle, v: Handle) -> Made {
+        let result = self.tensor(&this)?.attention_values(&self.tensor(&v)?);
+        self.make("tensor.attention-values", result)
+    }
+
+    fn causal_mask(&mut self, this: Handle, fill: f32) -> Made {
+        let result = self.tensor(&this)?.causal_mask(fill);
+        self.make("tensor.causal-mask", result)
+    }
+
     fn top_k(
         &mut self,
         this: Handle,
@@ -409,4 +429,109 @@ fn readback_fits(op: &str, t: &Tensor) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::limits::Limits;
+    use crate::plugin::state::RunContext;
+    use wit::HostTensor as _;
+
+    fn state(tensor_mb: u64) -> RunState {
+        let limits = Limits {
+            tensor_mb,
+            ..Limits::default()
+        };
+        RunState::new(RunContext::inert(), &limits)
+    }
+
+    fn made(r: Made) -> Handle {
+        r.expect("no trap").expect("no API error")
+    }
+
+    fn borrow(h: &Handle) -> Handle {
+        Resource::new_borrow(h.rep())
+    }
+
+    fn values(s: &mut RunState, h: &Handle) -> Vec<f32> {
+        s.to_f32(borrow(h)).unwrap().unwrap()
+    }
+
+    #[test]
+    fn ops_reach_the_engine_and_come_back() {
+        let mut s = state(64);
+        let a = made(s.from_f32(vec![1.0, -2.0, 3.0, -4.0], vec![2, 2]));
+        let b = made(s.from_f32(vec![10.0, 20.0], vec![2]));
+        let relu = made(s.unary(borrow(&a), wit::UnaryOp::Relu));
+        assert_eq!(values(&mut s, &relu), [1.0, 0.0, 3.0, 0.0]);
+        let sum = made(s.binary(borrow(&a), wit::BinaryOp::Add, borrow(&b)));
+        assert_eq!(values(&mut s, &sum), [11.0, 18.0, 13.0, 16.0]);
+        let gt = made(s.binary(borrow(&a), wit::BinaryOp::Greater, borrow(&relu)));
+        assert_eq!(values(&mut s, &gt), [0.0, 0.0, 0.0, 0.0]);
+        let mm = made(s.matmul(borrow(&a), borrow(&a), false, true));
+        assert_eq!(values(&mut s, &mm), [5.0, 11.0, 11.0, 25.0]);
+        let rows = made(s.reduce(borrow(&a), wit::ReduceOp::Sum, -1, false));
+        assert_eq!(values(&mut s, &rows), [-1.0, -1.0]);
+        let (v, i) = s.top_k(borrow(&a), 1).unwrap().unwrap();
+        assert_eq!(values(&mut s, &v), [1.0, 3.0]);
+        assert_eq!(s.to_s32(borrow(&i)).unwrap().unwrap(), [0, 0]);
+        let q = made(s.randn(vec![1, 3, 2, 4], 0.0, 1.0, 7));
+        let pattern = made(s.attention_pattern(borrow(&q), borrow(&q), 0.5, true));
+        assert_eq!(s.shape(borrow(&pattern)).unwrap(), [1, 2, 3, 3]);
+        let z = made(s.attention_values(borrow(&pattern), borrow(&q)));
+        assert_eq!(s.shape(borrow(&z)).unwrap(), [1, 3, 2, 4]);
+        assert_eq!(
+            s.item(borrow(&rows)).unwrap().unwrap_err().op,
+            "tensor.item"
+        );
+    }
+
+    #[test]
+    fn bad_calls_are_error_values_naming_the_op() {
+        let mut s = state(64);
+        let a = made(s.full(vec![2, 3], 1.0));
+        let b = made(s.full(vec![4], 1.0));
+        let e = s
+            .binary(borrow(&a), wit::BinaryOp::Add, borrow(&b))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeMismatch);
+        assert_eq!(e.op, "tensor.binary");
+        assert!(
+            e.message.contains("[2, 3]") && e.message.contains("[4]"),
+            "{}",
+            e.message
+        );
+        let e = s
+            .reduce(borrow(&a), wit::ReduceOp::Max, 5, false)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidArgument);
+        let e = s.from_f32(vec![1.0; 3], vec![2, 2]).unwrap().unwrap_err();
+        assert_eq!(e.op, "tensor.from-f32");
+    }
+
+    #[test]
+    fn the_quota_counts_live_tensors_and_drops_free_them() {
+        let mut s = state(1);
+        // 1 MiB quota: a 768 KiB tensor fits, a second does not until the first is dropped.
+        let big = made(s.full(vec![192 * 1024], 0.0));
+        let e = s.full(vec![192 * 1024], 0.0).unwrap().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutOfQuota);
+        assert!(e.message.contains("tensor_mb"), "{}", e.message);
+        // Results are refused before they are computed: a broadcast that would blow up.
+        let col = made(s.full(vec![1024, 1], 0.0));
+        let row = made(s.full(vec![1, 1024], 0.0));
+        let e = s
+            .binary(borrow(&col), wit::BinaryOp::Add, borrow(&row))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutOfQuota);
+        s.drop(big).unwrap();
+        made(s.full(vec![192 * 1024], 0.0));
+        // Shapes whose size overflows are refused, not allocated.
+        let e = s.full(vec![u32::MAX; 4], 0.0).unwrap().unwrap_err();
+        assert_eq!(e.kind, ErrorKind::OutOfQuota);
+    }
 }
