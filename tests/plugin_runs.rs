@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::plugins::{
-    loupe_cmd, loupe_output, product_plugins, read_json, repo_root, run_dirs, runs_by_name,
-    tiny_model,
+    loupe_cmd, loupe_output, misbehaving_plugins, product_plugins, read_json, repo_root, run_dirs,
+    runs_by_name, tiny_model,
 };
 use common::read_safetensors;
 use loupe::data::{TextDataset, TextSpec};
@@ -388,9 +388,105 @@ fn plugins_list_and_check_describe_the_manifest() {
     assert!(stdout.contains("top_k (int, default 5)"), "{stdout}");
 
     let file = plugins.join("act-stats.wasm");
+    // A fresh cache: the first load compiles, the next one reuses the compiled code.
+    let cache = tempfile::tempdir().unwrap();
+    let check = || {
+        loupe_cmd()
+            .env("LOUPE_CACHE_DIR", cache.path())
+            .args(["plugins", "check", file.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let first = String::from_utf8(check().stdout).unwrap();
+    let second = String::from_utf8(check().stdout).unwrap();
+    assert!(
+        first.contains("— compiled") && second.contains("— cached"),
+        "{first}\n{second}"
+    );
+    assert!(second.contains("ok: "), "{second}");
+
     let out = loupe_output(&["plugins", "check", file.to_str().unwrap(), "--json"]);
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["manifest"]["name"], "act-stats");
     assert_eq!(v["manifest"]["params"].as_array().unwrap().len(), 8);
+}
+
+/// A cached-activations file with a 2-D `activations` tensor of `rows` × `width` known values.
+fn write_activations(path: &Path, rows: usize, width: usize) -> Vec<f32> {
+    let values: Vec<f32> = (0..rows * width).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, width], &bytes)
+            .unwrap();
+    safetensors::serialize_to_file([("activations", view)], None, path).unwrap();
+    values
+}
+
+#[test]
+fn the_api_reaches_datasets_the_model_and_artifacts() {
+    let tour = misbehaving_plugins().join("api-tour.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let values = write_activations(&dir.path().join("acts.safetensors"), 7, 4);
+    let exp = write_experiment(
+        dir.path(),
+        &format!(
+            "[[run]]\nplugin = \"{}\"\nmodel = \"{}\"\nseed = 42\n\
+             data = {{ acts = \"acts.safetensors\", text = {{ path = \"{}\", seq_len = 8 }} }}\n",
+            tour.display(),
+            tiny_model().display(),
+            corpus().display()
+        ),
+    );
+    let runs = dir.path().join("runs");
+    let out = loupe_cmd()
+        .args(["run", exp.to_str().unwrap(), "--device", "cpu", "--out"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let run = &run_dirs(&runs)[0];
+    let s = &read_json(&run.join("summary.json"))["summary"];
+    assert_eq!(s["datasets"], serde_json::json!(["acts", "text"]));
+    assert_eq!(s["acts_rows"], 7);
+    let sum: f64 = values.iter().map(|&v| v as f64).sum();
+    assert!((s["acts_sum"].as_f64().unwrap() - sum).abs() < 1e-3, "{s}");
+    assert_eq!(s["acts_exhausted"], true);
+    assert_eq!(s["acts_first_row"], serde_json::json!(values[..4]));
+    assert_eq!(s["n_layers"], 2);
+    assert_eq!(s["d_model"], 64);
+    assert_eq!(s["bos"], 0);
+    assert_eq!(s["wte_shape"], serde_json::json!([512, 64]));
+    assert!(
+        s["missing_weight"]
+            .as_str()
+            .unwrap()
+            .contains("`wte.weight`"),
+        "{s}"
+    );
+    assert_eq!(s["round_trip"], "attention heads move information");
+    assert!(s["plain_change"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(
+        s["ablated_change"], 0.0,
+        "zeroed attention leaves the residual stream as it was"
+    );
+    assert_eq!(s["logits_shape"], serde_json::json!([2, 8, 512]));
+    let bad_hook = s["bad_hook"].as_str().unwrap();
+    assert!(
+        bad_hook.starts_with("model.run: unknown hook `blocks.0.hook_resid_mdi`"),
+        "{bad_hook}"
+    );
+    assert!(bad_hook.contains("`blocks.0.hook_resid_mid`"), "{bad_hook}");
+    assert_eq!(s["seed"], 42);
+    let artifacts = run.join("artifacts/tour");
+    let csv = std::fs::read_to_string(artifacts.join("table.csv")).unwrap();
+    assert_eq!(csv, "a,b\r\n1,\"x,y\"\r\n");
+    let png = std::fs::read(artifacts.join("image.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    let wte = read_safetensors(&artifacts.join("wte.safetensors"));
+    assert_eq!(wte["wte"].shape, [512, 64]);
 }

@@ -154,5 +154,12 @@ pub(crate) fn engine_error(op: &str, e: loupe_kernels::Error) -> ApiError {
         }
         E::DeviceMismatch { .. } | E::DeviceUnavailable { .. } => ErrorKind::Internal,
     };
-    api_error(kind, op, e.to_string())
+    // The engine names its op too (`binary: shapes ...`); once is enough.
+    let message = e.to_string();
+    let engine_op = op.rsplit('.').next().unwrap_or(op).replace('-', "_");
+    let message = message
+        .strip_prefix(&format!("{engine_op}: "))
+        .unwrap_or(&message)
+        .to_string();
+    api_error(kind, op, message)
 }

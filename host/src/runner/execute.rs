@@ -16,7 +16,7 @@ use super::rundir::RunDir;
 use crate::artifacts::ArtifactDir;
 use crate::data::{ActivationDataset, Dataset, TextDataset};
 use crate::device::resolve_device;
-use crate::events::{EventBody, Level};
+use crate::events::EventBody;
 use crate::model::LoadedModel;
 use crate::plugin::{LoadedPlugin, PluginEngine, RunContext, find_plugins};
 use crate::suggest::closest_names;
@@ -260,13 +260,7 @@ impl<'e> Runner<'e> {
         let elapsed_s = recorder.elapsed();
         let (ok, error, summary) = match outcome {
             Ok(summary) => (true, None, summary),
-            Err(e) => {
-                recorder.emit(EventBody::Log {
-                    level: Level::Error,
-                    message: e.clone(),
-                });
-                (false, Some(e), Value::Null)
-            }
+            Err(e) => (false, Some(e), Value::Null),
         };
         recorder.emit(EventBody::Finished {
             ok,

@@ -1,0 +1,97 @@
+//! Exercises the plugin API end to end and reports what it saw in its summary, for the tests to check
+//! against what they know: datasets, the model's facts, weights, tokens, interventions, errors, artifacts.
+
+use loupe_plugin_api::data::datasets;
+use loupe_plugin_api::prelude::*;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+struct Params {}
+
+struct ApiTour;
+
+/// The largest absolute difference between two tensors, read back as one number.
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+    let d = a.sub(b)?.abs()?;
+    d.reshape(&[d.numel()])?.max(0, false)?.item()
+}
+
+impl Plugin for ApiTour {
+    type Params = Params;
+
+    fn manifest() -> Manifest {
+        Manifest::new("api-tour", env!("CARGO_PKG_VERSION"), "test", "Exercises the API")
+    }
+
+    fn run(_: Params) -> Result<Value> {
+        // Cached activations: every row, in order, in batches of 3.
+        let acts = Dataset::open("acts")?;
+        let mut rows = 0;
+        let mut sum = 0.0f64;
+        for batch in acts.batches(3) {
+            let batch = batch?;
+            rows += batch.shape()[0];
+            sum += batch.sum_all()? as f64;
+        }
+        let exhausted = acts.next_batch(3)?.is_none();
+        acts.reset()?;
+        let first = acts.next_batch(1)?.expect("a row after reset").to_vec_f32()?;
+
+        // The model: facts, weights, tokens.
+        let info = model::info()?;
+        let wte = model::weight("wte.weight")?;
+        let missing_weight = model::weight("wte.weights").expect_err("no such weight").to_string();
+        let ids = model::tokenize("attention heads move information")?;
+        let text = model::decode(&ids)?;
+
+        // Interventions: with the attention output zeroed, the residual stream passes block 0's
+        // attention unchanged.
+        let text_data = Dataset::open("text")?;
+        let tokens = text_data.next_batch(2)?.expect("a batch of text");
+        let pre = "blocks.0.hook_resid_pre";
+        let mid = "blocks.0.hook_resid_mid";
+        let mut plain = Forward::new(&tokens).capture(pre).capture(mid).without_logits().run()?;
+        let plain_change = max_abs_diff(&plain.take(mid)?, &plain.take(pre)?)?;
+        let mut ablated = Forward::new(&tokens)
+            .capture(pre)
+            .capture(mid)
+            .intervene(Intervention::zero("blocks.0.hook_attn_out"))
+            .without_logits()
+            .run()?;
+        let ablated_change = max_abs_diff(&ablated.take(mid)?, &ablated.take(pre)?)?;
+        let logits = Forward::new(&tokens).run()?.logits.expect("logits").shape();
+        let bad_hook = Forward::new(&tokens)
+            .capture("blocks.0.hook_resid_mdi")
+            .run()
+            .err()
+            .map(|e| e.to_string());
+
+        // Artifacts of every kind.
+        let image = Tensor::rand_uniform(&[4, 6, 3], 0.0, 1.0, runtime::seed())?;
+        report::save_png("tour/image.png", &image)?;
+        report::save_csv("tour/table.csv", &["a", "b"], &[vec!["1".into(), "x,y".into()]])?;
+        report::save_tensors("tour/wte.safetensors", &[("wte", &wte)])?;
+
+        Ok(json!({
+            "datasets": datasets().iter().map(|d| d.name.clone()).collect::<Vec<_>>(),
+            "acts_rows": rows,
+            "acts_sum": sum,
+            "acts_exhausted": exhausted,
+            "acts_first_row": first,
+            "n_layers": info.n_layers,
+            "d_model": info.d_model,
+            "bos": info.bos_token,
+            "wte_shape": wte.shape(),
+            "missing_weight": missing_weight,
+            "round_trip": text,
+            "plain_change": plain_change,
+            "ablated_change": ablated_change,
+            "logits_shape": logits,
+            "bad_hook": bad_hook,
+            "seed": runtime::seed(),
+        }))
+    }
+}
+
+export_plugin!(ApiTour);
