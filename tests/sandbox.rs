@@ -155,6 +155,31 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
 }
 
 #[test]
+fn a_plugin_sees_no_files_no_environment_and_no_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = dir.path().join("snoop.toml");
+    std::fs::write(&exp, misbehave("snoop", "snoop", "")).unwrap();
+    let runs = dir.path().join("runs");
+    let out = loupe_cmd()
+        .env("SECRET_TOKEN", "hunter2")
+        .args(["run", exp.to_str().unwrap(), "--out"])
+        .arg(&runs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let summary = read_json(&run_dirs(&runs)[0].join("summary.json"));
+    let seen = &summary["summary"];
+    assert_eq!(seen["file"], false, "{seen}");
+    assert_eq!(seen["dir"], false, "{seen}");
+    assert_eq!(seen["env"], serde_json::json!([]), "{seen}");
+    assert_eq!(seen["net"], false, "{seen}");
+}
+
+#[test]
 fn plugins_check_refuses_what_is_not_a_compatible_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let core = dir.path().join("core.wasm");

@@ -21,7 +21,12 @@ impl Plugin for ApiTour {
     type Params = Params;
 
     fn manifest() -> Manifest {
-        Manifest::new("api-tour", env!("CARGO_PKG_VERSION"), "test", "Exercises the API")
+        Manifest::new(
+            "api-tour",
+            env!("CARGO_PKG_VERSION"),
+            "test",
+            "Exercises the API",
+        )
     }
 
     fn run(_: Params) -> Result<Value> {
@@ -36,12 +41,17 @@ impl Plugin for ApiTour {
         }
         let exhausted = acts.next_batch(3)?.is_none();
         acts.reset()?;
-        let first = acts.next_batch(1)?.expect("a row after reset").to_vec_f32()?;
+        let first = acts
+            .next_batch(1)?
+            .expect("a row after reset")
+            .to_vec_f32()?;
 
         // The model: facts, weights, tokens.
         let info = model::info()?;
         let wte = model::weight("wte.weight")?;
-        let missing_weight = model::weight("wte.weights").expect_err("no such weight").to_string();
+        let missing_weight = model::weight("wte.weights")
+            .expect_err("no such weight")
+            .to_string();
         let ids = model::tokenize("attention heads move information")?;
         let text = model::decode(&ids)?;
 
@@ -51,7 +61,11 @@ impl Plugin for ApiTour {
         let tokens = text_data.next_batch(2)?.expect("a batch of text");
         let pre = "blocks.0.hook_resid_pre";
         let mid = "blocks.0.hook_resid_mid";
-        let mut plain = Forward::new(&tokens).capture(pre).capture(mid).without_logits().run()?;
+        let mut plain = Forward::new(&tokens)
+            .capture(pre)
+            .capture(mid)
+            .without_logits()
+            .run()?;
         let plain_change = max_abs_diff(&plain.take(mid)?, &plain.take(pre)?)?;
         let mut ablated = Forward::new(&tokens)
             .capture(pre)
@@ -70,7 +84,11 @@ impl Plugin for ApiTour {
         // Artifacts of every kind.
         let image = Tensor::rand_uniform(&[4, 6, 3], 0.0, 1.0, runtime::seed())?;
         report::save_png("tour/image.png", &image)?;
-        report::save_csv("tour/table.csv", &["a", "b"], &[vec!["1".into(), "x,y".into()]])?;
+        report::save_csv(
+            "tour/table.csv",
+            &["a", "b"],
+            &[vec!["1".into(), "x,y".into()]],
+        )?;
         report::save_tensors("tour/wte.safetensors", &[("wte", &wte)])?;
 
         Ok(json!({

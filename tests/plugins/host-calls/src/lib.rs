@@ -23,12 +23,17 @@ impl Plugin for HostCalls {
     type Params = Params;
 
     fn manifest() -> Manifest {
-        Manifest::new("host-calls", env!("CARGO_PKG_VERSION"), "bench", "Host calls in a loop, for benchmarks")
-            .param(Param::string("mode", "calls", "calls | op-loop"))
-            .param(Param::int("n", 1000, "Calls or loop steps"))
-            .param(Param::int("rows", 256, "op-loop: rows of the input"))
-            .param(Param::int("d_in", 128, "op-loop: input width"))
-            .param(Param::int("d_hidden", 512, "op-loop: hidden width"))
+        Manifest::new(
+            "host-calls",
+            env!("CARGO_PKG_VERSION"),
+            "bench",
+            "Host calls in a loop, for benchmarks",
+        )
+        .param(Param::string("mode", "calls", "calls | op-loop"))
+        .param(Param::int("n", 1000, "Calls or loop steps"))
+        .param(Param::int("rows", 256, "op-loop: rows of the input"))
+        .param(Param::int("d_in", 128, "op-loop: input width"))
+        .param(Param::int("d_hidden", 512, "op-loop: hidden width"))
     }
 
     fn run(p: Params) -> Result<Value> {
@@ -54,7 +59,10 @@ impl Plugin for HostCalls {
                 }
                 Ok(json!({ "loss": loss }))
             }
-            other => Err(Error::invalid("host-calls", format!("unknown mode `{other}`"))),
+            other => Err(Error::invalid(
+                "host-calls",
+                format!("unknown mode `{other}`"),
+            )),
         }
     }
 }

@@ -30,7 +30,7 @@ impl Plugin for Misbehave {
             Param::string(
                 "behaviour",
                 "ok",
-                "ok | spin | memory-bomb | recursion | panic | over-quota | escape | flood | bad-op",
+                "ok | spin | memory-bomb | recursion | panic | over-quota | escape | flood | bad-op | snoop",
             ),
         )
     }
@@ -66,7 +66,11 @@ impl Plugin for Misbehave {
             }
             "escape" => {
                 let mut first_error = None;
-                for name in ["../../escaped.json", "/tmp/loupe-escaped.json", "a/../../escaped.json"] {
+                for name in [
+                    "../../escaped.json",
+                    "/tmp/loupe-escaped.json",
+                    "a/../../escaped.json",
+                ] {
                     if let Err(e) = report::save_json(name, &json!({ "escaped": true })) {
                         report::warn(&e.to_string());
                         first_error.get_or_insert(e);
@@ -89,12 +93,39 @@ impl Plugin for Misbehave {
                 let a = Tensor::zeros(&[2, 3])?;
                 let b = Tensor::zeros(&[4])?;
                 // A bad call is an error value: the plugin sees it and can carry on.
-                let err = a.add(&b).expect_err("shapes [2, 3] and [4] must not broadcast");
+                let err = a
+                    .add(&b)
+                    .expect_err("shapes [2, 3] and [4] must not broadcast");
                 report::warn(&format!("as expected: {err}"));
                 let c = (&a + 1.0).sum_all()?;
-                Err(Error::invalid("misbehave", format!("{err} (and the plugin went on: sum {c})")))
+                Err(Error::invalid(
+                    "misbehave",
+                    format!("{err} (and the plugin went on: sum {c})"),
+                ))
             }
-            other => Err(Error::invalid("misbehave", format!("unknown behaviour `{other}`"))),
+            "snoop" => {
+                // What a plugin can see of the machine: it should be nothing.
+                let file = std::fs::read("/etc/hostname")
+                    .map(|b| b.len())
+                    .map_err(|e| e.to_string());
+                let dir = std::fs::read_dir(".")
+                    .map(|d| d.count())
+                    .map_err(|e| e.to_string());
+                let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+                let net = std::net::TcpStream::connect("127.0.0.1:22")
+                    .map(|_| ())
+                    .map_err(|e| e.to_string());
+                Ok(json!({
+                    "file": file.is_ok(),
+                    "dir": dir.is_ok(),
+                    "env": env,
+                    "net": net.is_ok(),
+                }))
+            }
+            other => Err(Error::invalid(
+                "misbehave",
+                format!("unknown behaviour `{other}`"),
+            )),
         }
     }
 }
