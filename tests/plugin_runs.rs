@@ -331,7 +331,9 @@ fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
         &format!(
             "[[run]]\nname = \"typo\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntopk = 3\n\n\
              [[run]]\nname = \"wrongtype\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntop_k = \"five\"\n\n\
-             [[run]]\nname = \"missing\"\nplugin = \"act-stat\"\n",
+             [[run]]\nname = \"missing\"\nplugin = \"act-stat\"\n\n\
+             [[run]]\nname = \"nomodel\"\nplugin = \"act-stats\"\nmodel = \"no/such/model\"\n\n\
+             [[run]]\nname = \"nodata\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\ndata = \"absent.txt\"\n",
             model = tiny_model().display()
         ),
     );
@@ -345,7 +347,7 @@ fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let by_name = runs_by_name(&runs);
-    let errors: Vec<String> = ["typo", "wrongtype", "missing"]
+    let errors: Vec<String> = ["typo", "wrongtype", "missing", "nomodel", "nodata"]
         .iter()
         .map(|name| {
             let d = &by_name[*name];
@@ -372,15 +374,37 @@ fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
         errors[2]
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("3 run(s) failed"), "{stderr}");
+    assert!(
+        errors[3].starts_with("model: ") && errors[3].contains("no/such/model"),
+        "{}",
+        errors[3]
+    );
+    assert!(
+        errors[4].starts_with("data: ") && errors[4].contains("absent.txt"),
+        "{}",
+        errors[4]
+    );
+    assert!(stderr.contains("5 run(s) failed"), "{stderr}");
 }
 
 #[test]
 fn plugins_list_and_check_describe_the_manifest() {
     let plugins = product_plugins();
-    let out = loupe_output(&["plugins", "list", "--plugins", plugins.to_str().unwrap()]);
+    // A directory with a good plugin and a broken file: both listed, the broken one with its reason.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        plugins.join("act-stats.wasm"),
+        dir.path().join("act-stats.wasm"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x0d\0\x01\0junk").unwrap();
+    let out = loupe_output(&["plugins", "list", "--plugins", dir.path().to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("BROKEN") && stdout.contains("broken.wasm: malformed component"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.1.0)"),
         "{stdout}"
