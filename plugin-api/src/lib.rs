@@ -19,9 +19,12 @@
 //!             .param(Param::string("hook", "blocks.0.hook_resid_post", "Where to read activations"))
 //!     }
 //!     fn run(p: Params) -> Result<serde_json::Value> {
-//!         let tokens = Dataset::open("default")?.next_batch(8)?.expect("a batch");
+//!         let Some(tokens) = Dataset::open("default")?.next_batch(8)? else {
+//!             return Err(Error::invalid("norms", "the dataset is empty"));
+//!         };
 //!         let mut out = Forward::new(&tokens).capture(&p.hook).without_logits().run()?;
-//!         let norm = out.take(&p.hook)?.l2_norm(-1, false)?.reshape(&[usize::MAX])?.mean(0, false)?.item()?;
+//!         // [batch, pos, d_model] -> one norm per position -> their mean, read back as one f32.
+//!         let norm = out.take(&p.hook)?.l2_norm(-1, false)?.mean_all()?;
 //!         Ok(serde_json::json!({ "mean_norm": norm }))
 //!     }
 //! }
