@@ -456,6 +456,7 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
         dir.path(),
         &format!(
             "[[run]]\nplugin = \"{}\"\nmodel = \"{}\"\nseed = 42\n\
+             limits = {{ tensor_mb = 64 }}\n\
              data = {{ acts = \"acts.safetensors\", text = {{ path = \"{}\", seq_len = 8 }} }}\n",
             tour.display(),
             tiny_model().display(),
@@ -506,6 +507,12 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
     );
     assert!(bad_hook.contains("`blocks.0.hook_resid_mid`"), "{bad_hook}");
     assert_eq!(s["seed"], 42);
+    let too_big = s["too_big"].as_str().unwrap();
+    assert!(
+        too_big.starts_with("model.run: a pass over [512, 128] tokens needs about")
+            && too_big.contains("tensor quota of 64 MiB"),
+        "{too_big}"
+    );
     let artifacts = run.join("artifacts/tour");
     let csv = std::fs::read_to_string(artifacts.join("table.csv")).unwrap();
     assert_eq!(csv, "a,b\r\n1,\"x,y\"\r\n");

@@ -127,6 +127,31 @@ impl Gpt2 {
         out
     }
 
+    /// Bytes a forward pass over `[batch, seq]` allocates at its peak, roughly: what it returns (captures,
+    /// logits) plus one block's working set. Lets a caller refuse a pass that cannot fit before it starts.
+    pub fn forward_bytes(
+        &self,
+        batch: usize,
+        seq: usize,
+        spec: &RunSpec,
+    ) -> Result<u64, ModelError> {
+        let c = &self.config;
+        let captured = super::select_hooks(&self.hook_names, &spec.capture)?;
+        let numel = |shape: Vec<usize>| shape.iter().map(|&d| d as u64).product::<u64>();
+        let mut elements: u64 = captured
+            .iter()
+            .map(|h| numel(super::gpt2_hook_shape(h, batch, seq, c)))
+            .sum();
+        if !spec.skip_logits {
+            elements += numel(vec![batch, seq, c.vocab_size]);
+        }
+        // Residual stream, q/k/v, the MLP's hidden layer and one layer's attention pattern.
+        let tokens = (batch * seq) as u64;
+        elements +=
+            tokens * (5 * c.d_model + c.d_mlp) as u64 + numel(vec![batch, c.n_head, seq, seq]);
+        Ok(elements * 4)
+    }
+
     /// Number of parameters (the tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
         let block: usize = self.blocks.first().map_or(0, |b| {

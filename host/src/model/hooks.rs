@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{Intervention, ModelError, RunSpec};
+use super::{Gpt2Config, Intervention, ModelError, RunSpec};
 
 /// Every hook of a GPT-2 with `n_layer` blocks, in the order the forward pass reaches them.
 pub fn gpt2_hook_names(n_layer: usize) -> Vec<String> {
@@ -100,6 +100,23 @@ impl HookPlan {
     pub fn done_before_layer(&self, layer: usize) -> bool {
         let first = self.order.get(&format!("blocks.{layer}.hook_resid_pre"));
         matches!((self.stop_after, first), (Some(stop), Some(&i)) if i > stop)
+    }
+}
+
+/// The shape of a GPT-2 hook's activation for a `[batch, seq]` input, as TransformerLens shapes it.
+pub fn gpt2_hook_shape(name: &str, batch: usize, seq: usize, config: &Gpt2Config) -> Vec<usize> {
+    let (heads, d_head) = (config.n_head, config.d_head());
+    if name.ends_with("attn.hook_pattern") {
+        vec![batch, heads, seq, seq]
+    } else if ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"]
+        .iter()
+        .any(|h| name.ends_with(h))
+    {
+        vec![batch, seq, heads, d_head]
+    } else if name.ends_with("mlp.hook_pre") || name.ends_with("mlp.hook_post") {
+        vec![batch, seq, config.d_mlp]
+    } else {
+        vec![batch, seq, config.d_model]
     }
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{Activation, Gpt2Config};
 pub use gpt2::Gpt2;
-pub use hooks::{HookPlan, gpt2_hook_names};
+pub use hooks::{HookPlan, gpt2_hook_names, gpt2_hook_shape, select_hooks};
 pub use intervention::{Intervention, InterventionAction};
 pub use loaded::LoadedModel;
 pub use weights::WeightStore;

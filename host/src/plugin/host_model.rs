@@ -176,6 +176,28 @@ impl wit::Host for RunState {
             interventions,
             skip_logits: !request.logits,
         };
+        // A pass too big for the quota is refused before it allocates anything.
+        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
+        match loaded.model.forward_bytes(batch, seq, &spec) {
+            Ok(bytes) => {
+                if self.quota.check(OP, &[batch, seq], bytes).is_err() {
+                    return Ok(Err(api_error(
+                        ErrorKind::OutOfQuota,
+                        OP,
+                        format!(
+                            "a pass over [{batch}, {seq}] tokens needs about {} MiB for its activations{}, \
+                             but the run's tensor quota of {} MiB has {} MiB in use; use smaller batches, \
+                             fewer captures, or raise [run.limits] tensor_mb",
+                            bytes.div_ceil(1 << 20),
+                            if spec.skip_logits { "" } else { " and logits" },
+                            self.quota.limit() >> 20,
+                            self.quota.used() >> 20
+                        ),
+                    )));
+                }
+            }
+            Err(e) => return Ok(Err(model_error(OP, e))),
+        }
         let out = match loaded.model.forward(&ids, &spec) {
             Ok(out) => out,
             Err(e) => return Ok(Err(model_error(OP, e))),

@@ -116,6 +116,14 @@ impl TensorQuota {
         }
     }
 
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
     /// Refuses a tensor of `bytes` before it is made, naming the op and the shape.
     pub fn check(&self, op: &str, shape: &[usize], bytes: u64) -> Result<(), ApiError> {
         if self.live >= MAX_LIVE_TENSORS {

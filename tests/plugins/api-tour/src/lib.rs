@@ -81,6 +81,10 @@ impl Plugin for ApiTour {
             .err()
             .map(|e| e.to_string());
 
+        // A pass too big for the run's tensor quota is refused before it starts.
+        let big = Tensor::zeros(&[512, 128])?.to_dtype(DType::I32)?;
+        let too_big = Forward::new(&big).run().err().map(|e| e.to_string());
+
         // Artifacts of every kind.
         let image = Tensor::rand_uniform(&[4, 6, 3], 0.0, 1.0, runtime::seed())?;
         report::save_png("tour/image.png", &image)?;
@@ -107,6 +111,7 @@ impl Plugin for ApiTour {
             "ablated_change": ablated_change,
             "logits_shape": logits,
             "bad_hook": bad_hook,
+            "too_big": too_big,
             "seed": runtime::seed(),
         }))
     }
