@@ -7,8 +7,8 @@ mod common;
 use std::path::Path;
 
 use common::plugins::{
-    loupe_cmd, loupe_output, misbehaving_plugins, product_plugins, read_json, repo_root, run_dirs,
-    runs_by_name, tiny_model,
+    assert_success, loupe_cmd, loupe_output, loupe_run, misbehaving_plugins, product_plugins,
+    read_json, repo_root, run_dirs, runs_by_name, tiny_model,
 };
 use common::read_safetensors;
 use loupe::data::{TextDataset, TextSpec};
@@ -195,18 +195,12 @@ report_neurons = 0
         ),
     );
     let runs = dir.path().join("runs");
-    let out = loupe_cmd()
-        .args(["run", exp.to_str().unwrap(), "--device", "cpu", "--plugins"])
-        .arg(plugins)
-        .arg("--out")
-        .arg(&runs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let out = loupe_run(
+        &exp,
+        &runs,
+        &["--device", "cpu", "--plugins", plugins.to_str().unwrap()],
     );
+    assert_success(&out);
     let run = &run_dirs(&runs)[0];
     let stats = read_safetensors(&run.join("artifacts/stats.safetensors"));
     let Reference {
@@ -306,20 +300,19 @@ fn set_overrides_params_and_json_streams_events() {
     assert_eq!(config["params"]["hook"], "blocks.1.hook_resid_post");
 
     // A --set no plugin takes is an error before anything runs.
-    let out = loupe_cmd()
-        .args(["run", exp.to_str().unwrap(), "--set", "topk=2", "--plugins"])
-        .arg(plugins)
-        .arg("--out")
-        .arg(dir.path().join("runs2"))
-        .output()
-        .unwrap();
+    let runs2 = dir.path().join("runs2");
+    let out = loupe_run(
+        &exp,
+        &runs2,
+        &["--set", "topk=2", "--plugins", plugins.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("--set topk") && stderr.contains("`top_k`"),
         "{stderr}"
     );
-    assert!(!dir.path().join("runs2").exists());
+    assert!(!runs2.exists());
 }
 
 #[test]
@@ -338,13 +331,7 @@ fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
         ),
     );
     let runs = dir.path().join("runs");
-    let out = loupe_cmd()
-        .args(["run", exp.to_str().unwrap(), "--plugins"])
-        .arg(plugins)
-        .arg("--out")
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = loupe_run(&exp, &runs, &["--plugins", plugins.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let by_name = runs_by_name(&runs);
     let errors: Vec<String> = ["typo", "wrongtype", "missing", "nomodel", "nodata"]
@@ -464,16 +451,8 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
         ),
     );
     let runs = dir.path().join("runs");
-    let out = loupe_cmd()
-        .args(["run", exp.to_str().unwrap(), "--device", "cpu", "--out"])
-        .arg(&runs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = loupe_run(&exp, &runs, &["--device", "cpu"]);
+    assert_success(&out);
     let run = &run_dirs(&runs)[0];
     let s = &read_json(&run.join("summary.json"))["summary"];
     assert_eq!(s["datasets"], serde_json::json!(["acts", "text"]));

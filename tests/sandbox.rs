@@ -9,8 +9,8 @@ mod common;
 use std::path::Path;
 
 use common::plugins::{
-    loupe_cmd, loupe_output, misbehaving_plugins, product_plugins, read_json, repo_root, run_dirs,
-    runs_by_name, tiny_model,
+    assert_success, loupe_cmd, loupe_output, loupe_run, misbehaving_plugins, product_plugins,
+    read_json, repo_root, run_dirs, runs_by_name, tiny_model,
 };
 
 /// A valid core module (no sections): WebAssembly, but not a component.
@@ -63,17 +63,7 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
     std::fs::write(&exp_path, exp).unwrap();
 
     let runs = dir.path().join("runs");
-    let out = loupe_cmd()
-        .args([
-            "run",
-            exp_path.to_str().unwrap(),
-            "--device",
-            "cpu",
-            "--out",
-        ])
-        .arg(&runs)
-        .output()
-        .unwrap();
+    let out = loupe_run(&exp_path, &runs, &["--device", "cpu"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
@@ -166,11 +156,7 @@ fn a_plugin_sees_no_files_no_environment_and_no_network() {
         .arg(&runs)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_success(&out);
     let summary = read_json(&run_dirs(&runs)[0].join("summary.json"));
     let seen = &summary["summary"];
     assert_eq!(seen["file"], false, "{seen}");

@@ -81,6 +81,28 @@ pub fn loupe_output(args: &[&str]) -> Output {
     loupe_cmd().args(args).output().expect("loupe runs")
 }
 
+/// `loupe run EXP --out OUT ARGS...`.
+pub fn loupe_run(exp: &Path, out: &Path, args: &[&str]) -> Output {
+    loupe_cmd()
+        .arg("run")
+        .arg(exp)
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("loupe runs")
+}
+
+#[track_caller]
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "loupe failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run directories under `out`, oldest first.
 pub fn run_dirs(out: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
