@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use loupe_kernels::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{ActivationSpec, DataError, DatasetInfo, DatasetKind, next_rows};
+use super::rows::RowBatches;
+use super::{ActivationSpec, DataError, DatasetInfo, DatasetKind};
 
 /// The tensor a cached-activation file must hold.
 const NAME: &str = "activations";
@@ -17,12 +18,7 @@ const NAME: &str = "activations";
 /// `rows × width` activations in f32, and where the current run is in them.
 #[derive(Debug)]
 pub struct ActivationDataset {
-    path: PathBuf,
-    rows: usize,
-    width: usize,
-    /// Row-major `rows * width` values.
-    values: Vec<f32>,
-    cursor: usize,
+    data: RowBatches<f32>,
 }
 
 impl ActivationDataset {
@@ -109,56 +105,39 @@ impl ActivationDataset {
         };
         drop(map);
         Ok(ActivationDataset {
-            path: spec.path.clone(),
-            rows,
-            width,
-            values,
-            cursor: 0,
+            data: RowBatches::new(
+                spec.path.clone(),
+                DatasetKind::Activations,
+                values,
+                rows,
+                width,
+            ),
         })
     }
 
     pub fn info(&self) -> DatasetInfo {
-        DatasetInfo {
-            kind: DatasetKind::Activations,
-            rows: self.rows as u64,
-            // Checked at load to fit.
-            width: u32::try_from(self.width).unwrap_or(u32::MAX),
-        }
+        self.data.info()
     }
 
     /// The values of row `i`, `None` past the end.
     pub fn row(&self, i: usize) -> Option<&[f32]> {
-        if i >= self.rows {
-            return None;
-        }
-        self.values.get(i * self.width..(i + 1) * self.width)
+        self.data.row(i)
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.data.path()
     }
 
     /// The next `rows` rows as f32 `[n, d]` on `device`; see [`super::Dataset::next_batch`].
     pub fn next_batch(&mut self, rows: usize, device: Device) -> Result<Option<Tensor>, DataError> {
-        let Some(range) = next_rows(&self.path, self.cursor, self.rows, rows)? else {
-            return Ok(None);
-        };
-        let n = range.len();
-        let values = self.values[range.start * self.width..range.end * self.width].to_vec();
-        let batch = Tensor::from_vec_f32(values, [n, self.width], device).map_err(|source| {
-            DataError::Engine {
-                path: self.path.clone(),
-                device,
-                source: Box::new(source),
-            }
-        })?;
-        self.cursor = range.end;
-        Ok(Some(batch))
+        self.data.next_batch(rows, device, |values, shape, device| {
+            Tensor::from_vec_f32(values.to_vec(), shape, device)
+        })
     }
 
     /// Back to the first row.
     pub fn reset(&mut self) {
-        self.cursor = 0;
+        self.data.reset();
     }
 }
 
@@ -188,6 +167,12 @@ fn missing(mut names: Vec<&str>) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+
+    fn all_values(ds: &ActivationDataset) -> Vec<f32> {
+        (0..ds.info().rows as usize)
+            .flat_map(|i| ds.row(i).unwrap().to_vec())
+            .collect()
+    }
     use safetensors::tensor::TensorView;
 
     /// Writes `tensors` (name, dtype, shape, little-endian bytes) to `dir/name`.
@@ -239,7 +224,7 @@ pub(super) mod tests {
                 width: 3
             }
         );
-        assert_eq!(ds.values, values);
+        assert_eq!(all_values(&ds), values);
         assert_eq!(ds.row(1), Some(&values[3..6]));
         assert_eq!(ds.row(4), None);
     }
@@ -267,7 +252,7 @@ pub(super) mod tests {
         );
         let ds = load(path).unwrap();
         assert_eq!((ds.info().rows, ds.info().width), (2, 3));
-        assert_eq!(ds.values, values);
+        assert_eq!(all_values(&ds), values);
 
         let path = write(
             dir.path(),
@@ -276,7 +261,7 @@ pub(super) mod tests {
         );
         let ds = load(path).unwrap();
         assert_eq!((ds.info().rows, ds.info().width), (3, 2));
-        assert_eq!(ds.values, values);
+        assert_eq!(all_values(&ds), values);
     }
 
     #[test]

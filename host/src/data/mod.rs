@@ -6,6 +6,7 @@
 //! reads one [`Dataset`] front to back with [`Dataset::next_batch`]; [`Dataset::reset`] starts it over.
 
 mod activations;
+mod rows;
 mod text;
 
 use std::fmt;
@@ -213,26 +214,6 @@ impl Dataset {
             Dataset::Activations(d) => d.path(),
         }
     }
-}
-
-/// The rows of the next batch, shared by both kinds: `None` when exhausted. The caller moves its cursor
-/// to the range's end only once the batch is built, so a failed request loses no rows.
-fn next_rows(
-    path: &Path,
-    cursor: usize,
-    total: usize,
-    rows: usize,
-) -> Result<Option<std::ops::Range<usize>>, DataError> {
-    if rows == 0 {
-        return Err(DataError::Batch {
-            path: path.to_path_buf(),
-            why: "a batch of 0 rows was requested; ask for at least 1".into(),
-        });
-    }
-    if cursor >= total {
-        return Ok(None);
-    }
-    Ok(Some(cursor..cursor + rows.min(total - cursor)))
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use loupe_kernels::{Device, Tensor};
 use serde_json::Value;
 
-use super::{DataError, DatasetInfo, DatasetKind, TextSpec, next_rows};
+use super::rows::RowBatches;
+use super::{DataError, DatasetInfo, DatasetKind, TextSpec};
 use crate::tokenizer::TextTokenizer;
 
 /// The sequences of a text dataset, and where the current run is in them.
@@ -27,13 +28,9 @@ use crate::tokenizer::TextTokenizer;
 /// with the BOS string) does not get a second one. Documents with no tokens contribute nothing.
 #[derive(Debug)]
 pub struct TextDataset {
-    path: PathBuf,
-    seq_len: usize,
-    /// `rows * seq_len` token ids, row-major.
-    tokens: Vec<u32>,
-    rows: usize,
+    /// `rows × seq_len` token ids.
+    data: RowBatches<u32>,
     dropped: usize,
-    cursor: usize,
 }
 
 /// How the file is split into documents, chosen by its extension.
@@ -107,30 +104,24 @@ impl TextDataset {
             return Err(cutter.too_short(path));
         }
         Ok(TextDataset {
-            path: spec.path.clone(),
-            seq_len: spec.seq_len,
-            tokens: cutter.out,
-            rows: cutter.rows,
+            data: RowBatches::new(
+                spec.path.clone(),
+                DatasetKind::Text,
+                cutter.out,
+                cutter.rows,
+                spec.seq_len,
+            ),
             dropped: cutter.dropped,
-            cursor: 0,
         })
     }
 
     pub fn info(&self) -> DatasetInfo {
-        DatasetInfo {
-            kind: DatasetKind::Text,
-            rows: self.rows as u64,
-            // Checked at load to fit.
-            width: u32::try_from(self.seq_len).unwrap_or(u32::MAX),
-        }
+        self.data.info()
     }
 
     /// The token ids of sequence `i`, `None` past the end.
     pub fn sequence(&self, i: usize) -> Option<&[u32]> {
-        if i >= self.rows {
-            return None;
-        }
-        self.tokens.get(i * self.seq_len..(i + 1) * self.seq_len)
+        self.data.row(i)
     }
 
     /// With `pack = false`: documents dropped because they were shorter than one sequence (counting only
@@ -140,34 +131,21 @@ impl TextDataset {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.data.path()
     }
 
     /// The next `rows` sequences as i32 `[n, seq_len]` on `device`; see [`super::Dataset::next_batch`].
     pub fn next_batch(&mut self, rows: usize, device: Device) -> Result<Option<Tensor>, DataError> {
-        let Some(range) = next_rows(&self.path, self.cursor, self.rows, rows)? else {
-            return Ok(None);
-        };
-        let n = range.len();
-        // Every id was checked to fit an i32 at load.
-        let ids: Vec<i32> = self.tokens[range.start * self.seq_len..range.end * self.seq_len]
-            .iter()
-            .map(|&id| id as i32)
-            .collect();
-        let batch = Tensor::from_vec_i32(ids, [n, self.seq_len], device).map_err(|source| {
-            DataError::Engine {
-                path: self.path.clone(),
-                device,
-                source: Box::new(source),
-            }
-        })?;
-        self.cursor = range.end;
-        Ok(Some(batch))
+        self.data.next_batch(rows, device, |tokens, shape, device| {
+            // Every id was checked to fit an i32 at load.
+            let ids = tokens.iter().map(|&id| id as i32).collect();
+            Tensor::from_vec_i32(ids, shape, device)
+        })
     }
 
     /// Back to the first sequence.
     pub fn reset(&mut self) {
-        self.cursor = 0;
+        self.data.reset();
     }
 }
 
