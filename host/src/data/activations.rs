@@ -4,7 +4,7 @@
 //! batches are plain copies. The file is mapped only while it is read; nothing stays mapped afterwards.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use loupe_kernels::{Device, Tensor};
 use safetensors::{Dtype, SafeTensors};
@@ -167,6 +167,7 @@ fn missing(mut names: Vec<&str>) -> String {
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn all_values(ds: &ActivationDataset) -> Vec<f32> {
         (0..ds.info().rows as usize)

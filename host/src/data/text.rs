@@ -3,7 +3,7 @@
 //! Sequences are cut once, at load, so every batch of a run (and every rerun after a reset) sees exactly
 //! the same token ids, and a file too short for even one sequence fails before the run starts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use loupe_kernels::{Device, Tensor};
 use serde_json::Value;
@@ -446,6 +446,7 @@ impl Cutter {
 mod tests {
     use super::super::test_support::{BOS, tokenizer, write};
     use super::*;
+    use std::path::PathBuf;
 
     fn spec(path: PathBuf, seq_len: usize, bos: bool, pack: bool) -> TextSpec {
         TextSpec {
