@@ -14,6 +14,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 pub static JEMALLOC_CONF: &[u8] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 fn main() {
+    // Rust ignores SIGPIPE, which turns a closed pipe (`loupe ... | head`) into a panic on the next
+    // print. Command-line tools should just stop, as the default action does.
+    #[cfg(unix)]
+    // SAFETY: called first thing in main, before any other thread exists; SIG_DFL is always valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = loupe::cli::Cli::parse();
     if let Err(e) = cli.run() {
         // One line, the whole cause chain: what failed and why.

@@ -45,7 +45,14 @@ fn describe(p: &LoadedPlugin, json: bool) -> String {
         m.version,
         m.method,
         p.api_version,
-        if p.from_cache { "cached" } else { "compiled" },
+        if p.from_cache {
+            format!(
+                "cached, loaded in {:.1} ms",
+                p.load_time.as_secs_f64() * 1e3
+            )
+        } else {
+            format!("compiled in {:.0} ms", p.load_time.as_secs_f64() * 1e3)
+        },
         p.path.display(),
         m.description
     );
