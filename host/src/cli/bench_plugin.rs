@@ -24,6 +24,10 @@ pub struct PluginBenchArgs {
     /// Rows, input and hidden width of the op loop's tensors.
     #[arg(long, num_args = 3, default_values_t = [256, 128, 512], value_names = ["ROWS", "D_IN", "D_HIDDEN"])]
     shape: Vec<usize>,
+    /// Run only the op loop, once, on one side (`plugin` or `native`), and print nothing: for counting
+    /// instructions with `valgrind --tool=callgrind`.
+    #[arg(long, hide = true, value_parser = ["plugin", "native"])]
+    only: Option<String>,
     /// Timed repetitions of each measurement (the median is reported).
     #[arg(long, default_value_t = 9)]
     repeat: usize,
@@ -76,6 +80,17 @@ fn native_op_loop(steps: usize, rows: usize, d_in: usize, d_hidden: usize) -> Re
 pub fn run(args: PluginBenchArgs) -> Result<()> {
     let [rows, d_in, d_hidden] = [args.shape[0], args.shape[1], args.shape[2]];
     let repeat = args.repeat.max(1);
+    if let Some(side) = args.only.as_deref() {
+        if side == "native" {
+            native_op_loop(args.steps, rows, d_in, d_hidden)?;
+        } else {
+            let engine = PluginEngine::new()?;
+            let plugin = engine.load(&args.plugin)?;
+            let params = json!({ "mode": "op-loop", "n": args.steps, "rows": rows, "d_in": d_in, "d_hidden": d_hidden });
+            time_run(&engine, &plugin, params)?;
+        }
+        return Ok(());
+    }
 
     // Cold: no cache, so every load compiles. Cached: a fresh cache, filled by the first load.
     let cold_engine = PluginEngine::with_cache_dir(None)?;
