@@ -313,6 +313,20 @@ fn set_overrides_params_and_json_streams_events() {
         "{stderr}"
     );
     assert!(!runs2.exists());
+
+    // So is a --device no run can use.
+    let out = loupe_run(
+        &exp,
+        &runs2,
+        &["--device", "tpu", "--plugins", plugins.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("loupe: --device tpu: unknown device"),
+        "{stderr}"
+    );
+    assert!(!runs2.exists());
 }
 
 #[test]

@@ -70,10 +70,15 @@ impl<'e> Runner<'e> {
     /// `--set` no plugin takes); each run's own failure is in its report.
     pub fn run_experiment(&mut self, exp: &Experiment) -> Result<Vec<RunReport>, String> {
         let place = exp.path.display().to_string();
+        // A bad --device concerns every run: refuse it before any starts.
+        let forced = match &self.options.device {
+            Some(flag) => Some(resolve_device(flag).map_err(|e| format!("--{e}"))?),
+            None => None,
+        };
         let prepared: Vec<Result<Prepared, String>> = exp
             .runs
             .iter()
-            .map(|run| self.prepare(exp, run, &place))
+            .map(|run| self.prepare(exp, run, &place, forced))
             .collect();
         let manifests: Vec<_> = prepared
             .iter()
@@ -94,6 +99,7 @@ impl<'e> Runner<'e> {
         exp: &Experiment,
         run: &RunConfig,
         place: &str,
+        forced: Option<Device>,
     ) -> Result<Prepared, String> {
         let base = exp.path.parent().unwrap_or(Path::new("."));
         let plugin = self
@@ -106,14 +112,13 @@ impl<'e> Runner<'e> {
             place,
             run.line,
         )?;
-        let choice = self
-            .options
-            .device
-            .clone()
-            .or_else(|| run.device.clone())
-            .unwrap_or_else(|| "auto".into());
-        let device =
-            resolve_device(&choice).map_err(|e| format!("{place}:{}: run.{e}", run.line))?;
+        let device = match (forced, &run.device) {
+            (Some(device), _) => device,
+            (None, Some(own)) => {
+                resolve_device(own).map_err(|e| format!("{place}:{}: run.{e}", run.line))?
+            }
+            (None, None) => resolve_device("auto")?,
+        };
         Ok(Prepared {
             plugin,
             params,
