@@ -19,6 +19,7 @@ mod tensor;
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};
+pub use ops::AdamConfig;
 pub use ops::BinaryOp;
 pub use ops::ReduceOp;
 pub use ops::UnaryOp;

@@ -7,6 +7,7 @@ pub(crate) mod layout;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod nn;
+pub(crate) mod optim;
 pub(crate) mod reduce;
 pub(crate) mod simd;
 

@@ -116,6 +116,29 @@ pub(crate) fn top_k(x: &[f32], len: usize, k: usize) -> (Vec<f32>, Vec<i32>) {
     (values, indices)
 }
 
+/// Each row with all but its `k` largest entries set to 0 (ties: the lower index is kept).
+pub(crate) fn keep_top_k(x: &[f32], len: usize, k: usize) -> Vec<f32> {
+    let mut out = vec![0.0; x.len()];
+    if k == 0 || len == 0 {
+        return out;
+    }
+    out.par_chunks_mut(len)
+        .zip(x.par_chunks(len))
+        .with_min_len(rows_per_task(len))
+        .for_each(|(dst, row)| {
+            if k >= len {
+                dst.copy_from_slice(row);
+                return;
+            }
+            let mut order: Vec<usize> = (0..len).collect();
+            order.select_nth_unstable_by(k - 1, |a, b| row[*b].total_cmp(&row[*a]).then(a.cmp(b)));
+            for &i in &order[..k] {
+                dst[i] = row[i];
+            }
+        });
+    out
+}
+
 /// Sets entries above the causal diagonal of each `[q, k]` matrix to `fill`. Query `i` may see keys
 /// `0..=i + (k - q)`, so a block of new queries after cached keys lines up on the right.
 pub(crate) fn causal_mask(x: &[f32], q: usize, k: usize, fill: f32) -> Vec<f32> {

@@ -6,12 +6,15 @@ mod elementwise;
 mod layout;
 mod matmul;
 mod nn;
+mod optim;
 mod reduce;
 
 #[cfg(test)]
 pub(crate) mod test_util;
 
 use crate::{Error, Result, Tensor};
+
+pub use optim::AdamConfig;
 
 /// Element-by-element functions of one tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -79,6 +79,27 @@ impl Tensor {
         ))
     }
 
+    /// Each row (last axis) with all but its `k` largest entries set to 0; ties keep the lower index.
+    /// The TopK activation of sparse autoencoders (followed by `relu` for SAELens' TopK); on a batch
+    /// flattened to one row, BatchTopK.
+    pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
+        const OP: &str = "keep_top_k";
+        let len = *self
+            .dims()
+            .last()
+            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
+        if k > len {
+            return Err(Error::invalid(
+                OP,
+                format!("k = {k} exceeds the last axis of {}", self.shape),
+            ));
+        }
+        Ok(Tensor::cpu_f32(
+            cpu::keep_top_k(self.f32_slice(OP)?, len, k),
+            self.shape.clone(),
+        ))
+    }
+
     /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
         const OP: &str = "top_k";
@@ -128,7 +149,7 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::super::test_util::{assert_close, ids, t};
-    use crate::Error;
+    use crate::{Error, Tensor};
 
     #[test]
     fn softmax_rows_sum_to_one_and_match_closed_form() {
@@ -215,6 +236,37 @@ mod tests {
         assert_close(&v, &[0.9, 0.9, 3., 2.], 0.);
         assert_eq!(i.to_vec_i32().unwrap(), vec![1, 3, 1, 2]);
         assert!(x.top_k(5).is_err());
+    }
+
+    #[test]
+    fn keep_top_k_zeroes_all_but_the_largest() {
+        let x = t(&[0.1, 0.9, 0.5, 0.9, -1., 3., 2., 1.], &[2, 4]);
+        assert_close(
+            &x.keep_top_k(2).unwrap(),
+            &[0., 0.9, 0., 0.9, 0., 3., 2., 0.],
+            0.,
+        );
+        // Ties keep the lower index.
+        assert_close(
+            &x.keep_top_k(1).unwrap(),
+            &[0., 0.9, 0., 0., 0., 3., 0., 0.],
+            0.,
+        );
+        assert_close(&x.keep_top_k(4).unwrap(), &x.to_vec_f32().unwrap(), 0.);
+        assert_close(&x.keep_top_k(0).unwrap(), &[0.; 8], 0.);
+        assert!(x.keep_top_k(5).is_err());
+        // Agrees with top_k on big rows, through the parallel path.
+        let big = Tensor::randn([64, 1000], 0., 1., 3, crate::Device::Cpu).unwrap();
+        let kept = big.keep_top_k(7).unwrap().to_vec_f32().unwrap();
+        let (values, indices) = big.top_k(7).unwrap();
+        let (values, indices) = (values.to_vec_f32().unwrap(), indices.to_vec_i32().unwrap());
+        for r in 0..64 {
+            let row = &kept[r * 1000..(r + 1) * 1000];
+            assert_eq!(row.iter().filter(|v| **v != 0.).count(), 7);
+            for j in 0..7 {
+                assert_eq!(row[indices[r * 7 + j] as usize], values[r * 7 + j]);
+            }
+        }
     }
 
     #[test]
