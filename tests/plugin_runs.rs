@@ -500,6 +500,12 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
     );
     assert!(bad_hook.contains("`blocks.0.hook_resid_mid`"), "{bad_hook}");
     assert_eq!(s["seed"], 42);
+    assert_eq!(s["keep_top_k"], serde_json::json!([0.0, 5.0, 3.0, 0.0]));
+    let adam: Vec<f64> = serde_json::from_value(s["adam"].clone()).unwrap();
+    assert!(
+        (adam[0] - 0.9).abs() < 1e-6 && (adam[1] - 1.1).abs() < 1e-6,
+        "{adam:?}"
+    );
     let too_big = s["too_big"].as_str().unwrap();
     assert!(
         too_big.starts_with("model.run: a pass over [512, 128] tokens needs about")

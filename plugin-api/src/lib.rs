@@ -48,7 +48,7 @@ pub use data::Dataset;
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, Param, ParamType};
 pub use model::{Forward, Intervention, ModelInfo, Output};
-pub use tensor::{DType, Tensor};
+pub use tensor::{AdamConfig, DType, Tensor};
 
 /// The version of the plugin API this crate describes: the WIT package's version.
 pub const API_VERSION: &str = "0.1.0";
@@ -68,8 +68,8 @@ pub mod bindings {
 pub mod prelude {
     pub use crate::report::{self, debug, info, warn};
     pub use crate::{
-        DType, Dataset, Error, ErrorKind, Forward, Intervention, Manifest, Param, ParamType,
-        Plugin, Result, Tensor, export_plugin, model, runtime,
+        AdamConfig, DType, Dataset, Error, ErrorKind, Forward, Intervention, Manifest, Param,
+        ParamType, Plugin, Result, Tensor, export_plugin, model, runtime,
     };
 }
 

@@ -4,6 +4,27 @@ use crate::bindings::loupe::plugin::tensor::{self as wit, BinaryOp, ReduceOp, Un
 use crate::bindings::loupe::plugin::types::Dtype as WitDtype;
 use crate::error::Result;
 
+/// Adam's hyper-parameters, named as in `torch.optim.Adam` (defaults: lr 1e-3, betas 0.9 and 0.999,
+/// eps 1e-8).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamConfig {
+    pub lr: f32,
+    pub beta1: f32,
+    pub beta2: f32,
+    pub eps: f32,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
 /// Element types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DType {
@@ -104,6 +125,26 @@ impl Tensor {
             high,
             seed,
         )?))
+    }
+
+    /// One Adam step (PyTorch's arithmetic) for `param` with gradient `grad` and moment estimates `m`,
+    /// `v` (zeros before the first step); `step` counts from 1. Returns the new `(param, m, v)`.
+    pub fn adam_step(
+        param: &Tensor,
+        grad: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        config: AdamConfig,
+        step: u64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let config = wit::AdamConfig {
+            lr: config.lr,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+        };
+        let (p, m, v) = wit::Tensor::adam_step(&param.0, &grad.0, &m.0, &v.0, config, step)?;
+        Ok((Tensor(p), Tensor(m), Tensor(v)))
     }
 
     /// Joins tensors along `axis`.
@@ -272,6 +313,14 @@ impl Tensor {
     /// Entries above the causal diagonal of the last two axes set to `fill`.
     pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
         Ok(Tensor(self.0.causal_mask(fill)?))
+    }
+
+    /// Each row (last axis) with all but its `k` largest entries set to 0 (ties keep the lower index):
+    /// the TopK activation; on a batch flattened to one row, BatchTopK.
+    pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
+        Ok(Tensor(
+            self.0.keep_top_k(u32::try_from(k).unwrap_or(u32::MAX))?,
+        ))
     }
 
     /// The `k` largest values along the last axis (descending) and their i32 indices.

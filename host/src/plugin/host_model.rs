@@ -104,27 +104,6 @@ impl RunState {
             positions: usizes(i.positions),
         })
     }
-
-    /// Hands out every tensor of a run's output, or none (an over-quota output frees what it took).
-    fn hand_out_all(
-        &mut self,
-        op: &str,
-        tensors: Vec<(Option<String>, Tensor)>,
-    ) -> Answer<Vec<(Option<String>, Resource<TensorEntry>)>> {
-        let mut handed = Vec::with_capacity(tensors.len());
-        for (name, t) in tensors {
-            match self.hand_out(op, t)? {
-                Ok(h) => handed.push((name, h)),
-                Err(e) => {
-                    for (_, h) in handed {
-                        self.release(h)?;
-                    }
-                    return Ok(Err(e));
-                }
-            }
-        }
-        Ok(Ok(handed))
-    }
 }
 
 impl wit::Host for RunState {
@@ -202,30 +181,22 @@ impl wit::Host for RunState {
             Ok(out) => out,
             Err(e) => return Ok(Err(model_error(OP, e))),
         };
-        let mut tensors: Vec<(Option<String>, Tensor)> = Vec::new();
-        let has_logits = out.logits.is_some();
-        if let Some(logits) = out.logits {
-            tensors.push((None, logits));
-        }
-        // Captures in the order the forward pass reached them.
+        // Captures in the order the forward pass reached them, after the logits if any.
         let order = loaded.model.hook_names();
         let mut captures: Vec<(String, Tensor)> = out.captures.into_iter().collect();
         captures.sort_by_key(|(name, _)| order.iter().position(|h| h == name));
-        tensors.extend(captures.into_iter().map(|(n, t)| (Some(n), t)));
+        let has_logits = out.logits.is_some();
+        let (hooks, tensors): (Vec<String>, Vec<Tensor>) = captures.into_iter().unzip();
+        let tensors = out.logits.into_iter().chain(tensors).collect();
         let mut handed = match self.hand_out_all(OP, tensors)? {
             Ok(h) => h.into_iter(),
             Err(e) => return Ok(Err(e)),
         };
-        let logits = if has_logits {
-            handed.next().map(|(_, h)| h)
-        } else {
-            None
-        };
-        let captures = handed
-            .map(|(name, value)| wit::Captured {
-                hook: name.unwrap_or_default(),
-                value,
-            })
+        let logits = if has_logits { handed.next() } else { None };
+        let captures = hooks
+            .into_iter()
+            .zip(handed)
+            .map(|(hook, value)| wit::Captured { hook, value })
             .collect();
         Ok(Ok(wit::RunOutput { logits, captures }))
     }

@@ -1,6 +1,6 @@
 //! The `tensor` interface: every engine op on host-owned tensors, as error values rather than traps.
 
-use loupe_kernels::{BinaryOp, DType, ReduceOp, Shape, Tensor, UnaryOp};
+use loupe_kernels::{AdamConfig, BinaryOp, DType, ReduceOp, Shape, Tensor, UnaryOp};
 use wasmtime::component::Resource;
 
 use super::bindings::loupe::plugin::tensor as wit;
@@ -185,6 +185,35 @@ impl wit::HostTensor for RunState {
         })
     }
 
+    fn adam_step(
+        &mut self,
+        param: Handle,
+        grad: Handle,
+        m: Handle,
+        v: Handle,
+        config: wit::AdamConfig,
+        step: u64,
+    ) -> wasmtime::Result<Result<(Handle, Handle, Handle), ApiError>> {
+        const OP: &str = "tensor.adam-step";
+        let [param, grad, m, v] = [&param, &grad, &m, &v].map(|h| self.tensor(h));
+        let config = AdamConfig {
+            lr: config.lr,
+            beta1: config.beta1,
+            beta2: config.beta2,
+            eps: config.eps,
+        };
+        let (p, m, v) = match Tensor::adam_step(&param?, &grad?, &m?, &v?, config, step) {
+            Ok(out) => out,
+            Err(e) => return Ok(Err(engine_error(OP, e))),
+        };
+        Ok(self.hand_out_all(OP, vec![p, m, v])?.map(|mut h| {
+            let v = h.pop().expect("three handles");
+            let m = h.pop().expect("three handles");
+            let p = h.pop().expect("three handles");
+            (p, m, v)
+        }))
+    }
+
     fn concat(&mut self, parts: Vec<Handle>, axis_: i32) -> Made {
         let tensors = parts
             .iter()
@@ -319,6 +348,11 @@ impl wit::HostTensor for RunState {
         self.make("tensor.causal-mask", result)
     }
 
+    fn keep_top_k(&mut self, this: Handle, k: u32) -> Made {
+        let result = self.tensor(&this)?.keep_top_k(k as usize);
+        self.make("tensor.keep-top-k", result)
+    }
+
     fn top_k(
         &mut self,
         this: Handle,
@@ -329,17 +363,11 @@ impl wit::HostTensor for RunState {
             Ok(pair) => pair,
             Err(e) => return Ok(Err(engine_error(OP, e))),
         };
-        let values = match self.hand_out(OP, values)? {
-            Ok(h) => h,
-            Err(e) => return Ok(Err(e)),
-        };
-        match self.hand_out(OP, indices)? {
-            Ok(indices) => Ok(Ok((values, indices))),
-            Err(e) => {
-                self.release(values)?;
-                Ok(Err(e))
-            }
-        }
+        Ok(self.hand_out_all(OP, vec![values, indices])?.map(|mut h| {
+            let indices = h.pop().expect("two handles");
+            let values = h.pop().expect("two handles");
+            (values, indices)
+        }))
     }
 
     fn reshape(&mut self, this: Handle, shape: Vec<u32>) -> Made {

@@ -108,6 +108,28 @@ impl RunState {
         Ok(Ok(self.table.push(entry)?))
     }
 
+    /// Hands out several tensors, or none: if one is over the quota, those already handed out are
+    /// released again.
+    pub(crate) fn hand_out_all(
+        &mut self,
+        op: &str,
+        tensors: Vec<Tensor>,
+    ) -> wasmtime::Result<Result<Vec<Resource<TensorEntry>>, ApiError>> {
+        let mut handed = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            match self.hand_out(op, t)? {
+                Ok(h) => handed.push(h),
+                Err(e) => {
+                    for h in handed {
+                        self.release(h)?;
+                    }
+                    return Ok(Err(e));
+                }
+            }
+        }
+        Ok(Ok(handed))
+    }
+
     /// Hands out a view of a model weight: not counted, since the model owns the memory.
     pub(crate) fn hand_out_weight(
         &mut self,

@@ -85,6 +85,20 @@ impl Plugin for ApiTour {
         let big = Tensor::zeros(&[512, 128])?.to_dtype(DType::I32)?;
         let too_big = Forward::new(&big).run().err().map(|e| e.to_string());
 
+        // Training ops: a TopK activation and one Adam step.
+        let kept = Tensor::from_f32(&[1.0, 5.0, 3.0, 2.0], &[1, 4])?
+            .keep_top_k(2)?
+            .to_vec_f32()?;
+        let w = Tensor::from_f32(&[1.0, 1.0], &[2])?;
+        let g = Tensor::from_f32(&[0.5, -0.5], &[2])?;
+        let zeros = Tensor::zeros(&[2])?;
+        let config = AdamConfig {
+            lr: 0.1,
+            ..AdamConfig::default()
+        };
+        let (w, _, _) = Tensor::adam_step(&w, &g, &zeros, &zeros, config, 1)?;
+        let adam = w.to_vec_f32()?;
+
         // Artifacts of every kind.
         let image = Tensor::rand_uniform(&[4, 6, 3], 0.0, 1.0, runtime::seed())?;
         report::save_png("tour/image.png", &image)?;
@@ -112,6 +126,8 @@ impl Plugin for ApiTour {
             "logits_shape": logits,
             "bad_hook": bad_hook,
             "too_big": too_big,
+            "keep_top_k": kept,
+            "adam": adam,
             "seed": runtime::seed(),
         }))
     }
