@@ -79,21 +79,27 @@ impl Tensor {
         ))
     }
 
+    /// The length of the last axis, which must hold at least `k` entries.
+    fn row_len_for_k(&self, op: &'static str, k: usize) -> Result<usize> {
+        let len = *self
+            .dims()
+            .last()
+            .ok_or_else(|| Error::invalid(op, "input has no axes"))?;
+        if k > len {
+            return Err(Error::invalid(
+                op,
+                format!("k = {k} exceeds the last axis of {}", self.shape),
+            ));
+        }
+        Ok(len)
+    }
+
     /// Each row (last axis) with all but its `k` largest entries set to 0; ties keep the lower index.
     /// The TopK activation of sparse autoencoders (followed by `relu` for SAELens' TopK); on a batch
     /// flattened to one row, BatchTopK.
     pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
         const OP: &str = "keep_top_k";
-        let len = *self
-            .dims()
-            .last()
-            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
-        if k > len {
-            return Err(Error::invalid(
-                OP,
-                format!("k = {k} exceeds the last axis of {}", self.shape),
-            ));
-        }
+        let len = self.row_len_for_k(OP, k)?;
         Ok(Tensor::cpu_f32(
             cpu::keep_top_k(self.f32_slice(OP)?, len, k),
             self.shape.clone(),
@@ -103,16 +109,7 @@ impl Tensor {
     /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
         const OP: &str = "top_k";
-        let len = *self
-            .dims()
-            .last()
-            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
-        if k > len {
-            return Err(Error::invalid(
-                OP,
-                format!("k = {k} exceeds the last axis of {}", self.shape),
-            ));
-        }
+        let len = self.row_len_for_k(OP, k)?;
         let (values, indices) = cpu::top_k(self.f32_slice(OP)?, len, k);
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = k;
