@@ -24,6 +24,8 @@ pub struct ComponentCache {
 
 impl ComponentCache {
     pub fn new(dir: PathBuf, engine: &Engine) -> Self {
+        // `DefaultHasher` may change between Rust releases; then a new build of loupe simply misses the
+        // cache once and recompiles. Entries are never evicted: one per plugin file and build.
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         ComponentCache {
