@@ -230,8 +230,8 @@ impl<'e> Runner<'e> {
             "seed": run.seed,
             "limits": run.limits,
         });
-        let outcome = match prepared {
-            Err(e) => Err(e),
+        // What the run resolved to; a run that failed preparation records only what was asked for.
+        match &prepared {
             Ok(p) => {
                 config["device"] = json!(p.device.to_string());
                 config["params"] = Value::Object(p.params.clone());
@@ -244,7 +244,13 @@ impl<'e> Runner<'e> {
                     "sha256": p.plugin.sha256,
                     "api_version": p.plugin.api_version,
                 });
-                dir.write_json("config.json", &config)?;
+            }
+            Err(_) => config["plugin"] = json!({ "requested": run.plugin.value }),
+        }
+        dir.write_json("config.json", &config)?;
+        let outcome = match prepared {
+            Err(e) => Err(e),
+            Ok(p) => {
                 recorder.emit(EventBody::Started {
                     plugin: p.plugin.manifest.name.clone(),
                     plugin_version: p.plugin.manifest.version.clone(),
@@ -258,10 +264,6 @@ impl<'e> Runner<'e> {
                 result
             }
         };
-        if !dir.path.join("config.json").exists() {
-            config["plugin"] = json!({ "requested": run.plugin.value });
-            dir.write_json("config.json", &config)?;
-        }
         let elapsed_s = recorder.elapsed();
         let (ok, error, summary) = match outcome {
             Ok(summary) => (true, None, summary),

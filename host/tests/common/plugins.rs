@@ -29,24 +29,25 @@ fn build(workspace: &str, out: &Path) {
     );
 }
 
-/// The product plugins (`plugins/`), built once per test binary.
-pub fn product_plugins() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = scratch().join("plugins");
-        build("plugins", &dir);
-        dir
+/// A plugin workspace built into `scratch()/<dir>`, once per test binary.
+fn built_once(cell: &'static OnceLock<PathBuf>, workspace: &str, dir: &str) -> &'static Path {
+    cell.get_or_init(|| {
+        let out = scratch().join(dir);
+        build(workspace, &out);
+        out
     })
 }
 
-/// The misbehaving plugins (`tests/plugins/`), built once per test binary.
+/// The product plugins (`plugins/`).
+pub fn product_plugins() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    built_once(&DIR, "plugins", "plugins")
+}
+
+/// The misbehaving and test plugins (`tests/plugins/`).
 pub fn misbehaving_plugins() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = scratch().join("misbehaving-plugins");
-        build("tests/plugins", &dir);
-        dir
-    })
+    built_once(&DIR, "tests/plugins", "misbehaving-plugins")
 }
 
 /// A small random GPT-2 with a tokenizer, written once per test binary.

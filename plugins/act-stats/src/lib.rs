@@ -149,12 +149,19 @@ impl Plugin for ActStats {
             ));
         };
         let n = stats.neurons();
-        let as_tensor = |v: Vec<f32>| Tensor::from_f32(&v, &[n]);
+        // The final statistics, computed once (each accessor converts from f64).
+        let (means, variances, maxes, frac_active) = (
+            stats.means(),
+            stats.variances(),
+            stats.maxes(),
+            stats.frac_active(),
+        );
+        let as_tensor = |v: &[f32]| Tensor::from_f32(v, &[n]);
         let (mean, var, max, frac) = (
-            as_tensor(stats.means())?,
-            as_tensor(stats.variances())?,
-            as_tensor(stats.maxes())?,
-            as_tensor(stats.frac_active())?,
+            as_tensor(&means)?,
+            as_tensor(&variances)?,
+            as_tensor(&maxes)?,
+            as_tensor(&frac_active)?,
         );
         report::save_tensors(
             "stats.safetensors",
@@ -169,10 +176,10 @@ impl Plugin for ActStats {
             .map(|j| {
                 vec![
                     j.to_string(),
-                    stats.means()[j].to_string(),
-                    stats.variances()[j].to_string(),
-                    stats.maxes()[j].to_string(),
-                    stats.frac_active()[j].to_string(),
+                    means[j].to_string(),
+                    variances[j].to_string(),
+                    maxes[j].to_string(),
+                    frac_active[j].to_string(),
                 ]
             })
             .collect();
@@ -199,9 +206,9 @@ impl Plugin for ActStats {
                 .collect::<Result<_>>()?;
             neurons_json.push(json!({
                 "neuron": j,
-                "mean": stats.means()[j],
-                "max": stats.maxes()[j],
-                "frac_active": stats.frac_active()[j],
+                "mean": means[j],
+                "max": maxes[j],
+                "frac_active": frac_active[j],
                 "top": hits,
             }));
         }
@@ -210,7 +217,7 @@ impl Plugin for ActStats {
             &json!({ "hook": p.hook, "top_k": p.top_k, "context": p.context, "neurons": neurons_json }),
         )?;
 
-        let dead = stats.frac_active().iter().filter(|&&f| f == 0.0).count();
+        let dead = frac_active.iter().filter(|&&f| f == 0.0).count();
         Ok(json!({
             "hook": p.hook,
             "neurons": n,
@@ -218,7 +225,7 @@ impl Plugin for ActStats {
             "tokens": stats.count(),
             "mean_frac_active": stats.mean_frac_active(),
             "never_active": dead,
-            "max_activation": stats.maxes().iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+            "max_activation": maxes.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
         }))
     }
 }
