@@ -89,7 +89,7 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         ("bad-op", "tensor.binary: "),
         (
             "wrong-api",
-            "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.1.0",
+            "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.2.0",
         ),
         ("core-module", "a core WebAssembly module, not a component"),
         ("malformed", "malformed component"),

@@ -71,3 +71,48 @@ impl Dataset {
         std::iter::from_fn(move || self.next_batch(rows).transpose())
     }
 }
+
+/// A directory the run declares as a dataset (`sae = "saved/sae"`), read file by file.
+pub struct Directory {
+    name: String,
+}
+
+impl Directory {
+    /// The directory dataset the experiment declared under `name`.
+    pub fn open(name: &str) -> Result<Directory> {
+        let info = Dataset::open(name)?.info;
+        if info.kind != DatasetKind::Directory {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "data.open",
+                format!(
+                    "dataset `{name}` is {:?}, not a directory; declare it with the path of a directory",
+                    info.kind
+                ),
+            ));
+        }
+        Ok(Directory { name: info.name })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its files' names, sorted.
+    pub fn files(&self) -> Result<Vec<String>> {
+        Ok(wit::list_files(&self.name)?)
+    }
+
+    /// A UTF-8 file, whole.
+    pub fn read_text(&self, file: &str) -> Result<String> {
+        Ok(wit::read_text(&self.name, file)?)
+    }
+
+    /// Every tensor of a `.safetensors` file, by name, on the host's device.
+    pub fn read_tensors(&self, file: &str) -> Result<Vec<(String, Tensor)>> {
+        Ok(wit::read_tensors(&self.name, file)?
+            .into_iter()
+            .map(|(n, t)| (n, Tensor(t)))
+            .collect())
+    }
+}

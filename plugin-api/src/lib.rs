@@ -1,6 +1,6 @@
 //! The stable API between loupe and its WebAssembly plugins, and the guest SDK plugins are written with.
 //!
-//! The contract is the WIT package in `wit/` (`loupe:plugin@0.1.0`). This crate wraps its generated
+//! The contract is the WIT package in `wit/` (`loupe:plugin@0.2.0`). This crate wraps its generated
 //! bindings in an idiomatic surface: [`Tensor`] handles with operators that free their host memory when
 //! dropped, a [`Forward`] builder for model runs with captures and interventions, datasets, reporting,
 //! and [`export_plugin!`] to export a type implementing [`Plugin`]:
@@ -44,14 +44,14 @@ pub mod report;
 pub mod runtime;
 mod tensor;
 
-pub use data::Dataset;
+pub use data::{Dataset, Directory};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, Param, ParamType};
 pub use model::{Forward, Intervention, ModelInfo, Output};
 pub use tensor::{AdamConfig, DType, Tensor};
 
 /// The version of the plugin API this crate describes: the WIT package's version.
-pub const API_VERSION: &str = "0.1.0";
+pub const API_VERSION: &str = "0.2.0";
 
 /// The generated bindings of the `plugin` world. Plugins rarely need them directly.
 #[doc(hidden)]
@@ -68,8 +68,8 @@ pub mod bindings {
 pub mod prelude {
     pub use crate::report::{self, debug, info, warn};
     pub use crate::{
-        AdamConfig, DType, Dataset, Error, ErrorKind, Forward, Intervention, Manifest, Param,
-        ParamType, Plugin, Result, Tensor, export_plugin, model, runtime,
+        AdamConfig, DType, Dataset, Directory, Error, ErrorKind, Forward, Intervention, Manifest,
+        Param, ParamType, Plugin, Result, Tensor, export_plugin, model, runtime,
     };
 }
 

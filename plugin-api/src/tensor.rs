@@ -147,6 +147,12 @@ impl Tensor {
         Ok((Tensor(p), Tensor(m), Tensor(v)))
     }
 
+    /// Solves `a · x = b` for a symmetric positive-definite `a` `[n, n]` and `b` `[n, m]` (Cholesky in
+    /// f64 on the host): normal equations of least squares and ridge regressions.
+    pub fn solve_spd(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        Ok(Tensor(wit::Tensor::solve_spd(&a.0, &b.0)?))
+    }
+
     /// Joins tensors along `axis`.
     pub fn concat(parts: &[&Tensor], axis_: isize) -> Result<Tensor> {
         let raw: Vec<&wit::Tensor> = parts.iter().map(|t| &t.0).collect();

@@ -23,6 +23,7 @@ An experiment file holds one or more [[run]] tables:
   plugin = \"act-stats\"               # a name in --plugins, or a path to a .wasm
   model = \"models/tiny-gpt2\"         # a Hugging Face directory (paths are relative to the file)
   data = \"corpus.txt\"                # or { path = \"c.jsonl\", seq_len = 64, bos = true, pack = true, field = \"text\" }
+                                     # named: { acts = { path = \"r.safetensors\", tensor = \"x\" }, sae = \"saes/topk\" }
   device = \"auto\"                    # auto | cpu | cuda[:N]
   seed = 0
   [run.params]                       # the plugin's parameters: `loupe plugins list` shows them

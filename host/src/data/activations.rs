@@ -1,19 +1,19 @@
-//! Cached activations: the 2-D `activations` tensor of a safetensors file, widened to f32 in memory.
+//! Cached activations: a 2-D tensor of a safetensors file (`activations` unless the spec names
+//! another), widened to f32 in memory.
 //!
 //! The whole tensor is read at load, so a truncated or mislabelled file fails before a run starts and
 //! batches are plain copies. The file is mapped only while it is read; nothing stays mapped afterwards.
 
-use std::fs::File;
 use std::path::Path;
 
 use loupe_kernels::{Device, Tensor};
-use safetensors::{Dtype, SafeTensors};
 
 use super::rows::RowBatches;
-use super::{ActivationSpec, DataError, DatasetInfo, DatasetKind};
+use super::safetensors_file::{TensorFile, floats};
+use super::{ActivationSpec, DataError, DatasetInfo, DatasetKind, quoted_list};
 
-/// The tensor a cached-activation file must hold.
-const NAME: &str = "activations";
+/// The tensor read when the spec names none.
+pub(crate) const DEFAULT_TENSOR: &str = "activations";
 
 /// `rows × width` activations in f32, and where the current run is in them.
 #[derive(Debug)]
@@ -22,43 +22,22 @@ pub struct ActivationDataset {
 }
 
 impl ActivationDataset {
-    /// Reads the `activations` tensor of `spec.path` (2-D; F32, F16 or BF16).
+    /// Reads the tensor `spec.tensor` of `spec.path` (2-D; F32, F16, BF16 or F64).
     pub fn load(spec: &ActivationSpec) -> Result<Self, DataError> {
         let path = spec.path.as_path();
-        let file = File::open(path).map_err(|e| DataError::io(path, &e))?;
-        let meta = file.metadata().map_err(|e| DataError::io(path, &e))?;
-        if meta.is_dir() {
-            return Err(DataError::file(
-                path,
-                "is a directory; expected a .safetensors file with a 2-D tensor named `activations`",
-            ));
-        }
-        if meta.len() == 0 {
-            return Err(DataError::file(
-                path,
-                "is empty; expected a .safetensors file with a 2-D tensor named `activations`",
-            ));
-        }
-        // SAFETY: the map is only read, and dropped before returning; the file is not expected to change
-        // while loupe loads it (the same assumption the model weights loader makes).
-        let map = unsafe { memmap2::Mmap::map(&file) }
-            .map_err(|e| DataError::file(path, format!("cannot map: {e}")))?;
-        let tensors = SafeTensors::deserialize(&map).map_err(|e| {
-            DataError::file(
-                path,
-                format!("not a valid safetensors file ({e}); it may be truncated or corrupt"),
-            )
-        })?;
+        let name = spec.tensor.as_str();
+        let file = TensorFile::open(path)?;
+        let tensors = file.parsed()?;
         let view = tensors
-            .tensor(NAME)
-            .map_err(|_| DataError::file(path, missing(tensors.names())))?;
+            .tensor(name)
+            .map_err(|_| DataError::file(path, missing(name, tensors.names())))?;
 
         let shape = view.shape();
         let &[rows, width] = shape else {
             return Err(DataError::file(
                 path,
                 format!(
-                    "tensor `{NAME}` has shape {shape:?} ({}-D); it must be 2-D [rows, d]: reshape it to [-1, d] before saving",
+                    "tensor `{name}` has shape {shape:?} ({}-D); it must be 2-D [rows, d]: reshape it to [-1, d] before saving",
                     shape.len()
                 ),
             ));
@@ -67,7 +46,7 @@ impl ActivationDataset {
             return Err(DataError::file(
                 path,
                 format!(
-                    "tensor `{NAME}` has shape {shape:?}; it needs at least one row and one column"
+                    "tensor `{name}` has shape {shape:?}; it needs at least one row and one column"
                 ),
             ));
         }
@@ -75,35 +54,20 @@ impl ActivationDataset {
             return Err(DataError::file(
                 path,
                 format!(
-                    "tensor `{NAME}` is {width} wide; loupe reads at most {} columns",
+                    "tensor `{name}` is {width} wide; loupe reads at most {} columns",
                     u32::MAX
                 ),
             ));
         }
-        let bytes = view.data();
-        let values: Vec<f32> = match view.dtype() {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(DataError::file(
-                    path,
-                    format!(
-                        "tensor `{NAME}` has dtype {other:?}; loupe reads F32, F16 or BF16 activations"
-                    ),
-                ));
-            }
-        };
-        drop(map);
+        let values = floats(view.dtype(), view.data()).ok_or_else(|| {
+            DataError::file(
+                path,
+                format!(
+                    "tensor `{name}` has dtype {:?}; loupe reads F32, F16, BF16 or F64 activations",
+                    view.dtype()
+                ),
+            )
+        })?;
         Ok(ActivationDataset {
             data: RowBatches::new(
                 spec.path.clone(),
@@ -141,26 +105,16 @@ impl ActivationDataset {
     }
 }
 
-/// Why the file is not a cached-activation file: the tensors it does hold, so a user can tell whether
-/// they passed the wrong file or saved the tensor under another name.
-fn missing(mut names: Vec<&str>) -> String {
-    const SHOWN: usize = 10;
+/// Why the file has no tensor `name`: the tensors it does hold, so a user can tell whether they passed
+/// the wrong file or saved the tensor under another name.
+fn missing(name: &str, mut names: Vec<&str>) -> String {
     if names.is_empty() {
-        return format!("holds no tensors; expected a 2-D tensor named `{NAME}`");
+        return format!("holds no tensors; expected a 2-D tensor named `{name}`");
     }
     names.sort_unstable();
-    let count = names.len();
-    let mut listed: Vec<String> = names
-        .into_iter()
-        .take(SHOWN)
-        .map(|n| format!("`{n}`"))
-        .collect();
-    if count > SHOWN {
-        listed.push(format!("and {} more", count - SHOWN));
-    }
     format!(
-        "has no tensor named `{NAME}` (it holds {}); save the activations as a 2-D [rows, d] tensor named `{NAME}`",
-        listed.join(", ")
+        "has no tensor named `{name}` (it holds {}); name the 2-D [rows, d] tensor to read with the dataset's `tensor = \"...\"`",
+        quoted_list(&names, 10)
     )
 }
 
@@ -174,6 +128,7 @@ pub(super) mod tests {
             .flat_map(|i| ds.row(i).unwrap().to_vec())
             .collect()
     }
+    use safetensors::Dtype;
     use safetensors::tensor::TensorView;
 
     /// Writes `tensors` (name, dtype, shape, little-endian bytes) to `dir/name`.
@@ -198,11 +153,15 @@ pub(super) mod tests {
 
     pub(crate) fn write_f32(dir: &Path, name: &str, values: &[f32], shape: &[usize]) -> PathBuf {
         let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        write(dir, name, vec![(NAME, Dtype::F32, shape.to_vec(), bytes)])
+        write(
+            dir,
+            name,
+            vec![(DEFAULT_TENSOR, Dtype::F32, shape.to_vec(), bytes)],
+        )
     }
 
     fn load(path: PathBuf) -> Result<ActivationDataset, DataError> {
-        ActivationDataset::load(&ActivationSpec { path })
+        ActivationDataset::load(&ActivationSpec::new(path))
     }
 
     fn error(path: PathBuf) -> String {
@@ -247,7 +206,7 @@ pub(super) mod tests {
             dir.path(),
             "h.safetensors",
             vec![
-                (NAME, Dtype::F16, vec![2, 3], f16),
+                (DEFAULT_TENSOR, Dtype::F16, vec![2, 3], f16),
                 ("other", Dtype::F32, vec![1], vec![0; 4]),
             ],
         );
@@ -258,7 +217,7 @@ pub(super) mod tests {
         let path = write(
             dir.path(),
             "b.safetensors",
-            vec![(NAME, Dtype::BF16, vec![3, 2], bf16)],
+            vec![(DEFAULT_TENSOR, Dtype::BF16, vec![3, 2], bf16)],
         );
         let ds = load(path).unwrap();
         assert_eq!((ds.info().rows, ds.info().width), (3, 2));
@@ -285,6 +244,49 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn the_spec_names_which_tensor_to_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let x: Vec<u8> = [1.5f64, -2.0, 0.25, 8.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let path = write(
+            dir.path(),
+            "ref.safetensors",
+            vec![
+                ("x", Dtype::F64, vec![2, 2], x),
+                ("y", Dtype::F32, vec![3], vec![0; 12]),
+            ],
+        );
+        let spec = ActivationSpec {
+            tensor: "x".into(),
+            ..ActivationSpec::new(path.clone())
+        };
+        let ds = ActivationDataset::load(&spec).unwrap();
+        assert_eq!((ds.info().rows, ds.info().width), (2, 2));
+        assert_eq!(all_values(&ds), [1.5, -2.0, 0.25, 8.0]);
+
+        let spec = ActivationSpec {
+            tensor: "z".into(),
+            ..ActivationSpec::new(path.clone())
+        };
+        let err = ActivationDataset::load(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("ref.safetensors: has no tensor named `z` (it holds `x`, `y`)")
+                && err.contains("tensor = "),
+            "{err}"
+        );
+        // The default name is not mentioned when another was asked for.
+        assert!(!err.contains("activations"), "{err}");
+        let spec = ActivationSpec {
+            tensor: "y".into(),
+            ..ActivationSpec::new(path)
+        };
+        let err = ActivationDataset::load(&spec).unwrap_err().to_string();
+        assert!(err.contains("tensor `y` has shape [3] (1-D)"), "{err}");
+    }
+
+    #[test]
     fn wrong_rank_dtype_or_size() {
         let dir = tempfile::tempdir().unwrap();
         let path = write_f32(dir.path(), "3d.safetensors", &[0.0; 8], &[2, 2, 2]);
@@ -300,11 +302,11 @@ pub(super) mod tests {
         let path = write(
             dir.path(),
             "i.safetensors",
-            vec![(NAME, Dtype::I32, vec![2, 2], vec![0; 16])],
+            vec![(DEFAULT_TENSOR, Dtype::I32, vec![2, 2], vec![0; 16])],
         );
         let err = error(path);
         assert!(
-            err.contains("dtype I32") && err.contains("F32, F16 or BF16"),
+            err.contains("dtype I32") && err.contains("F32, F16, BF16 or F64"),
             "{err}"
         );
 

@@ -1,12 +1,15 @@
-//! Datasets an experiment declares: text turned into fixed-length token sequences, or activations cached
-//! in a safetensors file.
+//! Datasets an experiment declares: text turned into fixed-length token sequences, activations cached
+//! in a safetensors file, or a directory of files a plugin reads whole (a saved SAE).
 //!
-//! Both kinds are loaded whole into memory up front, so every problem with the file (missing, malformed,
-//! too short) is reported before a run starts, and batches are then served in order without I/O. A run
-//! reads one [`Dataset`] front to back with [`Dataset::next_batch`]; [`Dataset::reset`] starts it over.
+//! Text and activations are loaded whole into memory up front, so every problem with the file (missing,
+//! malformed, too short) is reported before a run starts, and batches are then served in order without
+//! I/O. A run reads one [`Dataset`] front to back with [`Dataset::next_batch`]; [`Dataset::reset`] starts
+//! it over. A directory is listed at load; its files are read when the plugin asks for them.
 
 mod activations;
+mod directory;
 mod rows;
+mod safetensors_file;
 mod text;
 
 use std::fmt;
@@ -15,6 +18,7 @@ use std::path::{Path, PathBuf};
 use loupe_kernels::{Device, Tensor};
 
 pub use activations::ActivationDataset;
+pub use directory::{DirectoryDataset, FileError, MAX_TEXT_BYTES};
 pub use text::TextDataset;
 
 /// How a text dataset is turned into fixed-length token sequences.
@@ -66,10 +70,35 @@ fn default_field() -> String {
     "text".to_string()
 }
 
-/// Cached activations: a `.safetensors` file with a 2-D `[rows, d]` tensor named `activations`.
+/// Cached activations: a `.safetensors` file with a 2-D `[rows, d]` tensor, named `activations` unless
+/// `tensor` says otherwise.
 #[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ActivationSpec {
+    pub path: PathBuf,
+    /// The tensor of the file to read.
+    #[serde(default = "default_tensor")]
+    pub tensor: String,
+}
+
+impl ActivationSpec {
+    /// A spec reading the `activations` tensor of `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ActivationSpec {
+            path: path.into(),
+            tensor: default_tensor(),
+        }
+    }
+}
+
+fn default_tensor() -> String {
+    activations::DEFAULT_TENSOR.to_string()
+}
+
+/// A directory whose files a plugin reads whole (a saved SAE: `cfg.json`, `sae_weights.safetensors`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySpec {
     pub path: PathBuf,
 }
 
@@ -77,6 +106,7 @@ pub struct ActivationSpec {
 pub enum DatasetKind {
     Text,
     Activations,
+    Directory,
 }
 
 impl fmt::Display for DatasetKind {
@@ -84,6 +114,7 @@ impl fmt::Display for DatasetKind {
         f.write_str(match self {
             DatasetKind::Text => "text",
             DatasetKind::Activations => "activations",
+            DatasetKind::Directory => "directory",
         })
     }
 }
@@ -92,9 +123,9 @@ impl fmt::Display for DatasetKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DatasetInfo {
     pub kind: DatasetKind,
-    /// Sequences (text) or activation rows.
+    /// Sequences (text), activation rows, or files (directory).
     pub rows: u64,
-    /// Tokens per sequence (text) or activation width `d`.
+    /// Tokens per sequence (text), activation width `d`, or 0 (directory).
     pub width: u32,
 }
 
@@ -162,6 +193,15 @@ impl DataError {
     }
 }
 
+/// `names` quoted and comma-separated, the first `shown` of them and a count of the rest.
+fn quoted_list(names: &[&str], shown: usize) -> String {
+    let mut listed: Vec<String> = names.iter().take(shown).map(|n| format!("`{n}`")).collect();
+    if names.len() > shown {
+        listed.push(format!("and {} more", names.len() - shown));
+    }
+    listed.join(", ")
+}
+
 /// Messages quoted from other libraries (JSON parser, tokenizer) must not break the one-line rule.
 fn one_line(s: String) -> String {
     if s.contains(['\n', '\r']) {
@@ -179,6 +219,7 @@ fn one_line(s: String) -> String {
 pub enum Dataset {
     Text(TextDataset),
     Activations(ActivationDataset),
+    Directory(DirectoryDataset),
 }
 
 impl Dataset {
@@ -186,32 +227,37 @@ impl Dataset {
         match self {
             Dataset::Text(d) => d.info(),
             Dataset::Activations(d) => d.info(),
+            Dataset::Directory(d) => d.info(),
         }
     }
 
     /// The next `rows` rows as a tensor on `device`: i32 `[n, seq_len]` token ids for text, f32 `[n, d]`
     /// for activations; n = min(rows, remaining); `Ok(None)` when exhausted. `rows == 0` is an error
-    /// (it would never make progress).
+    /// (it would never make progress), and so is a directory, which has no rows.
     pub fn next_batch(&mut self, rows: usize, device: Device) -> Result<Option<Tensor>, DataError> {
         match self {
             Dataset::Text(d) => d.next_batch(rows, device),
             Dataset::Activations(d) => d.next_batch(rows, device),
+            Dataset::Directory(d) => Err(d.no_batches()),
         }
     }
 
-    /// Back to the first row.
-    pub fn reset(&mut self) {
+    /// Back to the first row; an error for a directory, which has no rows.
+    pub fn reset(&mut self) -> Result<(), DataError> {
         match self {
             Dataset::Text(d) => d.reset(),
             Dataset::Activations(d) => d.reset(),
+            Dataset::Directory(d) => return Err(d.no_batches()),
         }
+        Ok(())
     }
 
-    /// The file the rows come from.
+    /// The file the rows come from, or the directory.
     pub fn path(&self) -> &Path {
         match self {
             Dataset::Text(d) => d.path(),
             Dataset::Activations(d) => d.path(),
+            Dataset::Directory(d) => d.path(),
         }
     }
 }
@@ -319,7 +365,7 @@ mod tests {
         assert_eq!(b.to_vec_i32().unwrap(), vec![9, 10]);
         assert!(ds.next_batch(2, Device::Cpu).unwrap().is_none());
         assert!(ds.next_batch(2, Device::Cpu).unwrap().is_none());
-        ds.reset();
+        ds.reset().unwrap();
         let b = ds.next_batch(100, Device::Cpu).unwrap().unwrap();
         assert_eq!(b.dims(), &[5, 2]);
         assert_eq!(b.to_vec_i32().unwrap(), (1..=10).collect::<Vec<i32>>());
@@ -360,7 +406,7 @@ mod tests {
         let values: Vec<f32> = (0..15).map(|v| v as f32).collect();
         let path = activations::tests::write_f32(dir.path(), "acts.safetensors", &values, &[5, 3]);
         let mut ds =
-            Dataset::Activations(ActivationDataset::load(&ActivationSpec { path }).unwrap());
+            Dataset::Activations(ActivationDataset::load(&ActivationSpec::new(path)).unwrap());
         assert_eq!(
             ds.info(),
             DatasetInfo {
@@ -379,7 +425,7 @@ mod tests {
         assert!(ds.next_batch(3, Device::Cpu).unwrap().is_none());
         let err = ds.next_batch(0, Device::Cpu).unwrap_err().to_string();
         assert!(err.contains("acts.safetensors"), "{err}");
-        ds.reset();
+        ds.reset().unwrap();
         let b = ds.next_batch(5, Device::Cpu).unwrap().unwrap();
         assert_eq!(b.to_vec_f32().unwrap(), values);
     }

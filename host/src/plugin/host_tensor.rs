@@ -224,6 +224,13 @@ impl wit::HostTensor for RunState {
         self.make("tensor.concat", result)
     }
 
+    fn solve_spd(&mut self, a: Handle, b: Handle) -> Made {
+        let (a, b) = (self.tensor(&a)?, self.tensor(&b)?);
+        // x has b's shape; the op reports a b that is not 2-D.
+        let out_shape = (b.rank() == 2).then(|| b.dims().to_vec());
+        self.make_sized("tensor.solve-spd", out_shape, || Tensor::solve_spd(&a, &b))
+    }
+
     fn shape(&mut self, this: Handle) -> wasmtime::Result<Vec<u32>> {
         let t = self.tensor(&this)?;
         Ok(t.dims().iter().map(|&d| d as u32).collect())
@@ -538,6 +545,53 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::InvalidArgument);
         let e = s.from_f32(vec![1.0; 3], vec![2, 2]).unwrap().unwrap_err();
         assert_eq!(e.op, "tensor.from-f32");
+    }
+
+    #[test]
+    fn solve_spd_solves_and_names_its_op() {
+        let mut s = state(64);
+        let a = made(s.from_f32(vec![2.0, 1.0, 1.0, 3.0], vec![2, 2]));
+        let b = made(s.from_f32(vec![3.0, 4.0], vec![2, 1]));
+        let x = made(s.solve_spd(borrow(&a), borrow(&b)));
+        let x = values(&mut s, &x);
+        assert!(
+            (x[0] - 1.0).abs() < 1e-6 && (x[1] - 1.0).abs() < 1e-6,
+            "{x:?}"
+        );
+
+        let not_pd = made(s.from_f32(vec![1.0, 2.0, 2.0, 1.0], vec![2, 2]));
+        let e = s
+            .solve_spd(borrow(&not_pd), borrow(&b))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::InvalidArgument, "tensor.solve-spd")
+        );
+        assert!(
+            e.message.starts_with("a [2, 2] is not positive definite")
+                && e.message.contains("ridge"),
+            "{}",
+            e.message
+        );
+        let e = s.solve_spd(borrow(&a), borrow(&a)).unwrap();
+        assert!(e.is_ok(), "[2, 2] right-hand sides are fine");
+        let vector = made(s.from_f32(vec![3.0, 4.0], vec![2]));
+        let e = s
+            .solve_spd(borrow(&a), borrow(&vector))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeMismatch);
+
+        // The result is refused before it is computed: 512 KiB of b and as much of x exceed 1 MiB.
+        let mut s = state(1);
+        let a = made(s.from_f32(vec![2.0, 1.0, 1.0, 3.0], vec![2, 2]));
+        let b = made(s.full(vec![2, 1 << 16], 1.0));
+        let e = s.solve_spd(borrow(&a), borrow(&b)).unwrap().unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::OutOfQuota, "tensor.solve-spd")
+        );
     }
 
     #[test]

@@ -126,6 +126,16 @@ impl TensorQuota {
 
     /// Refuses a tensor of `bytes` before it is made, naming the op and the shape.
     pub fn check(&self, op: &str, shape: &[usize], bytes: u64) -> Result<(), ApiError> {
+        self.check_for(op, format_args!("a {shape:?} tensor"), bytes)
+    }
+
+    /// Refuses `what` (several tensors, say) of `bytes` in all before it is made.
+    pub fn check_for(
+        &self,
+        op: &str,
+        what: impl std::fmt::Display,
+        bytes: u64,
+    ) -> Result<(), ApiError> {
         if self.live >= MAX_LIVE_TENSORS {
             return Err(ApiError {
                 kind: ErrorKind::OutOfQuota,
@@ -141,7 +151,7 @@ impl TensorQuota {
                 kind: ErrorKind::OutOfQuota,
                 op: op.to_string(),
                 message: format!(
-                    "a {shape:?} tensor needs {} MiB, but the run's tensor quota of {} MiB has {} MiB \
+                    "{what} needs {} MiB, but the run's tensor quota of {} MiB has {} MiB \
                      in use; drop tensors or raise [run.limits] tensor_mb",
                     bytes.div_ceil(1 << 20),
                     self.limit >> 20,

@@ -14,7 +14,7 @@ use super::params::{Override, check_overrides_used, resolve};
 use super::recorder::{Recorder, SharedSink};
 use super::rundir::RunDir;
 use crate::artifacts::ArtifactDir;
-use crate::data::{ActivationDataset, Dataset, TextDataset};
+use crate::data::{ActivationDataset, Dataset, DirectoryDataset, TextDataset};
 use crate::device::resolve_device;
 use crate::events::EventBody;
 use crate::model::LoadedModel;
@@ -205,6 +205,10 @@ impl<'e> Runner<'e> {
                 DataSpec::Activations(a) => {
                     Dataset::Activations(ActivationDataset::load(a).map_err(|e| e.to_string())?)
                 }
+                // Its path has no extension to tell the user what loupe took it for: name the dataset.
+                DataSpec::Directory(d) => Dataset::Directory(
+                    DirectoryDataset::load(d).map_err(|e| format!("dataset `{name}`: {e}"))?,
+                ),
             };
             out.insert(name.clone(), dataset);
         }

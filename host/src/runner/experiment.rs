@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::data::{ActivationSpec, TextSpec};
+use crate::data::{ActivationSpec, DirectorySpec, TextSpec};
 use crate::plugin::Limits;
 
 /// A dataset a run declares.
@@ -16,6 +16,7 @@ use crate::plugin::Limits;
 pub enum DataSpec {
     Text(TextSpec),
     Activations(ActivationSpec),
+    Directory(DirectorySpec),
 }
 
 /// A value and the line it was written on, for error messages.
@@ -186,6 +187,7 @@ fn is_run_name(s: &str) -> bool {
 
 /// `data = "corpus.txt"`, `data = { path = "corpus.jsonl", seq_len = 64 }` (both named `default`),
 /// or named datasets `[run.data.train]` / `data = { train = "a.txt", cached = "acts.safetensors" }`.
+/// A directory (a saved SAE) is a dataset too: `data = { sae = "saes/topk" }`.
 fn parse_data(value: toml::Value, base: &Path) -> Result<BTreeMap<String, DataSpec>, String> {
     let mut out = BTreeMap::new();
     match value {
@@ -229,25 +231,39 @@ fn parse_one(value: toml::Value, base: &Path) -> Result<DataSpec, String> {
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase());
     let resolved = base.join(&path);
-    match ext.as_deref() {
+    // An existing directory wins over its extension (`sae.v2/`); a path with none that does not exist
+    // yet is taken for a directory too, and loading says it is missing.
+    let kind = if resolved.is_dir() {
+        None
+    } else {
+        ext.as_deref()
+    };
+    match kind {
         Some("txt") | Some("jsonl") => {
-            let mut spec: TextSpec = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| e.message().replace('\n', " "))?;
+            let mut spec: TextSpec = from_table(table)?;
             spec.path = resolved;
             Ok(DataSpec::Text(spec))
         }
         Some("safetensors") => {
-            let mut spec: ActivationSpec = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| e.message().replace('\n', " "))?;
+            let mut spec: ActivationSpec = from_table(table)?;
             spec.path = resolved;
             Ok(DataSpec::Activations(spec))
         }
-        _ => Err(format!(
-            "`{path}`: datasets are .txt or .jsonl text, or .safetensors activations"
+        None => {
+            let mut spec: DirectorySpec = from_table(table)?;
+            spec.path = resolved;
+            Ok(DataSpec::Directory(spec))
+        }
+        Some(_) => Err(format!(
+            "`{path}`: datasets are .txt or .jsonl text, .safetensors activations, or a directory"
         )),
     }
+}
+
+fn from_table<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| e.message().replace('\n', " "))
 }
 
 #[cfg(test)]
@@ -300,6 +316,57 @@ data = { train = "a.jsonl", acts = "b.safetensors" }
         assert_eq!(r.name, "custom");
         assert!(matches!(r.data["train"], DataSpec::Text(_)));
         assert!(matches!(r.data["acts"], DataSpec::Activations(_)));
+    }
+
+    #[test]
+    fn directories_and_named_activation_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sae.v2")).unwrap();
+        let exp = Experiment::parse(
+            &dir.path().join("exp.toml"),
+            r#"
+[[run]]
+plugin = "sae-eval"
+data = { sae = "../fixtures/saelens-topk", old = "sae.v2", x = { path = "ref.safetensors", tensor = "x" }, acts = "a.safetensors" }
+"#,
+        )
+        .unwrap();
+        let data = &exp.runs[0].data;
+        match &data["sae"] {
+            DataSpec::Directory(d) => {
+                assert_eq!(d.path, dir.path().join("../fixtures/saelens-topk"))
+            }
+            other => panic!("{other:?}"),
+        }
+        // An existing directory is one whatever its name looks like.
+        assert!(matches!(&data["old"], DataSpec::Directory(_)));
+        match (&data["x"], &data["acts"]) {
+            (DataSpec::Activations(x), DataSpec::Activations(acts)) => {
+                assert_eq!(x.tensor, "x");
+                assert_eq!(acts.tensor, "activations");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_that_do_not_fit_the_kind_are_errors() {
+        let e = parse("[[run]]\nplugin = \"a\"\ndata = { path = \"sae\", tensor = \"x\" }\n")
+            .unwrap_err();
+        assert!(
+            e.starts_with("dir/exp.toml:3: run.data:") && e.contains("tensor"),
+            "{e}"
+        );
+        let e = parse("[[run]]\nplugin = \"a\"\ndata = { path = \"c.txt\", tensor = \"x\" }\n")
+            .unwrap_err();
+        assert!(e.contains("tensor"), "{e}");
+        let e = parse(
+            "[[run]]\nplugin = \"a\"\ndata = { x = { path = \"r.safetensors\", tensor = 3 } }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("`x`"), "{e}");
+        let e = parse("[[run]]\nplugin = \"a\"\ndata = \"weights.bin\"\n").unwrap_err();
+        assert!(e.contains("or a directory"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub(crate) mod attention;
 pub(crate) mod elementwise;
 pub(crate) mod layout;
+pub(crate) mod linalg;
 pub(crate) mod math;
 pub(crate) mod matmul;
 pub(crate) mod nn;

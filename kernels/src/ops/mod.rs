@@ -4,6 +4,7 @@
 mod attention;
 mod elementwise;
 mod layout;
+mod linalg;
 mod matmul;
 mod nn;
 mod optim;
