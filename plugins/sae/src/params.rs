@@ -1,0 +1,262 @@
+//! The plugin's parameters: the schema shown by `loupe plugins list` and checked by the host, and the
+//! checks that need more than a type.
+
+use loupe_plugin_api::prelude::*;
+use serde::Deserialize;
+
+use crate::arch::Architecture;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Params {
+    pub architecture: String,
+    pub hook: String,
+    pub dataset: String,
+    pub load: String,
+    pub d_sae: usize,
+    pub expansion_factor: usize,
+    pub k: usize,
+    pub training_tokens: u64,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub lr_warm_up_fraction: f64,
+    pub lr_decay_fraction: f64,
+    pub grad_clip_norm: f64,
+    pub l1_coefficient: f64,
+    pub l1_warm_up_fraction: f64,
+    pub l0_coefficient: f64,
+    pub jumprelu_sparsity_loss: String,
+    pub jumprelu_tanh_scale: f64,
+    pub jumprelu_bandwidth: f64,
+    pub jumprelu_init_threshold: f64,
+    pub rescale_acts_by_decoder_norm: bool,
+    pub topk_threshold_lr: f64,
+    pub aux_k: usize,
+    pub aux_k_coefficient: f64,
+    pub dead_feature_window: u64,
+    pub normalize_activations: String,
+    pub b_dec_init: String,
+    pub decoder_init_norm: f64,
+    pub exclude_bos: bool,
+    pub model_batch_size: usize,
+    pub buffer_batches: usize,
+    pub eval_tokens: u64,
+    pub dense_threshold: f64,
+    pub dark_matter_ridge: f64,
+    pub top_contexts_latents: usize,
+    pub top_contexts_k: usize,
+    pub context_tokens: usize,
+    pub save_codes_rows: usize,
+    pub log_every: u64,
+}
+
+pub fn manifest() -> Manifest {
+    Manifest::new(
+        "sae",
+        env!("CARGO_PKG_VERSION"),
+        "sae",
+        "Sparse autoencoders at any hook (attn.hook_z included): train standard, TopK, BatchTopK or JumpReLU SAEs on activations streamed from the model or read from a file, evaluate them (L0, FVU, CE loss recovered, KL, density, dark matter) and save them in the SAELens format; or evaluate a saved SAELens SAE",
+    )
+    .param(Param::string("architecture", "topk", "standard (ReLU + decoder-norm-weighted L1), topk, batchtopk (saved as jumprelu) or jumprelu"))
+    .param(Param::string("hook", "", "TransformerLens hook to train on (`blocks.5.attn.hook_z` is flattened head-major); needed when the run has a model; with cached activations it is only recorded in cfg.json"))
+    .param(Param::string("dataset", "default", "Dataset to read: text (activations come from the model at `hook`) or cached .safetensors activations"))
+    .param(Param::string("load", "", "Evaluate the SAELens SAE in this directory dataset instead of training one"))
+    .param(Param::int("d_sae", 0, "Latents (0: expansion_factor × d_in)"))
+    .param(Param::int("expansion_factor", 8, "Latents per input dimension when d_sae is 0"))
+    .param(Param::int("k", 32, "Active latents per token (topk), or on average over a batch (batchtopk)"))
+    .param(Param::int("training_tokens", 2_000_000, "Activation rows to train on"))
+    .param(Param::int("batch_size", 4096, "Activation rows per optimiser step"))
+    .param(Param::float("lr", 3e-4, "Adam learning rate"))
+    .param(Param::float("adam_beta1", 0.9, "Adam β1"))
+    .param(Param::float("adam_beta2", 0.999, "Adam β2"))
+    .param(Param::float("lr_warm_up_fraction", 0.0, "Fraction of the steps over which the learning rate rises linearly from 0"))
+    .param(Param::float("lr_decay_fraction", 0.2, "Fraction of the steps, at the end, over which the learning rate decays linearly to 0"))
+    .param(Param::float("grad_clip_norm", 1.0, "Clip the global gradient norm to this (0: off)"))
+    .param(Param::float("l1_coefficient", 5.0, "standard: weight of the L1 penalty Σ f_i·‖W_dec,i‖ (on normalised activations)"))
+    .param(Param::float("l1_warm_up_fraction", 0.05, "standard, jumprelu: fraction of the steps over which the sparsity coefficient rises linearly from 0"))
+    .param(Param::float("l0_coefficient", 1.0, "jumprelu: weight of the L0 penalty"))
+    .param(Param::string("jumprelu_sparsity_loss", "step", "jumprelu: `step` (L0 through the straight-through estimator) or `tanh` (Σ tanh(c·f_i·‖W_dec,i‖))"))
+    .param(Param::float("jumprelu_tanh_scale", 4.0, "jumprelu, tanh loss: the scale c"))
+    .param(Param::float("jumprelu_bandwidth", 0.05, "jumprelu: bandwidth ε of the straight-through estimator's rectangle kernel"))
+    .param(Param::float("jumprelu_init_threshold", 0.01, "jumprelu: initial threshold"))
+    .param(Param::bool("rescale_acts_by_decoder_norm", true, "topk, batchtopk: rank latents by h_i·‖W_dec,i‖ (a unit-norm decoder in effect; folded away at save)"))
+    .param(Param::float("topk_threshold_lr", 0.01, "batchtopk: rate of the moving average that tracks the threshold saved for inference"))
+    .param(Param::int("aux_k", 0, "topk, batchtopk: latents in the dead-latent auxiliary loss (0: d_in / 2)"))
+    .param(Param::float("aux_k_coefficient", 1.0 / 32.0, "topk, batchtopk: weight of the auxiliary loss (normalised MSE of the residual), 0 turns it off"))
+    .param(Param::int("dead_feature_window", 1000, "A latent that has not fired for this many steps is dead"))
+    .param(Param::string("normalize_activations", "expected_average_only_in", "`expected_average_only_in`: scale inputs to mean norm √d_in while training, folded into the saved weights; or `none`"))
+    .param(Param::string("b_dec_init", "geometric_median", "Decoder bias at the start: `geometric_median` or `mean` of the first batch, or `zeros`"))
+    .param(Param::float("decoder_init_norm", 0.1, "Norm of each decoder row at the start (W_enc starts as W_decᵀ)"))
+    .param(Param::bool("exclude_bos", true, "Leave out positions holding the BOS token (huge outliers in most models); they are not replaced when splicing"))
+    .param(Param::int("model_batch_size", 16, "Sequences per forward pass when activations come from the model"))
+    .param(Param::int("buffer_batches", 16, "The shuffling buffer holds this many training batches; half is refilled at a time"))
+    .param(Param::int("eval_tokens", 16_384, "Activation rows for the final evaluation (0: none)"))
+    .param(Param::float("dense_threshold", 0.1, "A latent firing on more than this fraction of tokens counts as dense"))
+    .param(Param::float("dark_matter_ridge", 1e-4, "Ridge (relative to the mean diagonal) of the linear fit that predicts the SAE error from its input"))
+    .param(Param::int("top_contexts_latents", 32, "Latents (from 0) whose top-activating contexts go into top_contexts.json (model runs)"))
+    .param(Param::int("top_contexts_k", 8, "Top activations kept per latent"))
+    .param(Param::int("context_tokens", 8, "Tokens shown before each top activation"))
+    .param(Param::int("save_codes_rows", 0, "Save x, feature_acts and reconstruction of the first N evaluation rows to codes.safetensors"))
+    .param(Param::int("log_every", 10, "Report training metrics every this many steps"))
+}
+
+/// How the activations are scaled during training.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalisation {
+    None,
+    ExpectedAverageOnlyIn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderBiasInit {
+    Zeros,
+    Mean,
+    GeometricMedian,
+}
+
+impl DecoderBiasInit {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderBiasInit::Zeros => "zeros",
+            DecoderBiasInit::Mean => "mean",
+            DecoderBiasInit::GeometricMedian => "geometric_median",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JumpReluLoss {
+    Step,
+    Tanh,
+}
+
+fn bad(message: String) -> Error {
+    Error::invalid("sae", message)
+}
+
+impl Params {
+    pub fn architecture(&self) -> Result<Architecture> {
+        Architecture::parse(&self.architecture).ok_or_else(|| {
+            bad(format!(
+                "architecture `{}`: use standard, topk, batchtopk or jumprelu",
+                self.architecture
+            ))
+        })
+    }
+
+    pub fn normalisation(&self) -> Result<Normalisation> {
+        match self.normalize_activations.as_str() {
+            "none" => Ok(Normalisation::None),
+            "expected_average_only_in" => Ok(Normalisation::ExpectedAverageOnlyIn),
+            other => Err(bad(format!(
+                "normalize_activations `{other}`: use expected_average_only_in or none"
+            ))),
+        }
+    }
+
+    pub fn b_dec_init(&self) -> Result<DecoderBiasInit> {
+        match self.b_dec_init.as_str() {
+            "zeros" => Ok(DecoderBiasInit::Zeros),
+            "mean" => Ok(DecoderBiasInit::Mean),
+            "geometric_median" => Ok(DecoderBiasInit::GeometricMedian),
+            other => Err(bad(format!(
+                "b_dec_init `{other}`: use geometric_median, mean or zeros"
+            ))),
+        }
+    }
+
+    pub fn jumprelu_loss(&self) -> Result<JumpReluLoss> {
+        match self.jumprelu_sparsity_loss.as_str() {
+            "step" => Ok(JumpReluLoss::Step),
+            "tanh" => Ok(JumpReluLoss::Tanh),
+            other => Err(bad(format!(
+                "jumprelu_sparsity_loss `{other}`: use step or tanh"
+            ))),
+        }
+    }
+
+    /// Checks that hold whatever the data: sizes, fractions, rates.
+    pub fn validate(&self) -> Result<()> {
+        self.architecture()?;
+        self.normalisation()?;
+        self.b_dec_init()?;
+        self.jumprelu_loss()?;
+        let positive = [
+            ("batch_size", self.batch_size as f64),
+            ("k", self.k as f64),
+            ("lr", self.lr),
+            ("model_batch_size", self.model_batch_size as f64),
+            ("log_every", self.log_every as f64),
+            ("jumprelu_bandwidth", self.jumprelu_bandwidth),
+            ("jumprelu_init_threshold", self.jumprelu_init_threshold),
+            ("decoder_init_norm", self.decoder_init_norm),
+        ];
+        for (name, v) in positive {
+            if v.is_nan() || v <= 0.0 {
+                return Err(bad(format!("{name} must be positive, got {v}")));
+            }
+        }
+        let fractions = [
+            ("lr_warm_up_fraction", self.lr_warm_up_fraction),
+            ("lr_decay_fraction", self.lr_decay_fraction),
+            ("l1_warm_up_fraction", self.l1_warm_up_fraction),
+            ("topk_threshold_lr", self.topk_threshold_lr),
+            ("dense_threshold", self.dense_threshold),
+        ];
+        for (name, v) in fractions {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad(format!("{name} must lie in [0, 1], got {v}")));
+            }
+        }
+        if self.lr_warm_up_fraction + self.lr_decay_fraction > 1.0 {
+            return Err(bad(format!(
+                "lr_warm_up_fraction + lr_decay_fraction is {}; together they must not exceed 1",
+                self.lr_warm_up_fraction + self.lr_decay_fraction
+            )));
+        }
+        let non_negative = [
+            ("grad_clip_norm", self.grad_clip_norm),
+            ("l1_coefficient", self.l1_coefficient),
+            ("l0_coefficient", self.l0_coefficient),
+            ("aux_k_coefficient", self.aux_k_coefficient),
+            ("dark_matter_ridge", self.dark_matter_ridge),
+            ("jumprelu_tanh_scale", self.jumprelu_tanh_scale),
+        ];
+        for (name, v) in non_negative {
+            if v.is_nan() || v < 0.0 {
+                return Err(bad(format!("{name} must be 0 or more, got {v}")));
+            }
+        }
+        if self.buffer_batches < 2 {
+            return Err(bad(format!(
+                "buffer_batches must be at least 2 (half is refilled at a time), got {}",
+                self.buffer_batches
+            )));
+        }
+        if self.load.is_empty() && self.training_tokens < self.batch_size as u64 {
+            return Err(bad(format!(
+                "training_tokens ({}) is less than one batch ({}); raise training_tokens or lower batch_size",
+                self.training_tokens, self.batch_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Latents for inputs of width `d_in`.
+    pub fn latents(&self, d_in: usize) -> Result<usize> {
+        let m = if self.d_sae > 0 {
+            self.d_sae
+        } else {
+            self.expansion_factor * d_in
+        };
+        if m == 0 {
+            return Err(bad("d_sae and expansion_factor are both 0; set one".into()));
+        }
+        Ok(m)
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.training_tokens / self.batch_size as u64
+    }
+}

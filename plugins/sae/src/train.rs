@@ -1,0 +1,409 @@
+//! One SAE being trained: the forward pass, the hand-derived backward pass, Adam, dead-latent tracking,
+//! and the fold into a saved SAE. Every tensor lives on the host; each line below is a host op.
+//!
+//! Conventions (SAELens v6 unless noted): free decoder norms with the L1 penalty weighted by them;
+//! TopK/BatchTopK rank `ReLU(h)·‖W_dec,i‖` and decode `f/‖W_dec,i‖` (a unit-norm decoder in effect);
+//! the dead-latent auxiliary loss in OpenAI's form (top `aux_k` dead pre-activations decode, without
+//! `b_dec`, the detached residual; normalised MSE); JumpReLU's straight-through estimator with a
+//! rectangle kernel of bandwidth ε on `θ = exp(t)`.
+
+use loupe_plugin_api::prelude::*;
+
+use crate::arch::{Activation, Architecture, Sae};
+use crate::params::JumpReluLoss;
+use crate::schedule::{LrSchedule, warmed_up};
+
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub architecture: Architecture,
+    pub d_in: usize,
+    pub d_sae: usize,
+    pub k: usize,
+    pub rescale: bool,
+    pub l1_coefficient: f64,
+    pub l0_coefficient: f64,
+    pub sparsity_warm_up: u64,
+    pub jumprelu_loss: JumpReluLoss,
+    pub tanh_scale: f64,
+    pub bandwidth: f64,
+    pub init_threshold: f64,
+    pub threshold_lr: f64,
+    pub aux_k: usize,
+    pub aux_coefficient: f64,
+    pub dead_window: u64,
+    pub grad_clip: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub lr: LrSchedule,
+    pub decoder_init_norm: f64,
+}
+
+/// A trained tensor and its Adam moments.
+struct Param {
+    value: Tensor,
+    m: Tensor,
+    v: Tensor,
+}
+
+impl Param {
+    fn new(value: Tensor) -> Result<Self> {
+        let shape = value.shape();
+        Ok(Param {
+            value,
+            m: Tensor::zeros(&shape)?,
+            v: Tensor::zeros(&shape)?,
+        })
+    }
+
+    fn update(&mut self, grad: &Tensor, config: AdamConfig, step: u64) -> Result<()> {
+        let (value, m, v) = Tensor::adam_step(&self.value, grad, &self.m, &self.v, config, step)?;
+        (self.value, self.m, self.v) = (value, m, v);
+        Ok(())
+    }
+}
+
+/// What one step measured (on the normalised activations it trained on).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StepStats {
+    pub loss: f64,
+    pub mse: f64,
+    pub sparsity_loss: f64,
+    pub aux_loss: f64,
+    pub l0: f64,
+    pub fvu: f64,
+    pub dead: usize,
+    pub lr: f64,
+}
+
+pub struct Trainer {
+    cfg: TrainConfig,
+    w_enc: Param,
+    b_enc: Param,
+    w_dec: Param,
+    b_dec: Param,
+    /// JumpReLU: `t = log θ`.
+    log_threshold: Option<Param>,
+    /// Steps since each latent last fired `[d_sae]`.
+    since_fired: Tensor,
+    /// BatchTopK: the moving average of the smallest kept activation.
+    batch_threshold: Option<f64>,
+    step: u64,
+}
+
+fn scalar(v: f64) -> Result<Tensor> {
+    Tensor::scalar(v as f32)
+}
+
+impl Trainer {
+    /// SAELens v6's initialisation: decoder rows of norm `decoder_init_norm` in random directions,
+    /// `W_enc = W_decᵀ`, `b_enc = 0`; `b_dec` as given.
+    pub fn new(cfg: TrainConfig, b_dec: Tensor, seed: u64) -> Result<Self> {
+        let (d, m) = (cfg.d_in, cfg.d_sae);
+        let raw = Tensor::rand_uniform(&[m, d], -1.0, 1.0, seed)?;
+        let w_dec = raw
+            .div(&raw.l2_norm(1, true)?)?
+            .affine(cfg.decoder_init_norm as f32, 0.0)?;
+        let w_enc = w_dec.transpose(0, 1)?;
+        let log_threshold = match cfg.architecture {
+            Architecture::JumpRelu => Some(Param::new(Tensor::full(
+                &[m],
+                cfg.init_threshold.ln() as f32,
+            )?)?),
+            _ => None,
+        };
+        Ok(Trainer {
+            w_enc: Param::new(w_enc)?,
+            b_enc: Param::new(Tensor::zeros(&[m])?)?,
+            w_dec: Param::new(w_dec)?,
+            b_dec: Param::new(b_dec)?,
+            log_threshold,
+            since_fired: Tensor::zeros(&[m])?,
+            batch_threshold: None,
+            step: 0,
+            cfg,
+        })
+    }
+
+    pub fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    /// Latents that have not fired for `dead_window` steps, as a 0/1 mask `[d_sae]`.
+    fn dead_mask(&self) -> Result<Tensor> {
+        self.since_fired
+            .gt(&scalar(self.cfg.dead_window as f64 - 0.5)?)
+    }
+
+    /// One optimiser step on `x` `[batch, d_in]`.
+    pub fn step(&mut self, x: &Tensor) -> Result<StepStats> {
+        let cfg = self.cfg.clone();
+        self.step += 1;
+        let step = self.step;
+        let rows = x.shape()[0];
+        let b = rows as f64;
+        let zero = Tensor::scalar(0.0)?;
+
+        // ---- forward ----
+        let xc = x.sub(&self.b_dec.value)?;
+        let h = xc.linear(&self.w_enc.value, Some(&self.b_enc.value))?;
+        let norms = self.w_dec.value.l2_norm(1, false)?;
+        let ranked = || -> Result<Tensor> {
+            if cfg.rescale {
+                h.relu()?.mul(&norms)
+            } else {
+                h.relu()
+            }
+        };
+        let threshold = match &self.log_threshold {
+            Some(t) => Some(t.value.exp()?),
+            None => None,
+        };
+        // `active`: which latents fire (0/1); `u`: the coefficients the decoder multiplies.
+        let active = match cfg.architecture {
+            Architecture::Standard => h.gt(&zero)?,
+            Architecture::TopK => ranked()?.keep_top_k(cfg.k.min(cfg.d_sae))?.gt(&zero)?,
+            Architecture::BatchTopK => {
+                let a = ranked()?;
+                let kept = a
+                    .reshape(&[1, rows * cfg.d_sae])?
+                    .keep_top_k((cfg.k * rows).min(rows * cfg.d_sae))?
+                    .reshape(&[rows, cfg.d_sae])?;
+                let active = kept.gt(&zero)?;
+                // The smallest kept activation, tracked for the JumpReLU threshold saved at the end.
+                let smallest = active
+                    .select(&kept, &scalar(f64::from(f32::MAX))?)?
+                    .reshape(&[rows * cfg.d_sae])?
+                    .min(0, false)?
+                    .item()? as f64;
+                if smallest < f64::from(f32::MAX) {
+                    self.batch_threshold = Some(match self.batch_threshold {
+                        None => smallest,
+                        Some(t) => (1.0 - cfg.threshold_lr) * t + cfg.threshold_lr * smallest,
+                    });
+                }
+                active
+            }
+            Architecture::JumpRelu => h.gt(threshold.as_ref().expect("jumprelu threshold"))?,
+        };
+        let u = h.mul(&active)?;
+        let x_hat = u.linear(&self.w_dec.value, Some(&self.b_dec.value))?;
+        let e = x_hat.sub(x)?;
+        let sse = e.mul(&e)?.sum_all()? as f64;
+        let centred = x.sub(&x.mean(0, true)?)?;
+        let total_variance = centred.mul(&centred)?.sum_all()? as f64;
+        let fired_per_latent = active.sum(0, false)?;
+        let l0 = fired_per_latent.sum_all()? as f64 / b;
+
+        // ---- backward: reconstruction ----
+        let g = e.affine((2.0 / b) as f32, 0.0)?;
+        let mut grad_w_dec = u.matmul_t(&g, true, false)?;
+        let mut grad_b_dec = g.sum(0, false)?;
+        let mut grad_f = g.matmul_t(&self.w_dec.value, false, true)?;
+        let mut grad_log_threshold = None;
+        let mut sparsity_loss = 0.0;
+        // Adds `coef_i · W_dec,i / ‖W_dec,i‖` to the decoder gradient: d‖W_dec,i‖/dW_dec,i.
+        let through_norms = |grad: Tensor, coef: &Tensor| -> Result<Tensor> {
+            let per_row = coef.div(&norms)?.reshape(&[cfg.d_sae, 1])?;
+            grad.add(&self.w_dec.value.mul(&per_row)?)
+        };
+
+        // ---- backward: sparsity ----
+        match cfg.architecture {
+            Architecture::Standard => {
+                let lambda = warmed_up(cfg.l1_coefficient, cfg.sparsity_warm_up, step) / b;
+                let f_sum = u.sum(0, false)?;
+                sparsity_loss = lambda * f_sum.mul(&norms)?.sum_all()? as f64;
+                grad_f = grad_f.add(&norms.affine(lambda as f32, 0.0)?)?;
+                grad_w_dec = through_norms(grad_w_dec, &f_sum.affine(lambda as f32, 0.0)?)?;
+            }
+            Architecture::JumpRelu => {
+                let theta = threshold.as_ref().expect("jumprelu threshold");
+                let lambda = warmed_up(cfg.l0_coefficient, cfg.sparsity_warm_up, step) / b;
+                let eps = cfg.bandwidth;
+                let near = h.sub(theta)?.abs()?.lt(&scalar(eps / 2.0)?)?;
+                let mut pull = grad_f.mul(theta)?;
+                match cfg.jumprelu_loss {
+                    JumpReluLoss::Step => {
+                        sparsity_loss = lambda * l0 * b;
+                        // d/dθ of the step: −(1/ε)·K((h−θ)/ε), for every token.
+                        pull = pull.affine(1.0, lambda as f32)?;
+                    }
+                    JumpReluLoss::Tanh => {
+                        let c = cfg.tanh_scale as f32;
+                        let t = u.mul(&norms)?.affine(c, 0.0)?.tanh()?;
+                        sparsity_loss = lambda * t.sum_all()? as f64;
+                        // d/dz tanh(c z) = c(1 − tanh²), with z = f·‖W_dec‖.
+                        let slope = t.mul(&t)?.affine(-(lambda as f32) * c, lambda as f32 * c)?;
+                        let extra = slope.mul(&norms)?;
+                        let norm_coef = slope.mul(&u)?.sum(0, false)?;
+                        grad_w_dec = through_norms(grad_w_dec, &norm_coef)?;
+                        grad_f = grad_f.add(&extra)?;
+                        pull = grad_f.mul(theta)?;
+                    }
+                }
+                let grad_theta = near
+                    .mul(&pull)?
+                    .sum(0, false)?
+                    .affine(-(1.0 / eps) as f32, 0.0)?;
+                grad_log_threshold = Some(grad_theta.mul(theta)?);
+            }
+            Architecture::TopK | Architecture::BatchTopK => {}
+        }
+        let mut grad_h = grad_f.mul(&active)?;
+
+        // ---- backward: dead latents (TopK family) ----
+        let dead = self.dead_mask()?;
+        let n_dead = dead.sum_all()? as usize;
+        let mut aux_loss = 0.0;
+        if cfg.architecture.ranks() && cfg.aux_coefficient > 0.0 && n_dead > 0 {
+            let candidates = ranked()?.mul(&dead)?;
+            let chosen = candidates.keep_top_k(cfg.aux_k.min(n_dead))?.gt(&zero)?;
+            let z = h.mul(&chosen)?;
+            let residual = e.neg()?;
+            let spread = residual.sub(&residual.mean(0, true)?)?;
+            let denominator = (spread.mul(&spread)?.sum_all()? as f64).max(1e-12);
+            let miss = z.matmul(&self.w_dec.value)?.sub(&residual)?;
+            aux_loss = cfg.aux_coefficient * miss.mul(&miss)?.sum_all()? as f64 / denominator;
+            let g_aux = miss.affine((2.0 * cfg.aux_coefficient / denominator) as f32, 0.0)?;
+            grad_w_dec = grad_w_dec.add(&z.matmul_t(&g_aux, true, false)?)?;
+            grad_h = grad_h.add(
+                &g_aux
+                    .matmul_t(&self.w_dec.value, false, true)?
+                    .mul(&chosen)?,
+            )?;
+        }
+
+        // ---- backward: encoder ----
+        let grad_w_enc = xc.matmul_t(&grad_h, true, false)?;
+        let grad_b_enc = grad_h.sum(0, false)?;
+        // x − b_dec feeds the encoder: b_dec's gradient loses (Σ_b ∂h) W_encᵀ.
+        let through_encoder = grad_b_enc
+            .reshape(&[1, cfg.d_sae])?
+            .matmul_t(&self.w_enc.value, false, true)?
+            .reshape(&[cfg.d_in])?;
+        grad_b_dec = grad_b_dec.sub(&through_encoder)?;
+
+        // ---- clip and update ----
+        let mut grads = vec![grad_w_enc, grad_b_enc, grad_w_dec, grad_b_dec];
+        if let Some(g) = grad_log_threshold {
+            grads.push(g);
+        }
+        if cfg.grad_clip > 0.0 {
+            let mut total = 0.0f64;
+            for g in &grads {
+                total += g.mul(g)?.sum_all()? as f64;
+            }
+            let norm = total.sqrt();
+            if norm > cfg.grad_clip {
+                let factor = (cfg.grad_clip / norm) as f32;
+                grads = grads
+                    .iter()
+                    .map(|g| g.affine(factor, 0.0))
+                    .collect::<Result<_>>()?;
+            }
+        }
+        let lr = cfg.lr.at(step);
+        let adam = AdamConfig {
+            lr: lr as f32,
+            beta1: cfg.beta1 as f32,
+            beta2: cfg.beta2 as f32,
+            eps: 1e-8,
+        };
+        let mut grads = grads.into_iter();
+        for param in [
+            &mut self.w_enc,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ] {
+            param.update(
+                &grads.next().expect("one gradient per parameter"),
+                adam,
+                step,
+            )?;
+        }
+        if let (Some(param), Some(g)) = (self.log_threshold.as_mut(), grads.next()) {
+            param.update(&g, adam, step)?;
+        }
+
+        // ---- dead-latent clock ----
+        let fired = fired_per_latent.gt(&zero)?;
+        self.since_fired = self
+            .since_fired
+            .affine(1.0, 1.0)?
+            .mul(&fired.affine(-1.0, 1.0)?)?;
+
+        let mse = sse / b;
+        Ok(StepStats {
+            loss: mse + sparsity_loss + aux_loss,
+            mse,
+            sparsity_loss,
+            aux_loss,
+            l0,
+            fvu: if total_variance > 0.0 {
+                sse / total_variance
+            } else {
+                f64::NAN
+            },
+            dead: n_dead,
+            lr,
+        })
+    }
+
+    /// The inference SAE, in the units of the raw activations: decoder norms folded into the encoder
+    /// where that preserves the function, then the input scale `scale` (training saw `scale · x`).
+    pub fn to_sae(&self, scale: f64) -> Result<Sae> {
+        let cfg = &self.cfg;
+        let fold = match cfg.architecture {
+            Architecture::Standard | Architecture::JumpRelu => true,
+            Architecture::TopK | Architecture::BatchTopK => cfg.rescale,
+        };
+        let ones = Tensor::ones(&[cfg.d_sae])?;
+        let norms = if fold {
+            self.w_dec.value.l2_norm(1, false)?
+        } else {
+            ones
+        };
+        let s = scale as f32;
+        let w_dec = self
+            .w_dec
+            .value
+            .div(&norms.reshape(&[cfg.d_sae, 1])?)?
+            .affine(1.0 / s, 0.0)?;
+        let w_enc = self.w_enc.value.mul(&norms)?.affine(s, 0.0)?;
+        let b_enc = self.b_enc.value.mul(&norms)?;
+        let b_dec = self.b_dec.value.affine(1.0 / s, 0.0)?;
+        let activation = match cfg.architecture {
+            Architecture::Standard => Activation::Standard,
+            Architecture::TopK => Activation::TopK {
+                k: cfg.k,
+                rescale: false,
+            },
+            Architecture::BatchTopK => Activation::JumpRelu {
+                threshold: Tensor::full(&[cfg.d_sae], self.batch_threshold.unwrap_or(0.0) as f32)?,
+            },
+            Architecture::JumpRelu => Activation::JumpRelu {
+                threshold: self
+                    .log_threshold
+                    .as_ref()
+                    .expect("jumprelu threshold")
+                    .value
+                    .exp()?
+                    .mul(&norms)?,
+            },
+        };
+        Ok(Sae {
+            activation,
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+            apply_b_dec_to_input: true,
+        })
+    }
+
+    /// BatchTopK's threshold so far.
+    pub fn batch_threshold(&self) -> Option<f64> {
+        self.batch_threshold
+    }
+}

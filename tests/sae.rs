@@ -1,0 +1,553 @@
+//! The `sae` plugin end to end, through the `loupe` binary: recovery of a planted dictionary, parity
+//! with SAELens on its own saved SAEs, the save/load round trip of every architecture, training from a
+//! model hook (attn.hook_z), and its errors on bad input.
+
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::plugins::{
+    assert_success, loupe_run, product_plugins, read_json, repo_root, runs_by_name, tiny_model,
+};
+use common::{fixtures_dir, read_safetensors, worst_mismatch};
+
+fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// `loupe run` with the product plugins; panics with loupe's output when it fails.
+fn run_ok(exp: &Path, out: &Path) {
+    let plugins = product_plugins().to_str().unwrap().to_string();
+    assert_success(&loupe_run(
+        exp,
+        out,
+        &["--plugins", &plugins, "--device", "cpu"],
+    ));
+}
+
+fn run_err(exp: &Path, out: &Path) -> String {
+    let plugins = product_plugins().to_str().unwrap().to_string();
+    let output = loupe_run(exp, out, &["--plugins", &plugins, "--device", "cpu"]);
+    assert!(!output.status.success(), "the run should have failed");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A small deterministic generator for the planted data (SplitMix64, Box–Muller).
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-300), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// `atoms` random unit directions in `d` dimensions, row-major `[atoms, d]`.
+fn random_dictionary(rng: &mut Rng, atoms: usize, d: usize) -> Vec<f32> {
+    let mut dict = Vec::with_capacity(atoms * d);
+    for _ in 0..atoms {
+        let row: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
+        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
+        dict.extend(row.iter().map(|v| (v / norm) as f32));
+    }
+    dict
+}
+
+/// Rows that are sums of `active` dictionary atoms with magnitudes in [0.5, 1.5], plus N(0, noise²).
+fn planted_rows(
+    rng: &mut Rng,
+    dict: &[f32],
+    d: usize,
+    rows: usize,
+    active: usize,
+    noise: f64,
+) -> Vec<f32> {
+    let atoms = dict.len() / d;
+    let mut out = vec![0f32; rows * d];
+    for r in 0..rows {
+        let row = &mut out[r * d..(r + 1) * d];
+        for _ in 0..active {
+            let a = (rng.next_u64() % atoms as u64) as usize;
+            let m = 0.5 + rng.uniform();
+            for (x, w) in row.iter_mut().zip(&dict[a * d..(a + 1) * d]) {
+                *x += (m * *w as f64) as f32;
+            }
+        }
+        for x in row.iter_mut() {
+            *x += (noise * rng.normal()) as f32;
+        }
+    }
+    out
+}
+
+fn write_activations(path: &Path, rows: &[f32], d: usize) {
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![rows.len() / d, d],
+        &bytes,
+    )
+    .unwrap();
+    safetensors::serialize_to_file([("activations", view)], None, path).unwrap();
+}
+
+/// Mean over true atoms of the best cosine with any learned decoder row (rows of `w_dec` `[m, d]`).
+fn mean_max_cosine(truth: &[f32], w_dec: &[f32], d: usize) -> f64 {
+    let norm = |v: &[f32]| {
+        v.iter()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12)
+    };
+    let learned: Vec<(&[f32], f64)> = w_dec.chunks(d).map(|r| (r, norm(r))).collect();
+    let atoms: Vec<&[f32]> = truth.chunks(d).collect();
+    let total: f64 = atoms
+        .iter()
+        .map(|t| {
+            let tn = norm(t);
+            learned
+                .iter()
+                .map(|(r, rn)| {
+                    t.iter()
+                        .zip(*r)
+                        .map(|(a, b)| *a as f64 * *b as f64)
+                        .sum::<f64>()
+                        / (tn * rn)
+                })
+                .fold(f64::MIN, f64::max)
+        })
+        .sum();
+    total / atoms.len() as f64
+}
+
+#[test]
+fn standard_and_topk_recover_a_planted_dictionary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = 64;
+    let mut rng = Rng(42);
+    let dict = random_dictionary(&mut rng, 512, d);
+    let rows = planted_rows(&mut rng, &dict, d, 65_536, 4, 0.01);
+    write_activations(&tmp.path().join("planted.safetensors"), &rows, d);
+    let exp = write(
+        tmp.path(),
+        "exp.toml",
+        r#"
+[[run]]
+name = "standard"
+plugin = "sae"
+data = "planted.safetensors"
+[run.params]
+architecture = "standard"
+d_sae = 1024
+training_tokens = 1_000_000
+batch_size = 1024
+lr = 1e-3
+l1_coefficient = 3.0
+eval_tokens = 8192
+log_every = 100
+
+[[run]]
+name = "topk"
+plugin = "sae"
+data = "planted.safetensors"
+[run.params]
+architecture = "topk"
+k = 4
+d_sae = 1024
+training_tokens = 1_000_000
+batch_size = 1024
+lr = 2e-3
+rescale_acts_by_decoder_norm = false
+dead_feature_window = 50
+aux_k_coefficient = 1.0
+eval_tokens = 8192
+log_every = 100
+"#,
+    );
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let runs = runs_by_name(&out);
+    for name in ["standard", "topk"] {
+        let dir = &runs[name];
+        let weights = read_safetensors(&dir.join("artifacts/sae/sae_weights.safetensors"));
+        let mmcs = mean_max_cosine(&dict, &weights["W_dec"].f32s, d);
+        let summary = read_json(&dir.join("summary.json"));
+        let eval = &summary["summary"]["evaluation"]["reconstruction"];
+        eprintln!(
+            "{name}: mean max cosine {mmcs:.4}, L0 {}, explained variance {}",
+            eval["l0"], eval["explained_variance"]
+        );
+        assert!(
+            mmcs >= 0.95,
+            "{name}: mean max cosine similarity {mmcs:.4} < 0.95"
+        );
+    }
+}
+
+#[test]
+fn encode_and_decode_match_saelens_on_its_own_saes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = fixtures_dir();
+    let mut body = String::new();
+    for arch in ["standard", "topk", "jumprelu"] {
+        let dir = fixtures.join(format!("saelens-{arch}"));
+        body += &format!(
+            r#"
+[[run]]
+name = "{arch}"
+plugin = "sae"
+data = {{ x = {{ path = "{reference}", tensor = "x" }}, sae = "{dir}" }}
+[run.params]
+load = "sae"
+dataset = "x"
+eval_tokens = 16
+save_codes_rows = 16
+"#,
+            reference = dir.join("reference.safetensors").display(),
+            dir = dir.display(),
+        );
+    }
+    let exp = write(tmp.path(), "exp.toml", &body);
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let runs = runs_by_name(&out);
+    for arch in ["standard", "topk", "jumprelu"] {
+        let reference =
+            read_safetensors(&fixtures.join(format!("saelens-{arch}/reference.safetensors")));
+        let ours = read_safetensors(&runs[arch].join("artifacts/codes.safetensors"));
+        for name in ["feature_acts", "reconstruction"] {
+            assert_eq!(ours[name].shape, reference[name].shape, "{arch} {name}");
+            if let Some((i, a, e)) = worst_mismatch(&ours[name].f32s, &reference[name].f32s, 1e-5) {
+                panic!("{arch} {name}[{i}]: ours {a}, SAELens {e}");
+            }
+        }
+        let fired = ours["feature_acts"]
+            .f32s
+            .iter()
+            .filter(|v| **v > 0.0)
+            .count();
+        assert!(
+            fired > 0,
+            "{arch}: no latent fired, the comparison would be vacuous"
+        );
+    }
+}
+
+#[test]
+fn every_architecture_saves_what_it_loads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = 16;
+    let mut rng = Rng(7);
+    let dict = random_dictionary(&mut rng, 64, d);
+    write_activations(
+        &tmp.path().join("acts.safetensors"),
+        &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05),
+        d,
+    );
+    let archs = ["standard", "topk", "batchtopk", "jumprelu"];
+    let mut body = String::new();
+    for arch in archs {
+        body += &format!(
+            r#"
+[[run]]
+name = "{arch}"
+plugin = "sae"
+data = "acts.safetensors"
+[run.params]
+architecture = "{arch}"
+d_sae = 64
+k = 3
+training_tokens = 40_960
+batch_size = 512
+buffer_batches = 4
+lr = 3e-3
+l1_coefficient = 0.5
+l0_coefficient = 0.05
+eval_tokens = 1024
+save_codes_rows = 256
+"#
+        );
+    }
+    let exp = write(tmp.path(), "train.toml", &body);
+    let out = tmp.path().join("train");
+    run_ok(&exp, &out);
+    let trained = runs_by_name(&out);
+
+    let mut body = String::new();
+    for arch in archs {
+        body += &format!(
+            r#"
+[[run]]
+name = "{arch}"
+plugin = "sae"
+data = {{ default = "acts.safetensors", sae = "{dir}" }}
+[run.params]
+load = "sae"
+eval_tokens = 1024
+save_codes_rows = 256
+"#,
+            dir = trained[arch].join("artifacts/sae").display()
+        );
+    }
+    let exp = write(tmp.path(), "load.toml", &body);
+    let out = tmp.path().join("load");
+    run_ok(&exp, &out);
+    let loaded = runs_by_name(&out);
+    for arch in archs {
+        let cfg = read_json(&trained[arch].join("artifacts/sae/cfg.json"));
+        let saved_as = if arch == "batchtopk" {
+            "jumprelu"
+        } else {
+            arch
+        };
+        assert_eq!(cfg["architecture"], saved_as);
+        assert_eq!(
+            cfg["normalize_activations"], "none",
+            "{arch}: scaling must be folded"
+        );
+        assert!(cfg["metadata"]["sae_lens_version"].as_str().unwrap() >= "6.0.0");
+        let weights =
+            read_safetensors(&trained[arch].join("artifacts/sae/sae_weights.safetensors"));
+        let mut names: Vec<&str> = weights.keys().map(String::as_str).collect();
+        names.sort();
+        let expected: &[&str] = if saved_as == "jumprelu" {
+            &["W_dec", "W_enc", "b_dec", "b_enc", "threshold"]
+        } else {
+            &["W_dec", "W_enc", "b_dec", "b_enc"]
+        };
+        assert_eq!(
+            names, expected,
+            "{arch}: SAELens loads the state dict strictly"
+        );
+        assert_eq!(weights["W_enc"].shape, [d, 64]);
+        assert_eq!(weights["W_dec"].shape, [64, d]);
+        let sparsity = read_safetensors(&trained[arch].join("artifacts/sae/sparsity.safetensors"));
+        assert_eq!(sparsity["sparsity"].shape, [64]);
+
+        let before = read_safetensors(&trained[arch].join("artifacts/codes.safetensors"));
+        let after = read_safetensors(&loaded[arch].join("artifacts/codes.safetensors"));
+        for name in ["x", "feature_acts", "reconstruction"] {
+            if let Some((i, a, e)) = worst_mismatch(&after[name].f32s, &before[name].f32s, 1e-6) {
+                panic!("{arch} {name}[{i}]: loaded {a}, trained {e}");
+            }
+        }
+        let eval = &read_json(&trained[arch].join("summary.json"))["summary"]["evaluation"];
+        let ev = eval["reconstruction"]["explained_variance"]
+            .as_f64()
+            .unwrap();
+        assert!(ev > 0.5, "{arch}: explained variance {ev} after training");
+    }
+}
+
+fn corpus() -> PathBuf {
+    repo_root()
+        .join("examples/tiny-corpus.txt")
+        .canonicalize()
+        .unwrap()
+}
+
+#[test]
+fn trains_on_attention_outputs_streamed_from_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write(
+        tmp.path(),
+        "exp.toml",
+        &format!(
+            r#"
+[[run]]
+name = "hook-z"
+plugin = "sae"
+model = "{model}"
+data = {{ path = "{corpus}", seq_len = 16 }}
+seed = 3
+[run.params]
+hook = "blocks.1.attn.hook_z"
+architecture = "topk"
+k = 8
+expansion_factor = 4
+training_tokens = 8192
+batch_size = 256
+buffer_batches = 4
+model_batch_size = 8
+eval_tokens = 512
+top_contexts_latents = 4
+top_contexts_k = 3
+log_every = 4
+"#,
+            model = tiny_model().display(),
+            corpus = corpus().display()
+        ),
+    );
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let run = &runs_by_name(&out)["hook-z"];
+    let cfg = read_json(&run.join("artifacts/sae/cfg.json"));
+    // The tiny model has 4 heads of 16: hook_z is flattened head-major to 64.
+    assert_eq!(cfg["d_in"], 64);
+    assert_eq!(cfg["d_sae"], 256);
+    assert_eq!(cfg["architecture"], "topk");
+    assert_eq!(cfg["k"], 8);
+    assert_eq!(cfg["reshape_activations"], "hook_z");
+    assert_eq!(cfg["metadata"]["hook_name"], "blocks.1.attn.hook_z");
+    assert_eq!(cfg["metadata"]["context_size"], 16);
+
+    let summary = read_json(&run.join("summary.json"));
+    let eval = &summary["summary"]["evaluation"];
+    let splice = &eval["splice"];
+    for key in [
+        "ce_clean",
+        "ce_with_sae",
+        "ce_zero_ablated",
+        "ce_loss_recovered",
+        "kl_with_sae",
+        "kl_score",
+    ] {
+        assert!(
+            splice[key].as_f64().is_some_and(f64::is_finite),
+            "splice.{key} = {}",
+            splice[key]
+        );
+    }
+    assert!(splice["kl_with_sae"].as_f64().unwrap() >= 0.0);
+    let recon = &eval["reconstruction"];
+    let l0 = recon["l0"].as_f64().unwrap();
+    assert!(l0 > 0.0 && l0 <= 8.0, "TopK L0 {l0} must lie in (0, k]");
+    assert!(
+        eval["dark_matter"]["error_r2"]
+            .as_f64()
+            .is_some_and(f64::is_finite)
+    );
+
+    let contexts = read_json(&run.join("artifacts/top_contexts.json"));
+    assert_eq!(contexts.as_array().unwrap().len(), 4);
+    let density = read_json(&run.join("artifacts/feature_density.json"));
+    let counted: u64 = density["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, 256, "every latent lands in one density bin");
+
+    // Training metrics were streamed as events, for the dashboard.
+    let events = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let losses = events
+        .lines()
+        .filter(|l| l.contains("\"train/loss\""))
+        .count();
+    assert!(
+        losses >= 8,
+        "{losses} train/loss events for 32 steps logged every 4"
+    );
+}
+
+#[test]
+fn bad_input_gives_one_clear_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty_dir = tmp.path().join("not-an-sae");
+    std::fs::create_dir(&empty_dir).unwrap();
+    let model = tiny_model().display().to_string();
+    let corpus = corpus().display().to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!(
+                "model = \"{model}\"\ndata = \"{corpus}\"\n[run.params]\nhook = \"blocks.0.attn.hook_zz\""
+            ),
+            "no hook `blocks.0.attn.hook_zz`; did you mean",
+        ),
+        (
+            format!("model = \"{model}\"\ndata = \"{corpus}\"\n[run.params]\nhook = \"\""),
+            "set `hook`",
+        ),
+        (
+            format!(
+                "model = \"{model}\"\ndata = \"{corpus}\"\n[run.params]\nhook = \"blocks.0.hook_resid_pre\"\narchitecture = \"gated\""
+            ),
+            "architecture `gated`",
+        ),
+        (
+            format!(
+                "model = \"{model}\"\ndata = {{ default = \"{corpus}\", sae = \"{}\" }}\n[run.params]\nload = \"sae\"",
+                empty_dir.display()
+            ),
+            "cfg.json",
+        ),
+        (
+            format!(
+                "data = {{ default = \"{}\", sae = \"{}\" }}\n[run.params]\nload = \"sae\"",
+                fixtures_dir()
+                    .join("saelens-topk/reference.safetensors")
+                    .display(),
+                fixtures_dir().join("saelens-topk").display()
+            ),
+            "activations",
+        ),
+    ];
+    for (i, (body, expected)) in cases.iter().enumerate() {
+        let exp = write(
+            tmp.path(),
+            &format!("bad{i}.toml"),
+            &format!("[[run]]\nplugin = \"sae\"\n{body}\n"),
+        );
+        let output = run_err(&exp, &tmp.path().join(format!("runs{i}")));
+        assert!(
+            output.contains(expected),
+            "case {i}: expected `{expected}` in:\n{output}"
+        );
+        assert!(!output.contains("panicked"), "case {i}: {output}");
+    }
+}
+
+#[test]
+fn the_example_experiment_trains_and_saves_an_sae() {
+    // The model scripts/quickstart.sh writes, at the path examples/sae.toml names.
+    let model_dir = repo_root().join(".quickstart/tiny-gpt2");
+    let made = common::plugins::loupe_output(&[
+        "models",
+        "random",
+        "--preset",
+        "tiny",
+        "--seed",
+        "0",
+        "--out",
+        model_dir.to_str().unwrap(),
+    ]);
+    assert_success(&made);
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("runs");
+    run_ok(&repo_root().join("examples/sae.toml"), &out);
+    let run = &runs_by_name(&out)["sae-hook-z"];
+    for file in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "sparsity.safetensors",
+    ] {
+        assert!(
+            run.join("artifacts/sae").join(file).is_file(),
+            "missing artifacts/sae/{file}"
+        );
+    }
+    let eval = &read_json(&run.join("summary.json"))["summary"]["evaluation"];
+    let ev = eval["reconstruction"]["explained_variance"]
+        .as_f64()
+        .unwrap();
+    assert!(ev > 0.5, "explained variance {ev}");
+}
