@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::plugins::{
     assert_success, loupe_cmd, loupe_output, loupe_run, misbehaving_plugins, product_plugins,
-    read_json, repo_root, run_dirs, runs_by_name, tiny_model,
+    quickstart_model, read_json, repo_root, run_dirs, runs_by_name, tiny_model,
 };
 use common::read_safetensors;
 use loupe::data::{TextDataset, TextSpec};
@@ -32,22 +32,7 @@ fn corpus() -> std::path::PathBuf {
 fn the_quickstart_experiment_runs_act_stats() {
     let plugins = product_plugins();
     // The model the quickstart script creates, at the path examples/quickstart.toml names.
-    let model_dir = repo_root().join(".quickstart/tiny-gpt2");
-    let out = loupe_output(&[
-        "models",
-        "random",
-        "--preset",
-        "tiny",
-        "--seed",
-        "0",
-        "--out",
-        model_dir.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let model_dir = quickstart_model();
     let runs = tempfile::tempdir().unwrap();
     let out = loupe_cmd()
         .args([

@@ -8,7 +8,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::plugins::{
-    assert_success, loupe_run, product_plugins, read_json, repo_root, runs_by_name, tiny_model,
+    assert_success, loupe_run, product_plugins, quickstart_model, read_json, repo_root,
+    runs_by_name, tiny_model,
 };
 use common::{fixtures_dir, read_safetensors, worst_mismatch};
 
@@ -519,18 +520,7 @@ fn bad_input_gives_one_clear_line() {
 #[test]
 fn the_example_experiment_trains_and_saves_an_sae() {
     // The model scripts/quickstart.sh writes, at the path examples/sae.toml names.
-    let model_dir = repo_root().join(".quickstart/tiny-gpt2");
-    let made = common::plugins::loupe_output(&[
-        "models",
-        "random",
-        "--preset",
-        "tiny",
-        "--seed",
-        "0",
-        "--out",
-        model_dir.to_str().unwrap(),
-    ]);
-    assert_success(&made);
+    quickstart_model();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("runs");
     run_ok(&repo_root().join("examples/sae.toml"), &out);

@@ -71,6 +71,24 @@ pub fn tiny_model() -> &'static Path {
     })
 }
 
+/// The model `scripts/quickstart.sh` writes, at the path the examples name (`.quickstart/tiny-gpt2`).
+pub fn quickstart_model() -> PathBuf {
+    let dir = repo_root().join(".quickstart/tiny-gpt2");
+    let out = loupe_cmd()
+        .args([
+            "models", "random", "--preset", "tiny", "--seed", "0", "--out",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("loupe runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
 /// The `loupe` binary with a compiled-plugin cache inside the target directory.
 pub fn loupe_cmd() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loupe"));

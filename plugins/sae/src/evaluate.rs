@@ -9,7 +9,7 @@ use crate::arch::Sae;
 use crate::contexts::TopContexts;
 use crate::dark_matter::{DarkMatter, DarkMatterMetrics};
 use crate::metrics::{DensityHistogram, ReconMetrics, ReconSums, density_histogram};
-use crate::source::{Source, flatten};
+use crate::source::{Source, flatten, kept_positions};
 
 pub struct EvalOptions {
     pub rows: u64,
@@ -157,12 +157,8 @@ pub fn evaluate(
                 let f_all = sae.encode(&all)?;
                 let x_hat_all = sae.decode(&f_all)?;
                 // Excluded (BOS) positions keep their own activation when splicing.
-                let kept: Option<Vec<i32>> = exclude.map(|bos| {
-                    (0..ids.len() as i32)
-                        .filter(|&i| ids[i as usize] != bos)
-                        .collect()
-                });
-                let partial = kept.as_ref().filter(|k| k.len() < ids.len());
+                let kept = kept_positions(&ids, *exclude);
+                let partial = kept.as_ref();
                 if partial.is_some_and(|k| k.is_empty()) {
                     continue;
                 }

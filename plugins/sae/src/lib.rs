@@ -246,13 +246,15 @@ fn train_run(p: &Params) -> Result<Value> {
     let first = buffer.next_batch()?.affine(scale as f32, 0.0)?;
     let b_dec = initial_b_dec(p.b_dec_init()?, &first)?;
     let mut trainer = Trainer::new(train_config(p, d_in, d_sae)?, b_dec, seed)?;
-    let mut last = trainer.step(&first)?;
-    drop(first);
+    // The first batch, already drawn for b_dec, is also the first step's.
+    let mut first = Some(first);
+    let mut last = train::StepStats::default();
     for step in 1..=steps {
-        if step > 1 {
-            let x = buffer.next_batch()?.affine(scale as f32, 0.0)?;
-            last = trainer.step(&x)?;
-        }
+        let x = match first.take() {
+            Some(x) => x,
+            None => buffer.next_batch()?.affine(scale as f32, 0.0)?,
+        };
+        last = trainer.step(&x)?;
         if !last.loss.is_finite() {
             return Err(Error::other(
                 "sae",

@@ -32,6 +32,16 @@ pub fn flatten(act: &Tensor, hook: &str) -> Result<Tensor> {
     act.reshape(&[shape[0] * shape[1], width])
 }
 
+/// The flattened positions of `ids` that do not hold the `exclude` token, or `None` when nothing is
+/// excluded there.
+pub fn kept_positions(ids: &[i32], exclude: Option<i32>) -> Option<Vec<i32>> {
+    let bos = exclude?;
+    let kept: Vec<i32> = (0..ids.len() as i32)
+        .filter(|&i| ids[i as usize] != bos)
+        .collect();
+    (kept.len() < ids.len()).then_some(kept)
+}
+
 impl Source {
     pub fn name(&self) -> &str {
         match self {
@@ -64,20 +74,11 @@ impl Source {
                     let mut out = Forward::new(&tokens).capture(hook).without_logits().run()?;
                     let act = out.take(hook)?;
                     let rows = flatten(&act, hook)?;
-                    let rows = match exclude {
+                    let rows = match kept_positions(&tokens.to_vec_i32()?, *exclude) {
                         None => rows,
-                        Some(bos) => {
-                            let ids = tokens.to_vec_i32()?;
-                            let kept: Vec<i32> = (0..ids.len() as i32)
-                                .filter(|&i| ids[i as usize] != *bos)
-                                .collect();
-                            if kept.len() == ids.len() {
-                                rows
-                            } else if kept.is_empty() {
-                                continue;
-                            } else {
-                                rows.index_select(0, &Tensor::from_i32(&kept, &[kept.len()])?)?
-                            }
+                        Some(kept) if kept.is_empty() => continue,
+                        Some(kept) => {
+                            rows.index_select(0, &Tensor::from_i32(&kept, &[kept.len()])?)?
                         }
                     };
                     return Ok(Some(rows));
