@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # SAE training throughput at GPT-2-small hook_z shapes (d_in 768, d_sae 24576, TopK k = 32, batch 4096
 # rows): the `sae` plugin on cached random activations, then SAELens's own TopK training step (PyTorch)
-# at the same config on the same machine. Each reports the median step time over STEPS steps after the
-# first (warm-up); the script prints tokens/s for both and their ratio.
+# at the same config on the same machine, with its default dense codes (its `use_sparse_activations`
+# fails in the backward pass on the CPU with torch 2.15: no `aten::view` for SparseCPU). Each reports the
+# median step time over STEPS steps after the first (warm-up); the script prints tokens/s for both and
+# their ratio.
 #
 #   bench/sae_train.sh [STEPS] [DEVICE]
 #

@@ -32,7 +32,7 @@ fn corpus() -> std::path::PathBuf {
 fn the_quickstart_experiment_runs_act_stats() {
     let plugins = product_plugins();
     // The model the quickstart script creates, at the path examples/quickstart.toml names.
-    let model_dir = quickstart_model();
+    quickstart_model();
     let runs = tempfile::tempdir().unwrap();
     let out = loupe_cmd()
         .args([

@@ -458,6 +458,20 @@ log_every = 4
         losses >= 8,
         "{losses} train/loss events for 32 steps logged every 4"
     );
+    for series in [
+        "train/l0",
+        "train/explained_variance",
+        "train/cosine",
+        "train/l2_ratio",
+        "train/relative_reconstruction_bias",
+        "train/dead_latents",
+        "train/dense_latents",
+    ] {
+        assert!(
+            events.contains(&format!("\"{series}\"")),
+            "no {series} metric streamed"
+        );
+    }
 }
 
 #[test]

@@ -153,6 +153,36 @@ impl Tensor {
         Ok(Tensor(wit::Tensor::solve_spd(&a.0, &b.0)?))
     }
 
+    /// `out[i] = Σ_j values[i, j] · table[indices[i, j]]`: rows of `table` `[m, d]` mixed by sparse codes
+    /// (`values` f32 and `indices` i32 `[n, k]`, as `top_k` gives them); `[n, d]`.
+    pub fn sparse_matmul(values: &Tensor, indices: &Tensor, table: &Tensor) -> Result<Tensor> {
+        Ok(Tensor(wit::Tensor::sparse_matmul(
+            &values.0, &indices.0, &table.0,
+        )?))
+    }
+
+    /// `out[i, j] = lhs[i] · table[indices[i, j]]` (`lhs` `[n, d]`, `indices` i32 `[n, k]`, `table`
+    /// `[m, d]`); `[n, k]`: the gradient of `sparse_matmul` with respect to its values.
+    pub fn gather_dot(lhs: &Tensor, indices: &Tensor, table: &Tensor) -> Result<Tensor> {
+        Ok(Tensor(wit::Tensor::gather_dot(
+            &lhs.0, &indices.0, &table.0,
+        )?))
+    }
+
+    /// `out[r] = Σ_{indices[i, j] = r} values[i, j] · rhs[i]` (`values`, `indices` `[n, k]`, `rhs`
+    /// `[n, d]`); `[rows, d]`: the gradient of `sparse_matmul` with respect to its table.
+    pub fn scatter_outer(
+        values: &Tensor,
+        indices: &Tensor,
+        rhs: &Tensor,
+        rows: usize,
+    ) -> Result<Tensor> {
+        let rows = u32::try_from(rows).unwrap_or(u32::MAX);
+        Ok(Tensor(wit::Tensor::scatter_outer(
+            &values.0, &indices.0, &rhs.0, rows,
+        )?))
+    }
+
     /// Joins tensors along `axis`.
     pub fn concat(parts: &[&Tensor], axis_: isize) -> Result<Tensor> {
         let raw: Vec<&wit::Tensor> = parts.iter().map(|t| &t.0).collect();

@@ -231,6 +231,49 @@ impl wit::HostTensor for RunState {
         self.make_sized("tensor.solve-spd", out_shape, || Tensor::solve_spd(&a, &b))
     }
 
+    fn sparse_matmul(&mut self, values: Handle, indices: Handle, table: Handle) -> Made {
+        let (v, i, t) = (
+            self.tensor(&values)?,
+            self.tensor(&indices)?,
+            self.tensor(&table)?,
+        );
+        // [n, d] from values [n, k] and table [m, d]; the op reports other ranks.
+        let out = match (v.dims(), t.dims()) {
+            (&[n, _], &[_, d]) => Some(vec![n, d]),
+            _ => None,
+        };
+        self.make_sized("tensor.sparse-matmul", out, || {
+            Tensor::sparse_matmul(&v, &i, &t)
+        })
+    }
+
+    fn gather_dot(&mut self, lhs: Handle, indices: Handle, table: Handle) -> Made {
+        let (x, i, t) = (
+            self.tensor(&lhs)?,
+            self.tensor(&indices)?,
+            self.tensor(&table)?,
+        );
+        // The result has the shape of indices [n, k].
+        let out = (i.rank() == 2).then(|| i.dims().to_vec());
+        self.make_sized("tensor.gather-dot", out, || Tensor::gather_dot(&x, &i, &t))
+    }
+
+    fn scatter_outer(&mut self, values: Handle, indices: Handle, rhs: Handle, rows: u32) -> Made {
+        let (v, i, x) = (
+            self.tensor(&values)?,
+            self.tensor(&indices)?,
+            self.tensor(&rhs)?,
+        );
+        // [rows, d] from rhs [n, d]: rows comes from the plugin, so this is the check that matters.
+        let out = match *x.dims() {
+            [_, d] => Some(vec![rows as usize, d]),
+            _ => None,
+        };
+        self.make_sized("tensor.scatter-outer", out, || {
+            Tensor::scatter_outer(&v, &i, &x, rows as usize)
+        })
+    }
+
     fn shape(&mut self, this: Handle) -> wasmtime::Result<Vec<u32>> {
         let t = self.tensor(&this)?;
         Ok(t.dims().iter().map(|&d| d as u32).collect())
@@ -591,6 +634,81 @@ mod tests {
         assert_eq!(
             (e.kind, e.op.as_str()),
             (ErrorKind::OutOfQuota, "tensor.solve-spd")
+        );
+    }
+
+    #[test]
+    fn sparse_code_products_compute_and_name_their_ops() {
+        let mut s = state(64);
+        // Codes [2, 2] into a table [3, 2]; row 1 names table row 2 twice.
+        let codes = made(s.from_f32(vec![1.0, 2.0, 0.5, 0.5], vec![2, 2]));
+        let indices = made(s.from_s32(vec![0, 1, 2, 2], vec![2, 2]));
+        let table = made(s.from_f32(vec![1.0, 0.0, 0.0, 1.0, 2.0, 2.0], vec![3, 2]));
+        let out = made(s.sparse_matmul(borrow(&codes), borrow(&indices), borrow(&table)));
+        assert_eq!(s.shape(borrow(&out)).unwrap(), [2, 2]);
+        assert_eq!(values(&mut s, &out), [1.0, 2.0, 2.0, 2.0]);
+        let lhs = made(s.from_f32(vec![1.0, -1.0, 3.0, 1.0], vec![2, 2]));
+        let dots = made(s.gather_dot(borrow(&lhs), borrow(&indices), borrow(&table)));
+        assert_eq!(values(&mut s, &dots), [1.0, -1.0, 8.0, 8.0]);
+        let grad = made(s.scatter_outer(borrow(&codes), borrow(&indices), borrow(&lhs), 4));
+        assert_eq!(s.shape(borrow(&grad)).unwrap(), [4, 2]);
+        assert_eq!(
+            values(&mut s, &grad),
+            [1.0, -1.0, 2.0, -2.0, 3.0, 1.0, 0.0, 0.0]
+        );
+
+        // Engine errors come back as error values naming the op, once.
+        let e = s
+            .sparse_matmul(borrow(&codes), borrow(&indices), borrow(&lhs))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::InvalidArgument, "tensor.sparse-matmul")
+        );
+        assert!(
+            e.message
+                .starts_with("index 2 at indices[1, 0] is out of range"),
+            "{}",
+            e.message
+        );
+        let e = s
+            .gather_dot(borrow(&lhs), borrow(&indices), borrow(&codes))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::InvalidArgument, "tensor.gather-dot")
+        );
+        let e = s
+            .scatter_outer(borrow(&indices), borrow(&indices), borrow(&lhs), 4)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::DtypeMismatch, "tensor.scatter-outer")
+        );
+        let column = made(s.from_f32(vec![1.0, 2.0, 3.0], vec![3, 1]));
+        let e = s
+            .gather_dot(borrow(&lhs), borrow(&indices), borrow(&column))
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeMismatch);
+        assert!(!e.message.starts_with("gather_dot"), "{}", e.message);
+
+        // The result is refused before it is computed: [2^17, 2] floats are 1 MiB, over the quota
+        // together with the inputs.
+        let mut s = state(1);
+        let codes = made(s.from_f32(vec![1.0], vec![1, 1]));
+        let indices = made(s.from_s32(vec![0], vec![1, 1]));
+        let rhs = made(s.from_f32(vec![1.0, 2.0], vec![1, 2]));
+        let e = s
+            .scatter_outer(borrow(&codes), borrow(&indices), borrow(&rhs), 1 << 17)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            (e.kind, e.op.as_str()),
+            (ErrorKind::OutOfQuota, "tensor.scatter-outer")
         );
     }
 

@@ -11,6 +11,7 @@ pub(crate) mod nn;
 pub(crate) mod optim;
 pub(crate) mod reduce;
 pub(crate) mod simd;
+pub(crate) mod sparse;
 
 /// Below this many elements the cost of splitting work across threads outweighs the gain.
 pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;

@@ -9,6 +9,7 @@ mod matmul;
 mod nn;
 mod optim;
 mod reduce;
+mod sparse;
 
 #[cfg(test)]
 pub(crate) mod test_util;

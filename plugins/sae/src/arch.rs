@@ -31,11 +31,6 @@ impl Architecture {
             Architecture::JumpRelu => "jumprelu",
         }
     }
-
-    /// The TopK family, which ranks latents and has the dead-latent auxiliary loss.
-    pub fn ranks(self) -> bool {
-        matches!(self, Architecture::TopK | Architecture::BatchTopK)
-    }
 }
 
 /// How latents are activated at inference (SAELens's inference architectures).

@@ -254,7 +254,8 @@ fn train_run(p: &Params) -> Result<Value> {
             Some(x) => x,
             None => buffer.next_batch()?.affine(scale as f32, 0.0)?,
         };
-        last = trainer.step(&x)?;
+        let logged = step % p.log_every == 0 || step == steps || step == 1;
+        last = trainer.step(&x, logged)?;
         if !last.loss.is_finite() {
             return Err(Error::other(
                 "sae",
@@ -264,19 +265,8 @@ fn train_run(p: &Params) -> Result<Value> {
                 ),
             ));
         }
-        if step % p.log_every == 0 || step == steps || step == 1 {
-            for (name, value) in [
-                ("train/loss", last.loss),
-                ("train/mse", last.mse),
-                ("train/sparsity_loss", last.sparsity_loss),
-                ("train/aux_loss", last.aux_loss),
-                ("train/l0", last.l0),
-                ("train/explained_variance", 1.0 - last.fvu),
-                ("train/dead_latents", last.dead as f64),
-                ("train/lr", last.lr),
-            ] {
-                report::metric(name, step, value);
-            }
+        if logged {
+            report_step(step, &last, &mut trainer, p.dense_threshold)?;
         }
         report::progress("train", step, steps);
     }
@@ -345,6 +335,37 @@ fn train_run(p: &Params) -> Result<Value> {
         summary["evaluation"] = save_evaluation(e)?;
     }
     Ok(summary)
+}
+
+/// Streams a logged step's figures as metrics (for progress displays and the dashboard).
+fn report_step(step: u64, s: &train::StepStats, trainer: &mut Trainer, dense: f64) -> Result<()> {
+    let mut series = vec![
+        ("train/loss", s.loss),
+        ("train/mse", s.mse),
+        ("train/sparsity_loss", s.sparsity_loss),
+        ("train/aux_loss", s.aux_loss),
+        ("train/l0", s.l0),
+        ("train/explained_variance", 1.0 - s.fvu),
+        ("train/dead_latents", s.dead as f64),
+        ("train/lr", s.lr),
+    ];
+    if let Some(shape) = s.detail {
+        series.push(("train/cosine", shape.cosine));
+        series.push(("train/l2_ratio", shape.l2_ratio));
+        series.push((
+            "train/relative_reconstruction_bias",
+            shape.relative_reconstruction_bias,
+        ));
+    }
+    // Dense latents over the steps since the last report.
+    if let Some(freq) = trainer.take_window_frequencies()? {
+        let dense_latents = freq.iter().filter(|&&f| f as f64 > dense).count();
+        series.push(("train/dense_latents", dense_latents as f64));
+    }
+    for (name, value) in series {
+        report::metric(name, step, value);
+    }
+    Ok(())
 }
 
 /// Evaluates at most `eval_tokens` rows; a model source that has run out starts over.

@@ -91,7 +91,7 @@ pub fn manifest() -> Manifest {
     .param(Param::bool("exclude_bos", true, "Leave out positions holding the BOS token (huge outliers in most models); they are not replaced when splicing"))
     .param(Param::int("model_batch_size", 16, "Sequences per forward pass when activations come from the model"))
     .param(Param::int("buffer_batches", 16, "The shuffling buffer holds this many training batches; half is refilled at a time"))
-    .param(Param::int("eval_tokens", 16_384, "Activation rows for the final evaluation (0: none)"))
+    .param(Param::int("eval_tokens", 16_384, "Activation rows for the final evaluation, in whole forward passes for model runs (0: none)"))
     .param(Param::float("dense_threshold", 0.1, "A latent firing on more than this fraction of tokens counts as dense"))
     .param(Param::float("dark_matter_ridge", 1e-4, "Ridge (relative to the mean diagonal) of the linear fit that predicts the SAE error from its input"))
     .param(Param::int("top_contexts_latents", 32, "Latents (from 0) whose top-activating contexts go into top_contexts.json (model runs)"))

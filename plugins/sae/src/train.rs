@@ -73,6 +73,16 @@ pub struct StepStats {
     pub fvu: f64,
     pub dead: usize,
     pub lr: f64,
+    /// On logged steps: the shape of the reconstruction.
+    pub detail: Option<ReconShape>,
+}
+
+/// Mean cosine of `x` and `x̂`, mean `‖x̂‖/‖x‖`, and `E‖x̂‖² / E⟨x, x̂⟩` (1: no shrinkage).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReconShape {
+    pub cosine: f64,
+    pub l2_ratio: f64,
+    pub relative_reconstruction_bias: f64,
 }
 
 pub struct Trainer {
@@ -87,7 +97,88 @@ pub struct Trainer {
     since_fired: Tensor,
     /// BatchTopK: the moving average of the smallest kept activation.
     batch_threshold: Option<f64>,
+    /// Firings per latent since `take_window_frequencies` last ran, and the rows they cover.
+    window_fires: Option<Tensor>,
+    window_rows: u64,
     step: u64,
+}
+
+/// What a forward and backward pass gives: the gradients (w_enc, b_enc, w_dec, b_dec[, log θ]),
+/// how often each latent fired `[d_sae]`, and the step's figures.
+struct Pass {
+    grads: Vec<Tensor>,
+    fired: Tensor,
+    stats: StepStats,
+}
+
+/// A reconstruction of a batch: its error `x̂ − x` and the sums its figures need.
+struct Fit {
+    error: Tensor,
+    sse: f64,
+    total_variance: f64,
+    shape: Option<ReconShape>,
+}
+
+impl Fit {
+    fn of(x: &Tensor, x_hat: &Tensor, detail: bool) -> Result<Self> {
+        let error = x_hat.sub(x)?;
+        let sse = error.mul(&error)?.sum_all()? as f64;
+        let centred = x.sub(&x.mean(0, true)?)?;
+        let total_variance = centred.mul(&centred)?.sum_all()? as f64;
+        let shape = if detail {
+            let rows = x.shape()[0] as f64;
+            let tiny = Tensor::scalar(1e-12)?;
+            let (x_norm, x_hat_norm) = (x.l2_norm(1, false)?, x_hat.l2_norm(1, false)?);
+            let dot = x.mul(x_hat)?.sum(1, false)?;
+            let cosine = dot.div(&x_norm.mul(&x_hat_norm)?.maximum(&tiny)?)?;
+            let ratio = x_hat_norm.div(&x_norm.maximum(&tiny)?)?;
+            Some(ReconShape {
+                cosine: cosine.sum_all()? as f64 / rows,
+                l2_ratio: ratio.sum_all()? as f64 / rows,
+                relative_reconstruction_bias: x_hat.mul(x_hat)?.sum_all()? as f64
+                    / dot.sum_all()? as f64,
+            })
+        } else {
+            None
+        };
+        Ok(Fit {
+            error,
+            sse,
+            total_variance,
+            shape,
+        })
+    }
+
+    /// OpenAI's auxiliary loss for a decode `aux` (without `b_dec`) of the dead latents: the normalised
+    /// MSE against the detached residual `x − x̂`, weighted; and its gradient with respect to `aux`.
+    fn aux(&self, aux: &Tensor, cfg: &TrainConfig) -> Result<(f64, Tensor)> {
+        let residual = self.error.neg()?;
+        let spread = residual.sub(&residual.mean(0, true)?)?;
+        let denominator = (spread.mul(&spread)?.sum_all()? as f64).max(1e-12);
+        let miss = aux.sub(&residual)?;
+        let loss = cfg.aux_coefficient * miss.mul(&miss)?.sum_all()? as f64 / denominator;
+        let grad = miss.affine((2.0 * cfg.aux_coefficient / denominator) as f32, 0.0)?;
+        Ok((loss, grad))
+    }
+
+    fn stats(&self, rows: f64, l0: f64, sparsity_loss: f64, aux_loss: f64) -> StepStats {
+        let mse = self.sse / rows;
+        StepStats {
+            loss: mse + sparsity_loss + aux_loss,
+            mse,
+            sparsity_loss,
+            aux_loss,
+            l0,
+            fvu: if self.total_variance > 0.0 {
+                self.sse / self.total_variance
+            } else {
+                f64::NAN
+            },
+            dead: 0,
+            lr: 0.0,
+            detail: self.shape,
+        }
+    }
 }
 
 fn scalar(v: f64) -> Result<Tensor> {
@@ -119,6 +210,8 @@ impl Trainer {
             log_threshold,
             since_fired: Tensor::zeros(&[m])?,
             batch_threshold: None,
+            window_fires: None,
+            window_rows: 0,
             step: 0,
             cfg,
         })
@@ -134,10 +227,187 @@ impl Trainer {
             .gt(&scalar(self.cfg.dead_window as f64 - 0.5)?)
     }
 
-    /// One optimiser step on `x` `[batch, d_in]`.
-    pub fn step(&mut self, x: &Tensor) -> Result<StepStats> {
-        let cfg = self.cfg.clone();
+    /// Each latent's firing frequency since the last call (`None` before any step).
+    pub fn take_window_frequencies(&mut self) -> Result<Option<Vec<f32>>> {
+        let Some(fires) = self.window_fires.take() else {
+            return Ok(None);
+        };
+        let rows = std::mem::take(&mut self.window_rows) as f32;
+        Ok(Some(fires.affine(1.0 / rows, 0.0)?.to_vec_f32()?))
+    }
+
+    /// One optimiser step on `x` `[batch, d_in]`; `detail` also measures the reconstruction's shape.
+    pub fn step(&mut self, x: &Tensor, detail: bool) -> Result<StepStats> {
         self.step += 1;
+        let dead = self.dead_mask()?;
+        let n_dead = dead.sum_all()? as usize;
+        let pass = match self.cfg.architecture {
+            Architecture::TopK => self.topk_pass(x, &dead, n_dead, detail)?,
+            _ => self.dense_pass(x, &dead, n_dead, detail)?,
+        };
+        self.apply(pass.grads)?;
+        self.window_rows += x.shape()[0] as u64;
+        self.window_fires = Some(match self.window_fires.take() {
+            None => pass.fired.affine(1.0, 0.0)?,
+            Some(acc) => acc.add(&pass.fired)?,
+        });
+        // The dead-latent clock: reset where a latent fired, else one more step.
+        let fired = pass.fired.gt(&Tensor::scalar(0.0)?)?;
+        self.since_fired = self
+            .since_fired
+            .affine(1.0, 1.0)?
+            .mul(&fired.affine(-1.0, 1.0)?)?;
+        Ok(StepStats {
+            dead: n_dead,
+            lr: self.cfg.lr.at(self.step),
+            ..pass.stats
+        })
+    }
+
+    /// Clips the gradients to the global norm and takes an Adam step on every parameter.
+    fn apply(&mut self, mut grads: Vec<Tensor>) -> Result<()> {
+        let cfg = &self.cfg;
+        if cfg.grad_clip > 0.0 {
+            let mut total = 0.0f64;
+            for g in &grads {
+                total += g.mul(g)?.sum_all()? as f64;
+            }
+            let norm = total.sqrt();
+            if norm > cfg.grad_clip {
+                let factor = (cfg.grad_clip / norm) as f32;
+                grads = grads
+                    .iter()
+                    .map(|g| g.affine(factor, 0.0))
+                    .collect::<Result<_>>()?;
+            }
+        }
+        let adam = AdamConfig {
+            lr: cfg.lr.at(self.step) as f32,
+            beta1: cfg.beta1 as f32,
+            beta2: cfg.beta2 as f32,
+            eps: 1e-8,
+        };
+        let step = self.step;
+        let mut grads = grads.into_iter();
+        for param in [
+            &mut self.w_enc,
+            &mut self.b_enc,
+            &mut self.w_dec,
+            &mut self.b_dec,
+        ] {
+            param.update(
+                &grads.next().expect("one gradient per parameter"),
+                adam,
+                step,
+            )?;
+        }
+        if let (Some(param), Some(g)) = (self.log_threshold.as_mut(), grads.next()) {
+            param.update(&g, adam, step)?;
+        }
+        Ok(())
+    }
+
+    /// TopK with sparse codes: only the encoder product is dense; decoding and every gradient but the
+    /// encoder's input go through the `k` chosen latents per row (`sparse_matmul`, `gather_dot`,
+    /// `scatter_outer`), O(n·k·d) instead of O(n·m·d).
+    fn topk_pass(&self, x: &Tensor, dead: &Tensor, n_dead: usize, detail: bool) -> Result<Pass> {
+        let cfg = &self.cfg;
+        let (rows, m) = (x.shape()[0], cfg.d_sae);
+        let b = rows as f64;
+        let zero = Tensor::scalar(0.0)?;
+        let ones = Tensor::ones(&[rows, 1])?;
+        let w_dec = &self.w_dec.value;
+
+        let xc = x.sub(&self.b_dec.value)?;
+        let h = xc.linear(&self.w_enc.value, Some(&self.b_enc.value))?;
+        let norms = w_dec.l2_norm(1, false)?;
+        let ranked = if cfg.rescale {
+            h.relu()?.mul(&norms)?
+        } else {
+            h.relu()?
+        };
+        // The decoder's coefficients at chosen latents: ranked / ‖W_dec,i‖ = h with the rescale trick.
+        let codes = |values: &Tensor, indices: &Tensor| -> Result<Tensor> {
+            if cfg.rescale {
+                let at = norms
+                    .index_select(0, &indices.reshape(&[indices.numel()])?)?
+                    .reshape(&indices.shape())?;
+                values.div(&at)
+            } else {
+                // A copy, so both branches give an owned tensor (k values per row: cheap).
+                values.affine(1.0, 0.0)
+            }
+        };
+        let (values, indices) = ranked.top_k(cfg.k.min(m))?;
+        let active = values.gt(&zero)?;
+        let u = codes(&values, &indices)?;
+        let x_hat = Tensor::sparse_matmul(&u, &indices, w_dec)?.add(&self.b_dec.value)?;
+        let fit = Fit::of(x, &x_hat, detail)?;
+        let fired = Tensor::scatter_outer(&active, &indices, &ones, m)?.reshape(&[m])?;
+        let l0 = active.sum_all()? as f64 / b;
+
+        let g = fit.error.affine((2.0 / b) as f32, 0.0)?;
+        let mut grad_w_dec = Tensor::scatter_outer(&u, &indices, &g, m)?;
+        let grad_u = Tensor::gather_dot(&g, &indices, w_dec)?.mul(&active)?;
+        // (coefficient gradients, their latents) feeding the encoder.
+        let mut to_encoder = vec![(grad_u, indices)];
+
+        let mut aux_loss = 0.0;
+        if cfg.aux_coefficient > 0.0 && n_dead > 0 {
+            let (aux_values, aux_indices) = ranked.mul(dead)?.top_k(cfg.aux_k.min(n_dead))?;
+            let chosen = aux_values.gt(&zero)?;
+            let z = codes(&aux_values, &aux_indices)?;
+            let (loss, g_aux) = fit.aux(&Tensor::sparse_matmul(&z, &aux_indices, w_dec)?, cfg)?;
+            aux_loss = loss;
+            grad_w_dec = grad_w_dec.add(&Tensor::scatter_outer(&z, &aux_indices, &g_aux, m)?)?;
+            let grad_z = Tensor::gather_dot(&g_aux, &aux_indices, w_dec)?.mul(&chosen)?;
+            to_encoder.push((grad_z, aux_indices));
+        }
+
+        let mut grad_w_enc_t: Option<Tensor> = None;
+        let mut grad_b_enc: Option<Tensor> = None;
+        for (grad, latents) in &to_encoder {
+            let w = Tensor::scatter_outer(grad, latents, &xc, m)?;
+            let bias = Tensor::scatter_outer(grad, latents, &ones, m)?.reshape(&[m])?;
+            grad_w_enc_t = Some(match grad_w_enc_t {
+                None => w,
+                Some(acc) => acc.add(&w)?,
+            });
+            grad_b_enc = Some(match grad_b_enc {
+                None => bias,
+                Some(acc) => acc.add(&bias)?,
+            });
+        }
+        let grad_w_enc = grad_w_enc_t.expect("the main codes").transpose(0, 1)?;
+        let grad_b_enc = grad_b_enc.expect("the main codes");
+        let grad_b_dec = self.b_dec_gradient(&g, &grad_b_enc)?;
+        Ok(Pass {
+            grads: vec![grad_w_enc, grad_b_enc, grad_w_dec, grad_b_dec],
+            fired,
+            stats: fit.stats(b, l0, 0.0, aux_loss),
+        })
+    }
+
+    /// `b_dec`'s gradient: the decoder's bias term, less what flows back through `x − b_dec` into the
+    /// encoder, `(Σ_rows ∂h) W_encᵀ`.
+    fn b_dec_gradient(&self, g: &Tensor, grad_b_enc: &Tensor) -> Result<Tensor> {
+        let (d, m) = (self.cfg.d_in, self.cfg.d_sae);
+        let through_encoder = grad_b_enc
+            .reshape(&[1, m])?
+            .matmul_t(&self.w_enc.value, false, true)?
+            .reshape(&[d])?;
+        g.sum(0, false)?.sub(&through_encoder)
+    }
+
+    /// Standard, BatchTopK and JumpReLU: dense `[n, m]` codes.
+    fn dense_pass(
+        &mut self,
+        x: &Tensor,
+        dead: &Tensor,
+        n_dead: usize,
+        detail: bool,
+    ) -> Result<Pass> {
+        let cfg = self.cfg.clone();
         let step = self.step;
         let rows = x.shape()[0];
         let b = rows as f64;
@@ -161,7 +431,7 @@ impl Trainer {
         // `active`: which latents fire (0/1); `u`: the coefficients the decoder multiplies.
         let active = match cfg.architecture {
             Architecture::Standard => h.gt(&zero)?,
-            Architecture::TopK => ranked()?.keep_top_k(cfg.k.min(cfg.d_sae))?.gt(&zero)?,
+            Architecture::TopK => unreachable!("TopK trains with sparse codes (topk_pass)"),
             Architecture::BatchTopK => {
                 let a = ranked()?;
                 let kept = a
@@ -187,17 +457,13 @@ impl Trainer {
         };
         let u = h.mul(&active)?;
         let x_hat = u.linear(&self.w_dec.value, Some(&self.b_dec.value))?;
-        let e = x_hat.sub(x)?;
-        let sse = e.mul(&e)?.sum_all()? as f64;
-        let centred = x.sub(&x.mean(0, true)?)?;
-        let total_variance = centred.mul(&centred)?.sum_all()? as f64;
-        let fired_per_latent = active.sum(0, false)?;
-        let l0 = fired_per_latent.sum_all()? as f64 / b;
+        let fit = Fit::of(x, &x_hat, detail)?;
+        let fired = active.sum(0, false)?;
+        let l0 = fired.sum_all()? as f64 / b;
 
         // ---- backward: reconstruction ----
-        let g = e.affine((2.0 / b) as f32, 0.0)?;
+        let g = fit.error.affine((2.0 / b) as f32, 0.0)?;
         let mut grad_w_dec = u.matmul_t(&g, true, false)?;
-        let mut grad_b_dec = g.sum(0, false)?;
         let mut grad_f = g.matmul_t(&self.w_dec.value, false, true)?;
         let mut grad_log_threshold = None;
         let mut sparsity_loss = 0.0;
@@ -251,20 +517,14 @@ impl Trainer {
         }
         let mut grad_h = grad_f.mul(&active)?;
 
-        // ---- backward: dead latents (TopK family) ----
-        let dead = self.dead_mask()?;
-        let n_dead = dead.sum_all()? as usize;
+        // ---- backward: dead latents (BatchTopK) ----
         let mut aux_loss = 0.0;
-        if cfg.architecture.ranks() && cfg.aux_coefficient > 0.0 && n_dead > 0 {
-            let candidates = ranked()?.mul(&dead)?;
+        if cfg.architecture == Architecture::BatchTopK && cfg.aux_coefficient > 0.0 && n_dead > 0 {
+            let candidates = ranked()?.mul(dead)?;
             let chosen = candidates.keep_top_k(cfg.aux_k.min(n_dead))?.gt(&zero)?;
             let z = h.mul(&chosen)?;
-            let residual = e.neg()?;
-            let spread = residual.sub(&residual.mean(0, true)?)?;
-            let denominator = (spread.mul(&spread)?.sum_all()? as f64).max(1e-12);
-            let miss = z.matmul(&self.w_dec.value)?.sub(&residual)?;
-            aux_loss = cfg.aux_coefficient * miss.mul(&miss)?.sum_all()? as f64 / denominator;
-            let g_aux = miss.affine((2.0 * cfg.aux_coefficient / denominator) as f32, 0.0)?;
+            let (loss, g_aux) = fit.aux(&z.matmul(&self.w_dec.value)?, &cfg)?;
+            aux_loss = loss;
             grad_w_dec = grad_w_dec.add(&z.matmul_t(&g_aux, true, false)?)?;
             grad_h = grad_h.add(
                 &g_aux
@@ -276,77 +536,15 @@ impl Trainer {
         // ---- backward: encoder ----
         let grad_w_enc = xc.matmul_t(&grad_h, true, false)?;
         let grad_b_enc = grad_h.sum(0, false)?;
-        // x − b_dec feeds the encoder: b_dec's gradient loses (Σ_b ∂h) W_encᵀ.
-        let through_encoder = grad_b_enc
-            .reshape(&[1, cfg.d_sae])?
-            .matmul_t(&self.w_enc.value, false, true)?
-            .reshape(&[cfg.d_in])?;
-        grad_b_dec = grad_b_dec.sub(&through_encoder)?;
-
-        // ---- clip and update ----
+        let grad_b_dec = self.b_dec_gradient(&g, &grad_b_enc)?;
         let mut grads = vec![grad_w_enc, grad_b_enc, grad_w_dec, grad_b_dec];
         if let Some(g) = grad_log_threshold {
             grads.push(g);
         }
-        if cfg.grad_clip > 0.0 {
-            let mut total = 0.0f64;
-            for g in &grads {
-                total += g.mul(g)?.sum_all()? as f64;
-            }
-            let norm = total.sqrt();
-            if norm > cfg.grad_clip {
-                let factor = (cfg.grad_clip / norm) as f32;
-                grads = grads
-                    .iter()
-                    .map(|g| g.affine(factor, 0.0))
-                    .collect::<Result<_>>()?;
-            }
-        }
-        let lr = cfg.lr.at(step);
-        let adam = AdamConfig {
-            lr: lr as f32,
-            beta1: cfg.beta1 as f32,
-            beta2: cfg.beta2 as f32,
-            eps: 1e-8,
-        };
-        let mut grads = grads.into_iter();
-        for param in [
-            &mut self.w_enc,
-            &mut self.b_enc,
-            &mut self.w_dec,
-            &mut self.b_dec,
-        ] {
-            param.update(
-                &grads.next().expect("one gradient per parameter"),
-                adam,
-                step,
-            )?;
-        }
-        if let (Some(param), Some(g)) = (self.log_threshold.as_mut(), grads.next()) {
-            param.update(&g, adam, step)?;
-        }
-
-        // ---- dead-latent clock ----
-        let fired = fired_per_latent.gt(&zero)?;
-        self.since_fired = self
-            .since_fired
-            .affine(1.0, 1.0)?
-            .mul(&fired.affine(-1.0, 1.0)?)?;
-
-        let mse = sse / b;
-        Ok(StepStats {
-            loss: mse + sparsity_loss + aux_loss,
-            mse,
-            sparsity_loss,
-            aux_loss,
-            l0,
-            fvu: if total_variance > 0.0 {
-                sse / total_variance
-            } else {
-                f64::NAN
-            },
-            dead: n_dead,
-            lr,
+        Ok(Pass {
+            grads,
+            fired,
+            stats: fit.stats(b, l0, sparsity_loss, aux_loss),
         })
     }
 
