@@ -472,6 +472,40 @@ log_every = 4
             "no {series} metric streamed"
         );
     }
+
+    // BOS positions are left out of the rows unless exclude_bos = false: evaluating the saved SAE on
+    // the same two passes of 8 sequences of 16 (each starting with BOS) sees 2·8·15 or 2·8·16 rows.
+    let mut body = String::new();
+    for exclude in [true, false] {
+        body += &format!(
+            r#"
+[[run]]
+name = "exclude-{exclude}"
+plugin = "sae"
+model = "{model}"
+data = {{ default = {{ path = "{corpus}", seq_len = 16 }}, sae = "{sae}" }}
+[run.params]
+load = "sae"
+exclude_bos = {exclude}
+model_batch_size = 8
+eval_tokens = 200
+"#,
+            model = tiny_model().display(),
+            corpus = corpus().display(),
+            sae = run.join("artifacts/sae").display()
+        );
+    }
+    let exp = write(tmp.path(), "load.toml", &body);
+    let out = tmp.path().join("load");
+    run_ok(&exp, &out);
+    let runs = runs_by_name(&out);
+    let rows = |name: &str| {
+        read_json(&runs[name].join("summary.json"))["summary"]["evaluation"]["reconstruction"]["tokens"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rows("exclude-true"), 2 * 8 * 15);
+    assert_eq!(rows("exclude-false"), 2 * 8 * 16);
 }
 
 #[test]

@@ -42,8 +42,9 @@ impl Buffer {
         self.source
     }
 
-    /// `n` rows in source order, starting the source over when it runs out.
-    fn pull(&mut self, n: usize) -> Result<Tensor> {
+    /// `n` rows in source order, starting the source over when it runs out; `stage` names the progress
+    /// reported while reading.
+    fn pull(&mut self, n: usize, stage: Option<&str>) -> Result<Tensor> {
         let mut parts: Vec<Tensor> = self.pending.take().into_iter().collect();
         let mut have: usize = parts.iter().map(|t| t.shape()[0]).sum();
         let mut empty_passes = 0;
@@ -53,6 +54,9 @@ impl Buffer {
                     empty_passes = 0;
                     have += rows.shape()[0];
                     parts.push(rows);
+                    if let Some(stage) = stage {
+                        report::progress(stage, have.min(n) as u64, n as u64);
+                    }
                 }
                 None => {
                     empty_passes += 1;
@@ -96,7 +100,7 @@ impl Buffer {
     /// The whole buffer, filled and shuffled on first use.
     pub fn contents(&mut self) -> Result<&Tensor> {
         if self.rows.is_none() {
-            let rows = self.pull(self.capacity)?;
+            let rows = self.pull(self.capacity, Some("fill buffer"))?;
             self.rows = Some(self.shuffle(&rows)?);
         }
         Ok(self.rows.as_ref().expect("filled above"))
@@ -106,7 +110,7 @@ impl Buffer {
     pub fn next_batch(&mut self) -> Result<Tensor> {
         self.contents()?;
         if self.served + self.batch > self.half {
-            let fresh = self.pull(self.half)?;
+            let fresh = self.pull(self.half, None)?;
             let rows = self.rows.take().expect("filled");
             let kept = rows.slice(0, self.half, self.capacity)?;
             let mixed = Tensor::concat(&[&kept, &fresh], 0)?;
