@@ -589,3 +589,81 @@ fn the_example_experiment_trains_and_saves_an_sae() {
         .unwrap();
     assert!(ev > 0.5, "explained variance {ev}");
 }
+
+#[test]
+fn sparsity_knobs_set_the_l0_they_promise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = 16;
+    let mut rng = Rng(11);
+    let dict = random_dictionary(&mut rng, 64, d);
+    write_activations(
+        &tmp.path().join("acts.safetensors"),
+        &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05),
+        d,
+    );
+    // (name, architecture, extra params)
+    let runs = [
+        (
+            "l1-off",
+            "standard",
+            "l1_coefficient = 0.0\ntraining_tokens = 204_800",
+        ),
+        (
+            "l1-on",
+            "standard",
+            "l1_coefficient = 1.0\ntraining_tokens = 204_800",
+        ),
+        (
+            "l0-off",
+            "jumprelu",
+            "l0_coefficient = 0.0\ntraining_tokens = 2_048_000",
+        ),
+        (
+            "l0-on",
+            "jumprelu",
+            "l0_coefficient = 0.3\ntraining_tokens = 2_048_000",
+        ),
+        ("batch-k2", "batchtopk", "k = 2\ntraining_tokens = 204_800"),
+        ("batch-k8", "batchtopk", "k = 8\ntraining_tokens = 204_800"),
+    ];
+    let mut body = String::new();
+    for (name, arch, extra) in runs {
+        body += &format!(
+            "[[run]]\nname = \"{name}\"\nplugin = \"sae\"\ndata = \"acts.safetensors\"\n[run.params]\narchitecture = \"{arch}\"\nd_sae = 64\nbatch_size = 512\nbuffer_batches = 4\nlr = 3e-3\neval_tokens = 4096\n{extra}\n\n"
+        );
+    }
+    let exp = write(tmp.path(), "exp.toml", &body);
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let dirs = runs_by_name(&out);
+    let l0 = |name: &str| {
+        read_json(&dirs[name].join("summary.json"))["summary"]["evaluation"]["reconstruction"]["l0"]
+            .as_f64()
+            .unwrap()
+    };
+    eprintln!(
+        "L0: standard {:.2} → {:.2}, jumprelu {:.2} → {:.2}, batchtopk k=2 {:.2}, k=8 {:.2}",
+        l0("l1-off"),
+        l0("l1-on"),
+        l0("l0-off"),
+        l0("l0-on"),
+        l0("batch-k2"),
+        l0("batch-k8")
+    );
+    assert!(
+        l0("l1-on") < l0("l1-off") / 2.0,
+        "the L1 penalty must cut L0"
+    );
+    assert!(
+        l0("l0-on") < l0("l0-off") / 2.0,
+        "the L0 penalty must cut L0"
+    );
+    // BatchTopK keeps k per token on average; saved as JumpReLU, its threshold keeps about that many.
+    for (name, k) in [("batch-k2", 2.0), ("batch-k8", 8.0)] {
+        let got = l0(name);
+        assert!(
+            (got - k).abs() < 0.5 * k,
+            "{name}: L0 {got} at inference, trained for k = {k}"
+        );
+    }
+}
