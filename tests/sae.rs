@@ -109,6 +109,13 @@ fn write_activations(path: &Path, rows: &[f32], d: usize) {
     safetensors::serialize_to_file([("activations", view)], None, path).unwrap();
 }
 
+/// 4096 rows of 3 atoms out of 64 in `d` dimensions, noise 0.05: quick to train on.
+fn write_small_planted(path: &Path, d: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let dict = random_dictionary(&mut rng, 64, d);
+    write_activations(path, &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05), d);
+}
+
 /// Mean over true atoms of the best cosine with any learned decoder row (rows of `w_dec` `[m, d]`).
 fn mean_max_cosine(truth: &[f32], w_dec: &[f32], d: usize) -> f64 {
     let norm = |v: &[f32]| {
@@ -256,13 +263,7 @@ save_codes_rows = 16
 fn every_architecture_saves_what_it_loads() {
     let tmp = tempfile::tempdir().unwrap();
     let d = 16;
-    let mut rng = Rng(7);
-    let dict = random_dictionary(&mut rng, 64, d);
-    write_activations(
-        &tmp.path().join("acts.safetensors"),
-        &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05),
-        d,
-    );
+    write_small_planted(&tmp.path().join("acts.safetensors"), d, 7);
     let archs = ["standard", "topk", "batchtopk", "jumprelu"];
     let mut body = String::new();
     for arch in archs {
@@ -594,13 +595,7 @@ fn the_example_experiment_trains_and_saves_an_sae() {
 fn sparsity_knobs_set_the_l0_they_promise() {
     let tmp = tempfile::tempdir().unwrap();
     let d = 16;
-    let mut rng = Rng(11);
-    let dict = random_dictionary(&mut rng, 64, d);
-    write_activations(
-        &tmp.path().join("acts.safetensors"),
-        &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05),
-        d,
-    );
+    write_small_planted(&tmp.path().join("acts.safetensors"), d, 11);
     // (name, architecture, extra params)
     let runs = [
         (

@@ -54,26 +54,17 @@ pub fn misbehaving_plugins() -> &'static Path {
 pub fn tiny_model() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = scratch().join(format!("tiny-gpt2-{}", std::process::id()));
-        let out = loupe_cmd()
-            .args([
-                "models", "random", "--preset", "tiny", "--seed", "0", "--out",
-            ])
-            .arg(&dir)
-            .output()
-            .expect("loupe runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        dir
+        write_tiny_model(scratch().join(format!("tiny-gpt2-{}", std::process::id())))
     })
 }
 
 /// The model `scripts/quickstart.sh` writes, at the path the examples name (`.quickstart/tiny-gpt2`).
 pub fn quickstart_model() -> PathBuf {
-    let dir = repo_root().join(".quickstart/tiny-gpt2");
+    write_tiny_model(repo_root().join(".quickstart/tiny-gpt2"))
+}
+
+/// `loupe models random --preset tiny --seed 0 --out DIR`.
+fn write_tiny_model(dir: PathBuf) -> PathBuf {
     let out = loupe_cmd()
         .args([
             "models", "random", "--preset", "tiny", "--seed", "0", "--out",
