@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, parity against ../shared/fixtures, the plugins' own unit tests, and
 # end-to-end runs of the binary with real .wasm plugins (which the tests build with
-# scripts/build-plugins.sh, installing the wasm32-wasip2 target if it is missing).
+# scripts/build-plugins.sh, installing the wasm32-wasip2 target if it is missing). NVRTC is installed
+# from PyPI (scripts/nvrtc.sh) so every CUDA kernel is compiled for sm_80 and sm_90 without a GPU; the
+# tests that need a GPU say they were skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+nvrtc_lib=$(./scripts/nvrtc.sh)
+export LD_LIBRARY_PATH="$nvrtc_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cargo test --workspace --locked "$@"
 cargo test --locked --manifest-path plugins/Cargo.toml
+cargo run --quiet --locked -p loupe -- kernels compile --arch sm_80 --arch sm_90 --no-cache

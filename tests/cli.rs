@@ -238,12 +238,37 @@ fn every_command_has_help() {
         &["bench", "forward"],
         &["models"],
         &["bench"],
+        &["doctor"],
+        &["kernels", "compile"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
         let text = ok(&args);
         assert!(text.contains("Usage: loupe"), "{cmd:?}: {text}");
     }
+}
+
+#[test]
+fn doctor_says_what_the_machine_offers() {
+    let text = ok(&["doctor"]);
+    for line in ["backend: ", "nvrtc: ", "kernel cache: ", "plugin cache: "] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+}
+
+/// Compiling the kernels needs NVRTC (scripts/test.sh installs it); the architecture is checked first.
+#[test]
+fn kernels_compile_checks_the_architecture_and_reports_each_kernel() {
+    let out = loupe(&["kernels", "compile", "--arch", "sm_42"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("unknown architecture `sm_42`"), "{stderr}");
+    if loupe_kernels::cuda::nvrtc_version().is_err() {
+        eprintln!("skipped compiling: NVRTC is not loadable here (scripts/test.sh installs it)");
+        return;
+    }
+    let text = ok(&["kernels", "compile", "--arch", "sm_90", "--no-cache"]);
+    assert!(text.contains("elementwise.cu sm_90: "), "{text}");
 }
 
 #[test]

@@ -3,15 +3,31 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use loupe_kernels::Device;
+use loupe_kernels::cuda::{self, Driver};
 
 static FALLBACK_NOTED: AtomicBool = AtomicBool::new(false);
 
-/// Resolves `auto|cpu|cuda[:N]`. `auto` falls back to the CPU, saying so once per process on stderr.
+/// Why `auto` runs on the CPU, in one line.
+fn fallback_reason() -> String {
+    match cuda::driver() {
+        Driver::Missing => "no CUDA driver (libcuda) could be loaded; running on the CPU".into(),
+        Driver::Unusable(why) => format!("the CUDA driver failed ({why}); running on the CPU"),
+        Driver::Ready(gpus) => format!(
+            "found {} but CUDA ops do not run in this build yet; running on the CPU",
+            gpus.iter()
+                .map(|g| format!("cuda:{} ({})", g.ordinal, g.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Resolves `auto|cpu|cuda[:N]`. `auto` falls back to the CPU, saying why once per process on stderr.
 pub fn resolve_device(choice: &str) -> Result<Device, String> {
     match choice {
         "auto" => {
             if !FALLBACK_NOTED.swap(true, Ordering::Relaxed) {
-                eprintln!("loupe: no CUDA backend in this build; running on the CPU");
+                eprintln!("loupe: {}", fallback_reason());
             }
             Ok(Device::Cpu)
         }

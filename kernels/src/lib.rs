@@ -8,6 +8,7 @@
 //! Every failure is a typed [`Error`] naming the op and the shapes involved — never a panic.
 
 mod cpu;
+pub mod cuda;
 mod device;
 mod dtype;
 mod error;

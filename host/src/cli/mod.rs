@@ -2,7 +2,9 @@
 
 mod bench;
 mod bench_plugin;
+mod doctor;
 mod edits;
+mod kernels;
 mod models;
 mod plugins;
 mod run;
@@ -38,6 +40,11 @@ enum Command {
     /// Measure speed and memory.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Print what this machine offers: backend, GPUs, NVRTC, cache directories.
+    Doctor,
+    /// Work with the CUDA kernel sources.
+    #[command(subcommand)]
+    Kernels(kernels::KernelsCommand),
 }
 
 impl Cli {
@@ -49,6 +56,8 @@ impl Cli {
             Command::Tokenize(args) => tokenize::run(args),
             Command::Models(cmd) => models::run(cmd),
             Command::Bench(cmd) => bench::run(cmd),
+            Command::Doctor => doctor::run(),
+            Command::Kernels(cmd) => kernels::run(cmd),
         }
     }
 }

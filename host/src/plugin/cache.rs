@@ -6,14 +6,10 @@ use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// Where compiled components are kept: `$LOUPE_CACHE_DIR`, else `$XDG_CACHE_HOME/loupe`, else
-/// `~/.cache/loupe` (each with `components/` under it).
+/// Where compiled components are kept: `components/` under loupe's cache directory
+/// (`$LOUPE_CACHE_DIR`, else `$XDG_CACHE_HOME/loupe`, else `~/.cache/loupe`).
 pub fn default_cache_dir() -> Option<PathBuf> {
-    let base = std::env::var_os("LOUPE_CACHE_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("loupe")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/loupe")))?;
-    Some(base.join("components"))
+    loupe_kernels::cuda::cache_base_dir().map(|base| base.join("components"))
 }
 
 pub struct ComponentCache {

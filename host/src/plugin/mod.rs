@@ -22,6 +22,7 @@ mod manifest;
 mod state;
 mod version;
 
+pub use cache::default_cache_dir;
 pub use engine::PluginEngine;
 pub use error::PluginError;
 pub use execute::RunFailure;
