@@ -8,7 +8,21 @@ pub struct KernelSource {
 }
 
 /// Every kernel source, in the order `loupe kernels compile` reports them.
-pub const SOURCES: &[KernelSource] = &[KernelSource {
-    name: "elementwise",
-    code: include_str!("../../cuda/elementwise.cu"),
-}];
+pub const SOURCES: &[KernelSource] = &[
+    KernelSource {
+        name: "elementwise",
+        code: include_str!("../../cuda/elementwise.cu"),
+    },
+    KernelSource {
+        name: "rowwise",
+        code: include_str!("../../cuda/rowwise.cu"),
+    },
+    KernelSource {
+        name: "optim",
+        code: include_str!("../../cuda/optim.cu"),
+    },
+    KernelSource {
+        name: "sparse",
+        code: include_str!("../../cuda/sparse.cu"),
+    },
+];
