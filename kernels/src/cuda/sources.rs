@@ -25,4 +25,12 @@ pub const SOURCES: &[KernelSource] = &[
         name: "sparse",
         code: include_str!("../../cuda/sparse.cu"),
     },
+    KernelSource {
+        name: "matmul",
+        code: include_str!("../../cuda/matmul.cu"),
+    },
+    KernelSource {
+        name: "gather",
+        code: include_str!("../../cuda/gather.cu"),
+    },
 ];
