@@ -33,4 +33,12 @@ pub const SOURCES: &[KernelSource] = &[
         name: "gather",
         code: include_str!("../../cuda/gather.cu"),
     },
+    KernelSource {
+        name: "attention",
+        code: include_str!("../../cuda/attention.cu"),
+    },
+    KernelSource {
+        name: "topk",
+        code: include_str!("../../cuda/topk.cu"),
+    },
 ];
