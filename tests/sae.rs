@@ -116,6 +116,11 @@ fn write_small_planted(path: &Path, d: usize, seed: u64) {
     write_activations(path, &planted_rows(&mut rng, &dict, d, 4096, 3, 0.05), d);
 }
 
+/// The `evaluation.reconstruction` figures of a finished run's summary.
+fn reconstruction(run: &Path) -> serde_json::Value {
+    read_json(&run.join("summary.json"))["summary"]["evaluation"]["reconstruction"].clone()
+}
+
 /// Mean over true atoms of the best cosine with any learned decoder row (rows of `w_dec` `[m, d]`).
 fn mean_max_cosine(truth: &[f32], w_dec: &[f32], d: usize) -> f64 {
     let norm = |v: &[f32]| {
@@ -197,8 +202,7 @@ log_every = 100
         let dir = &runs[name];
         let weights = read_safetensors(&dir.join("artifacts/sae/sae_weights.safetensors"));
         let mmcs = mean_max_cosine(&dict, &weights["W_dec"].f32s, d);
-        let summary = read_json(&dir.join("summary.json"));
-        let eval = &summary["summary"]["evaluation"]["reconstruction"];
+        let eval = reconstruction(dir);
         eprintln!(
             "{name}: mean max cosine {mmcs:.4}, L0 {}, explained variance {}",
             eval["l0"], eval["explained_variance"]
@@ -351,8 +355,7 @@ save_codes_rows = 256
                 panic!("{arch} {name}[{i}]: loaded {a}, trained {e}");
             }
         }
-        let eval = &read_json(&trained[arch].join("summary.json"))["summary"]["evaluation"];
-        let ev = eval["reconstruction"]["explained_variance"]
+        let ev = reconstruction(&trained[arch])["explained_variance"]
             .as_f64()
             .unwrap();
         assert!(ev > 0.5, "{arch}: explained variance {ev} after training");
@@ -500,11 +503,7 @@ eval_tokens = 200
     let out = tmp.path().join("load");
     run_ok(&exp, &out);
     let runs = runs_by_name(&out);
-    let rows = |name: &str| {
-        read_json(&runs[name].join("summary.json"))["summary"]["evaluation"]["reconstruction"]["tokens"]
-            .as_u64()
-            .unwrap()
-    };
+    let rows = |name: &str| reconstruction(&runs[name])["tokens"].as_u64().unwrap();
     assert_eq!(rows("exclude-true"), 2 * 8 * 15);
     assert_eq!(rows("exclude-false"), 2 * 8 * 16);
 }
@@ -584,10 +583,7 @@ fn the_example_experiment_trains_and_saves_an_sae() {
             "missing artifacts/sae/{file}"
         );
     }
-    let eval = &read_json(&run.join("summary.json"))["summary"]["evaluation"];
-    let ev = eval["reconstruction"]["explained_variance"]
-        .as_f64()
-        .unwrap();
+    let ev = reconstruction(run)["explained_variance"].as_f64().unwrap();
     assert!(ev > 0.5, "explained variance {ev}");
 }
 
@@ -631,11 +627,7 @@ fn sparsity_knobs_set_the_l0_they_promise() {
     let out = tmp.path().join("runs");
     run_ok(&exp, &out);
     let dirs = runs_by_name(&out);
-    let l0 = |name: &str| {
-        read_json(&dirs[name].join("summary.json"))["summary"]["evaluation"]["reconstruction"]["l0"]
-            .as_f64()
-            .unwrap()
-    };
+    let l0 = |name: &str| reconstruction(&dirs[name])["l0"].as_f64().unwrap();
     eprintln!(
         "L0: standard {:.2} → {:.2}, jumprelu {:.2} → {:.2}, batchtopk k=2 {:.2}, k=8 {:.2}",
         l0("l1-off"),

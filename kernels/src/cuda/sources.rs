@@ -7,38 +7,24 @@ pub struct KernelSource {
     pub code: &'static str,
 }
 
+/// `kernels/cuda/<name>.cu`, embedded.
+macro_rules! cuda_source {
+    ($name:literal) => {
+        KernelSource {
+            name: $name,
+            code: include_str!(concat!("../../cuda/", $name, ".cu")),
+        }
+    };
+}
+
 /// Every kernel source, in the order `loupe kernels compile` reports them.
 pub const SOURCES: &[KernelSource] = &[
-    KernelSource {
-        name: "elementwise",
-        code: include_str!("../../cuda/elementwise.cu"),
-    },
-    KernelSource {
-        name: "rowwise",
-        code: include_str!("../../cuda/rowwise.cu"),
-    },
-    KernelSource {
-        name: "optim",
-        code: include_str!("../../cuda/optim.cu"),
-    },
-    KernelSource {
-        name: "sparse",
-        code: include_str!("../../cuda/sparse.cu"),
-    },
-    KernelSource {
-        name: "matmul",
-        code: include_str!("../../cuda/matmul.cu"),
-    },
-    KernelSource {
-        name: "gather",
-        code: include_str!("../../cuda/gather.cu"),
-    },
-    KernelSource {
-        name: "attention",
-        code: include_str!("../../cuda/attention.cu"),
-    },
-    KernelSource {
-        name: "topk",
-        code: include_str!("../../cuda/topk.cu"),
-    },
+    cuda_source!("elementwise"),
+    cuda_source!("rowwise"),
+    cuda_source!("optim"),
+    cuda_source!("sparse"),
+    cuda_source!("matmul"),
+    cuda_source!("gather"),
+    cuda_source!("attention"),
+    cuda_source!("topk"),
 ];

@@ -6,6 +6,8 @@
 use loupe_plugin_api::prelude::*;
 use serde::Serialize;
 
+use crate::metrics::accumulate;
+
 /// The sums a least-squares fit of `target` on `[x, 1]` needs.
 #[derive(Default)]
 struct Sums {
@@ -14,18 +16,10 @@ struct Sums {
     rows: u64,
 }
 
-fn add(acc: &mut Option<Tensor>, value: Tensor) -> Result<()> {
-    *acc = Some(match acc.take() {
-        None => value,
-        Some(a) => a.add(&value)?,
-    });
-    Ok(())
-}
-
 impl Sums {
     fn add(&mut self, design: &Tensor, target: &Tensor) -> Result<()> {
-        add(&mut self.gram, design.matmul_t(design, true, false)?)?;
-        add(&mut self.cross, design.matmul_t(target, true, false)?)?;
+        accumulate(&mut self.gram, design.matmul_t(design, true, false)?)?;
+        accumulate(&mut self.cross, design.matmul_t(target, true, false)?)?;
         self.rows += design.shape()[0] as u64;
         Ok(())
     }
@@ -133,7 +127,7 @@ fn score<'a>(b: &Tensor, held: impl Iterator<Item = (&'a Tensor, &'a Tensor)>) -
         let miss = target.sub(&design.matmul(b)?)?;
         residual += miss.mul(&miss)?.sum_all()? as f64;
         energy += target.mul(target)?.sum_all()? as f64;
-        add(&mut sums, target.sum(0, false)?)?;
+        accumulate(&mut sums, target.sum(0, false)?)?;
         rows += design.shape()[0] as u64;
     }
     let mean_sq = match sums {

@@ -9,7 +9,7 @@ use crate::arch::Sae;
 use crate::contexts::TopContexts;
 use crate::dark_matter::{DarkMatter, DarkMatterMetrics};
 use crate::metrics::{DensityHistogram, ReconMetrics, ReconSums, density_histogram};
-use crate::source::{Source, flatten, kept_positions};
+use crate::source::{Source, hook_rows, kept_positions};
 
 pub struct EvalOptions {
     pub rows: u64,
@@ -150,10 +150,7 @@ pub fn evaluate(
                 };
                 let ids = tokens.to_vec_i32()?;
                 let seq_len = tokens.shape()[1];
-                let mut clean = Forward::new(&tokens).capture(hook).run()?;
-                let act = clean.take(hook)?;
-                let hook_shape = act.shape();
-                let all = flatten(&act, hook)?;
+                let (all, hook_shape, clean_logits) = hook_rows(&tokens, hook, true)?;
                 let f_all = sae.encode(&all)?;
                 let x_hat_all = sae.decode(&f_all)?;
                 // Excluded (BOS) positions keep their own activation when splicing.
@@ -198,7 +195,7 @@ pub fn evaluate(
                         .merge(f, partial.map(Vec::as_slice), &ids, seq_len)?;
                 }
                 if seq_len >= 2 {
-                    let clean_logits = clean.logits.take().expect("logits were asked for");
+                    let clean_logits = clean_logits.expect("logits were asked for");
                     let spliced = spliced_override
                         .as_ref()
                         .unwrap_or(&x_hat_all)

@@ -38,7 +38,8 @@ pub struct ReconMetrics {
     pub latents_below_1e_6: usize,
 }
 
-fn accumulate(acc: &mut Option<Tensor>, value: Tensor) -> Result<()> {
+/// Adds `value` into a running sum that starts empty.
+pub fn accumulate(acc: &mut Option<Tensor>, value: Tensor) -> Result<()> {
     *acc = Some(match acc.take() {
         None => value,
         Some(a) => a.add(&value)?,

@@ -42,6 +42,22 @@ pub fn kept_positions(ids: &[i32], exclude: Option<i32>) -> Option<Vec<i32>> {
     (kept.len() < ids.len()).then_some(kept)
 }
 
+/// One forward pass over `tokens` capturing `hook`: its activation flattened to rows, the hook's shape
+/// (to splice rows back), and the logits when asked for (otherwise the pass stops after the hook's layer).
+pub fn hook_rows(
+    tokens: &Tensor,
+    hook: &str,
+    logits: bool,
+) -> Result<(Tensor, Vec<usize>, Option<Tensor>)> {
+    let mut pass = Forward::new(tokens).capture(hook);
+    if !logits {
+        pass = pass.without_logits();
+    }
+    let mut out = pass.run()?;
+    let act = out.take(hook)?;
+    Ok((flatten(&act, hook)?, act.shape(), out.logits))
+}
+
 impl Source {
     pub fn name(&self) -> &str {
         match self {
@@ -71,10 +87,12 @@ impl Source {
                     let Some(tokens) = data.next_batch(*sequences_per_pass)? else {
                         return Ok(None);
                     };
-                    let mut out = Forward::new(&tokens).capture(hook).without_logits().run()?;
-                    let act = out.take(hook)?;
-                    let rows = flatten(&act, hook)?;
-                    let rows = match kept_positions(&tokens.to_vec_i32()?, *exclude) {
+                    let (rows, _, _) = hook_rows(&tokens, hook, false)?;
+                    let kept = match exclude {
+                        Some(_) => kept_positions(&tokens.to_vec_i32()?, *exclude),
+                        None => None,
+                    };
+                    let rows = match kept {
                         None => rows,
                         Some(kept) if kept.is_empty() => continue,
                         Some(kept) => {

@@ -10,6 +10,7 @@
 use loupe_plugin_api::prelude::*;
 
 use crate::arch::{Activation, Architecture, Sae};
+use crate::metrics::accumulate;
 use crate::params::JumpReluLoss;
 use crate::schedule::{LrSchedule, warmed_up};
 
@@ -123,8 +124,13 @@ impl Fit {
     fn of(x: &Tensor, x_hat: &Tensor, detail: bool) -> Result<Self> {
         let error = x_hat.sub(x)?;
         let sse = error.mul(&error)?.sum_all()? as f64;
-        let centred = x.sub(&x.mean(0, true)?)?;
-        let total_variance = centred.mul(&centred)?.sum_all()? as f64;
+        // The batch's variance only feeds the FVU of logged steps.
+        let total_variance = if detail {
+            let centred = x.sub(&x.mean(0, true)?)?;
+            centred.mul(&centred)?.sum_all()? as f64
+        } else {
+            f64::NAN
+        };
         let shape = if detail {
             let rows = x.shape()[0] as f64;
             let tiny = Tensor::scalar(1e-12)?;
@@ -169,6 +175,7 @@ impl Fit {
             sparsity_loss,
             aux_loss,
             l0,
+            // NaN on steps not measured in detail.
             fvu: if self.total_variance > 0.0 {
                 self.sse / self.total_variance
             } else {
@@ -246,13 +253,10 @@ impl Trainer {
             _ => self.dense_pass(x, &dead, n_dead, detail)?,
         };
         self.apply(pass.grads)?;
-        self.window_rows += x.shape()[0] as u64;
-        self.window_fires = Some(match self.window_fires.take() {
-            None => pass.fired.affine(1.0, 0.0)?,
-            Some(acc) => acc.add(&pass.fired)?,
-        });
         // The dead-latent clock: reset where a latent fired, else one more step.
         let fired = pass.fired.gt(&Tensor::scalar(0.0)?)?;
+        self.window_rows += x.shape()[0] as u64;
+        accumulate(&mut self.window_fires, pass.fired)?;
         self.since_fired = self
             .since_fired
             .affine(1.0, 1.0)?
@@ -367,16 +371,14 @@ impl Trainer {
         let mut grad_w_enc_t: Option<Tensor> = None;
         let mut grad_b_enc: Option<Tensor> = None;
         for (grad, latents) in &to_encoder {
-            let w = Tensor::scatter_outer(grad, latents, &xc, m)?;
-            let bias = Tensor::scatter_outer(grad, latents, &ones, m)?.reshape(&[m])?;
-            grad_w_enc_t = Some(match grad_w_enc_t {
-                None => w,
-                Some(acc) => acc.add(&w)?,
-            });
-            grad_b_enc = Some(match grad_b_enc {
-                None => bias,
-                Some(acc) => acc.add(&bias)?,
-            });
+            accumulate(
+                &mut grad_w_enc_t,
+                Tensor::scatter_outer(grad, latents, &xc, m)?,
+            )?;
+            accumulate(
+                &mut grad_b_enc,
+                Tensor::scatter_outer(grad, latents, &ones, m)?.reshape(&[m])?,
+            )?;
         }
         let grad_w_enc = grad_w_enc_t.expect("the main codes").transpose(0, 1)?;
         let grad_b_enc = grad_b_enc.expect("the main codes");
