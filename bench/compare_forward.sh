@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# loupe vs Hugging Face transformers + PyTorch (CPU) on the same random GPT-2 files, the same batch and
+# loupe vs Hugging Face transformers + PyTorch (eager) on the same random GPT-2 files, the same batch and
 # the same token ids. The two run alternately, ROUNDS times, so both see the same machine state; each
 # run reports the median and the best of its timed passes. Prints every run, then per capture mode the
 # median over rounds of the loupe/PyTorch tokens/s ratio (from median passes and from best passes) and
 # both peak RSS figures.
 #
 #   bench/compare_forward.sh [PRESET] [BATCH] [SEQ] [ROUNDS]
+#
+# DEVICE=cuda runs both on GPU 0 (default: cpu).
 #
 # Needs python3 with torch and transformers (pip install torch transformers safetensors); set PYTHON
 # to pick the interpreter.
@@ -16,6 +18,7 @@ batch=${2:-8}
 seq=${3:-128}
 rounds=${4:-5}
 python=${PYTHON:-python3}
+device=${DEVICE:-cpu}
 model=target/bench-models/$preset
 cargo build --release --locked -q -p loupe
 loupe=./target/release/loupe
@@ -29,8 +32,8 @@ for capture in none all; do
   [ "$capture" = all ] && loupe_capture=(--capture '*')
   ratios_median=() ratios_best=()
   for round in $(seq "$rounds"); do
-    l=$($loupe bench forward --model "$model" --batch "$batch" --seq "$seq" "${loupe_capture[@]}")
-    t=$($python bench/torch_forward.py --model "$model" --batch "$batch" --seq "$seq" --capture "$capture" 2>/dev/null)
+    l=$($loupe bench forward --model "$model" --batch "$batch" --seq "$seq" --device "$device" "${loupe_capture[@]}")
+    t=$($python bench/torch_forward.py --model "$model" --batch "$batch" --seq "$seq" --capture "$capture" --device "$device" 2>/dev/null)
     echo "== capture $capture, round $round"
     echo "   loupe:   $(echo "$l" | grep -E '^forward:')  peak RSS $(echo "$l" | field peak 3) MiB"
     echo "   pytorch: $(echo "$t" | grep -E '^forward:')  peak RSS $(echo "$t" | field peak 3) MiB"

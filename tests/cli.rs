@@ -272,6 +272,33 @@ fn kernels_compile_checks_the_architecture_and_reports_each_kernel() {
 }
 
 #[test]
+fn bench_gemm_reports_each_size() {
+    for precision in ["f32", "bf16"] {
+        let text = ok(&[
+            "bench",
+            "gemm",
+            "--device",
+            "cpu",
+            "--sizes",
+            "8,33",
+            "--iters",
+            "2",
+            "--precision",
+            precision,
+        ]);
+        assert!(text.contains("TFLOP/s"), "{text}");
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with("8 ") || l.trim_start().starts_with("33 "))
+            .collect();
+        assert_eq!(rows.len(), 2, "{text}");
+    }
+    let out = loupe(&["bench", "gemm", "--device", "cpu", "--sizes", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sizes"));
+}
+
+#[test]
 fn bench_forward_reports_throughput_and_memory() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");

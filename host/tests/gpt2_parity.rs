@@ -29,8 +29,25 @@ fn reference_ids() -> (
 
 #[test]
 fn logits_and_every_hook_match_hugging_face() {
+    every_hook_matches_on(Device::Cpu);
+}
+
+/// The same parity on the GPU; without one, says it was skipped.
+#[test]
+fn logits_and_every_hook_match_hugging_face_on_cuda() {
+    if let Some(why) = loupe_kernels::cuda::unavailable_reason(0) {
+        if std::env::var_os("LOUPE_REQUIRE_GPU").is_some_and(|v| v == "1") {
+            panic!("LOUPE_REQUIRE_GPU=1 but no usable CUDA device: {why}");
+        }
+        eprintln!("skipped: no usable CUDA device ({why})");
+        return;
+    }
+    every_hook_matches_on(Device::Cuda(0));
+}
+
+fn every_hook_matches_on(device: Device) {
     let (batch, reference) = reference_ids();
-    let model = Gpt2::load(&fixtures_dir().join("gpt2-ref"), Device::Cpu).unwrap();
+    let model = Gpt2::load(&fixtures_dir().join("gpt2-ref"), device).unwrap();
     let ids = model.input_ids(&batch).unwrap();
     let out = model
         .forward(
@@ -55,6 +72,7 @@ fn logits_and_every_hook_match_hugging_face() {
                 .unwrap_or_else(|| panic!("hook {name} was not captured"))
         };
         assert_eq!(actual.dims(), expected.shape.as_slice(), "shape of {name}");
+        assert_eq!(actual.device(), device, "{name} computed on {device}");
         if let Some((i, a, e)) = worst_mismatch(&actual.to_vec_f32().unwrap(), &expected.f32s, TOL)
         {
             panic!("{name}: element {i} is {a}, reference {e}");

@@ -80,3 +80,64 @@ extern "C" __global__ void affine_f32(float* out, const float* x, long long n, f
         out[i] = fmaf(x[i], mul, add);
     }
 }
+
+// Limits every element to [lo, hi]; NaN stays NaN, as Rust's f32::clamp.
+extern "C" __global__ void clamp_f32(float* out, const float* x, long long n, float lo, float hi) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float v = x[i];
+        out[i] = v < lo ? lo : (v > hi ? hi : v);
+    }
+}
+
+struct Strides3 {
+    int rank;
+    long long shape[MAX_DIMS];
+    long long cond[MAX_DIMS];
+    long long on_true[MAX_DIMS];
+    long long on_false[MAX_DIMS];
+};
+
+// out = cond != 0 ? on_true : on_false, the three operands broadcast to the output through their strides.
+extern "C" __global__ void where_f32(float* out, const float* cond, const float* on_true, const float* on_false,
+                                     long long n, Strides3 s) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long rest = i, c = 0, t = 0, f = 0;
+        for (int d = s.rank - 1; d >= 0; --d) {
+            const long long coord = rest % s.shape[d];
+            rest /= s.shape[d];
+            c += coord * s.cond[d];
+            t += coord * s.on_true[d];
+            f += coord * s.on_false[d];
+        }
+        out[i] = cond[c] != 0.0f ? on_true[t] : on_false[f];
+    }
+}
+
+// Entries above the causal diagonal of each [q, k] matrix set to `fill`: query i keeps keys 0..=i + k − q.
+extern "C" __global__ void causal_mask_f32(float* out, const float* x, long long n, long long q, long long k,
+                                           float fill) {
+    const long long shift = k - q;
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const long long key = i % k, query = (i / k) % q;
+        out[i] = key > query + shift ? fill : x[i];
+    }
+}
+
+// f32 → i32 truncating toward zero, saturating, NaN → 0: Rust's `as`, and PTX's cvt.rzi.s32.f32.
+extern "C" __global__ void f32_to_i32(int* out, const float* x, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        out[i] = __float2int_rz(x[i]);
+    }
+}
+
+// i32 → f32, rounding to nearest as Rust's `as`.
+extern "C" __global__ void i32_to_f32(float* out, const int* x, long long n) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        out[i] = (float)x[i];
+    }
+}

@@ -1,4 +1,4 @@
-// Batched f32 matrix product C[b] = op(A[b]) · op(B[b]) over row-major buffers, either operand
+// Batched f32 matrix product C[b] = alpha · op(A[b]) · op(B[b]) over row-major buffers, either operand
 // optionally transposed — the f32 path of the engine's matmul (the bf16/f16 tensor-core path is a
 // separate kernel). Classic shared-memory tiling: each 16×16 thread block computes a 64×64 tile of C,
 // every thread a 4×4 register block, stepping through K in slices of 16; edges are guarded, so any M,
@@ -10,7 +10,7 @@
 
 extern "C" __global__ void matmul_f32(float* c, const float* a, const float* b, long long m, long long n,
                                       long long k, int trans_a, int trans_b, long long stride_a,
-                                      long long stride_b, long long stride_c) {
+                                      long long stride_b, long long stride_c, float alpha) {
     __shared__ float as[SLICE][TILE + 1];  // +1: no bank conflicts on the transposed store
     __shared__ float bs[SLICE][TILE + 1];
     const long long batch = blockIdx.z;
@@ -53,7 +53,7 @@ extern "C" __global__ void matmul_f32(float* c, const float* a, const float* b, 
         if (r >= m) continue;
         for (int j = 0; j < PER_THREAD; ++j) {
             const long long col = col0 + tx * PER_THREAD + j;
-            if (col < n) c[r * n + col] = acc[i][j];
+            if (col < n) c[r * n + col] = alpha * acc[i][j];
         }
     }
 }

@@ -103,3 +103,105 @@ extern "C" __global__ void layer_norm_rows_f32(float* out, const float* x, const
         }
     }
 }
+
+// The same families along a middle axis: x viewed as [outer, len, inner], one thread per (outer, inner)
+// column walking its `len` entries, so neighbouring threads read neighbouring addresses.
+extern "C" __global__ void reduce_strided_f32(float* out, const float* x, long long outer, long long len,
+                                              long long inner, int op) {
+    const long long columns = outer * inner;
+    for (long long col = blockIdx.x * (long long)blockDim.x + threadIdx.x; col < columns;
+         col += (long long)gridDim.x * blockDim.x) {
+        const float* c = x + (col / inner) * len * inner + col % inner;
+        float acc = op == 2 ? -POS_INF : op == 3 ? POS_INF : 0.0f;
+        for (long long j = 0; j < len; ++j) {
+            const float v = c[j * inner];
+            if (op == 2) acc = fmaxf(acc, v);
+            else if (op == 3) acc = fminf(acc, v);
+            else if (op == 4) acc = fmaf(v, v, acc);
+            else acc += v;
+        }
+        out[col] = op == 1 ? acc / (float)len : op == 4 ? sqrtf(acc) : acc;
+    }
+}
+
+extern "C" __global__ void softmax_strided_f32(float* out, const float* x, long long outer, long long len,
+                                               long long inner, int log) {
+    const long long columns = outer * inner;
+    for (long long col = blockIdx.x * (long long)blockDim.x + threadIdx.x; col < columns;
+         col += (long long)gridDim.x * blockDim.x) {
+        const long long base = (col / inner) * len * inner + col % inner;
+        float m = -POS_INF;
+        for (long long j = 0; j < len; ++j) m = fmaxf(m, x[base + j * inner]);
+        float s = 0.0f;
+        for (long long j = 0; j < len; ++j) s += expf(x[base + j * inner] - m);
+        if (log) {
+            const float log_s = logf(s);
+            for (long long j = 0; j < len; ++j) out[base + j * inner] = x[base + j * inner] - m - log_s;
+        } else {
+            const float inv = 1.0f / s;
+            for (long long j = 0; j < len; ++j) out[base + j * inner] = expf(x[base + j * inner] - m) * inv;
+        }
+    }
+}
+
+// Does candidate (v, i) beat the current best (bv, bi)? Larger value wins, the lower index on ties — the
+// CPU engine's "first on ties". A NaN never wins, as `>` is false for it there too.
+__device__ __forceinline__ bool beats(float v, long long i, float bv, long long bi) {
+    return v > bv || (v == bv && i < bi) || (bi < 0 && v == v);
+}
+
+// Position of the largest value of each row (last axis), as i32; one block per row.
+extern "C" __global__ void argmax_rows_f32(int* out, const float* x, long long rows, long long n) {
+    __shared__ float best_v[WARP];
+    __shared__ long long best_i[WARP];
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* r = x + row * n;
+        float bv = -POS_INF;
+        long long bi = -1;  // none yet
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            if (beats(r[i], i, bv, bi)) {
+                bv = r[i];
+                bi = i;
+            }
+        }
+        for (int o = WARP / 2; o > 0; o /= 2) {
+            const float ov = __shfl_down_sync(0xffffffffu, bv, o);
+            const long long oi = __shfl_down_sync(0xffffffffu, bi, o);
+            if (oi >= 0 && beats(ov, oi, bv, bi)) {
+                bv = ov;
+                bi = oi;
+            }
+        }
+        if (threadIdx.x % WARP == 0) {
+            best_v[threadIdx.x / WARP] = bv;
+            best_i[threadIdx.x / WARP] = bi;
+        }
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            for (int w = 1; w < (blockDim.x + WARP - 1) / WARP; ++w) {
+                if (best_i[w] >= 0 && beats(best_v[w], best_i[w], bv, bi)) {
+                    bv = best_v[w];
+                    bi = best_i[w];
+                }
+            }
+            // The CPU's sequential scan never moves off a leading NaN: 0 then, and for an all-NaN row.
+            out[row] = (bi < 0 || r[0] != r[0]) ? 0 : (int)bi;
+        }
+        __syncthreads();
+    }
+}
+
+// Argmax along a middle axis of [outer, len, inner]: one thread per column, first index on ties.
+extern "C" __global__ void argmax_strided_f32(int* out, const float* x, long long outer, long long len,
+                                              long long inner) {
+    const long long columns = outer * inner;
+    for (long long col = blockIdx.x * (long long)blockDim.x + threadIdx.x; col < columns;
+         col += (long long)gridDim.x * blockDim.x) {
+        const float* c = x + (col / inner) * len * inner + col % inner;
+        long long best = 0;
+        for (long long j = 1; j < len; ++j) {
+            if (c[j * inner] > c[best * inner]) best = j;
+        }
+        out[col] = (int)best;
+    }
+}

@@ -32,3 +32,22 @@ extern "C" __global__ void gather_dot_f32(float* out, const float* lhs, const in
         if (lane == 0) out[pair] = acc;
     }
 }
+
+// out[r, :] = Σ over the pairs p = i·k + j with indices[i, j] = r of values[p] · rhs[i, :]. The host
+// groups the pairs by row (`row_start` [rows + 1], `pairs` in ascending p within a row), so each output
+// row is summed by one block in the CPU engine's order: deterministic, no atomics.
+extern "C" __global__ void scatter_outer_f32(float* out, const float* values, const float* rhs,
+                                             const int* row_start, const int* pairs, long long rows,
+                                             long long k, long long d) {
+    for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+        const int begin = row_start[r], end = row_start[r + 1];
+        for (long long c = threadIdx.x; c < d; c += blockDim.x) {
+            float acc = 0.0f;
+            for (int p = begin; p < end; ++p) {
+                const long long pair = pairs[p];
+                acc = fmaf(values[pair], rhs[(pair / k) * d + c], acc);
+            }
+            out[r * d + c] = acc;
+        }
+    }
+}

@@ -68,3 +68,14 @@ extern "C" __global__ void top_k_f32(float* values, int* indices, const float* x
         }
     }
 }
+
+// keep_top_k's second half: `out` [rows, n] arrives zeroed and receives each row's top-k values at their
+// indices (from top_k_f32).
+extern "C" __global__ void scatter_rows_f32(float* out, const float* values, const int* indices, long long rows,
+                                            long long n, long long k) {
+    const long long total = rows * k;
+    for (long long p = blockIdx.x * (long long)blockDim.x + threadIdx.x; p < total;
+         p += (long long)gridDim.x * blockDim.x) {
+        out[(p / k) * n + indices[p]] = values[p];
+    }
+}

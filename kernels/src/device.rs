@@ -11,6 +11,17 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl Device {
+    /// Waits until every op queued on this device has finished (a no-op on the CPU, where ops finish
+    /// before they return). For timing: results read back to the host wait on their own.
+    pub fn synchronize(self) -> crate::Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(ordinal) => crate::cuda::backend(ordinal)?.synchronize(),
+        }
+    }
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

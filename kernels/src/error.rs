@@ -36,6 +36,16 @@ pub enum Error {
         lhs: Device,
         rhs: Device,
     },
+    #[error(
+        "{op}: out of device memory on {device} allocating {bytes} bytes (loupe holds {in_use} bytes there); \
+         use smaller batches or --device cpu"
+    )]
+    OutOfDeviceMemory {
+        op: &'static str,
+        device: Device,
+        bytes: usize,
+        in_use: usize,
+    },
     #[error("device {device} is not available: {why}")]
     DeviceUnavailable { device: Device, why: String },
 }

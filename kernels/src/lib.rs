@@ -2,8 +2,9 @@
 //!
 //! A [`Tensor`] lives on a [`Device`]. Ops are methods that validate shapes and dtypes, enqueue the work on
 //! the tensor's device and return a new tensor; reading values back to the host is always explicit
-//! ([`Tensor::to_vec_f32`] and friends). On the CPU the work runs at once on a rayon pool; a GPU backend
-//! slots in behind the same methods without callers changing.
+//! ([`Tensor::to_vec_f32`] and friends). On the CPU the work runs at once on a rayon pool; on a CUDA
+//! device ([`cuda`]) it is queued on the GPU's stream as hand-written kernels, and reading back waits
+//! for it. Callers do not change between the two.
 //!
 //! Every failure is a typed [`Error`] naming the op and the shapes involved — never a panic.
 
@@ -22,6 +23,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use ops::AdamConfig;
 pub use ops::BinaryOp;
+pub use ops::MatmulPrecision;
 pub use ops::ReduceOp;
 pub use ops::UnaryOp;
 pub use shape::Shape;

@@ -5,6 +5,7 @@ use rand::SeedableRng;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand_distr::{Distribution, StandardNormal, Uniform};
 
+use crate::cuda::{DeviceBuffer, backend};
 use crate::storage::{CpuBuffer, Storage};
 use crate::{DType, Device, Error, Result, Shape};
 
@@ -22,6 +23,31 @@ impl Tensor {
             storage: Arc::new(Storage::Cpu(buffer)),
             shape,
         }
+    }
+
+    pub(crate) fn from_gpu(buffer: DeviceBuffer, shape: impl Into<Shape>) -> Tensor {
+        Tensor {
+            storage: Arc::new(Storage::Cuda(buffer)),
+            shape: shape.into(),
+        }
+    }
+
+    /// The device buffer of a CUDA tensor; `None` on the CPU.
+    pub(crate) fn gpu(&self) -> Option<&DeviceBuffer> {
+        match &*self.storage {
+            Storage::Cuda(b) => Some(b),
+            Storage::Cpu(_) => None,
+        }
+    }
+
+    /// The device buffer of an operand that was checked to share a CUDA tensor's device.
+    pub(crate) fn gpu_operand(&self, op: &'static str) -> Result<&DeviceBuffer> {
+        self.gpu().ok_or_else(|| {
+            Error::invalid(
+                op,
+                "internal error: a CPU operand reached a CUDA kernel".to_string(),
+            )
+        })
     }
 
     pub(crate) fn cpu_f32(buffer: Vec<f32>, shape: impl Into<Shape>) -> Tensor {
@@ -56,14 +82,36 @@ impl Tensor {
                 ),
             ));
         }
-        require_available(device)?;
-        Ok(Tensor::from_cpu(buffer, shape))
+        match device {
+            Device::Cpu => Ok(Tensor::from_cpu(buffer, shape)),
+            Device::Cuda(ordinal) => {
+                let gpu = backend(ordinal)?;
+                let buffer = match &buffer {
+                    CpuBuffer::F32(v) => DeviceBuffer::from_f32(&gpu, v)?,
+                    CpuBuffer::I32(v) => DeviceBuffer::from_i32(&gpu, v)?,
+                };
+                Ok(Tensor::from_gpu(buffer, shape))
+            }
+        }
     }
 
     /// A tensor of `value` everywhere.
     pub fn full(shape: impl Into<Shape>, value: f32, device: Device) -> Result<Tensor> {
         let shape = shape.into();
-        Self::from_vec_f32(vec![value; shape.numel()], shape, device)
+        match device {
+            Device::Cpu => Self::from_vec_f32(vec![value; shape.numel()], shape, device),
+            // Filled on the device: no host copy, and a request too big for the GPU fails there.
+            Device::Cuda(ordinal) => {
+                let zeros =
+                    DeviceBuffer::zeros("full", &backend(ordinal)?, DType::F32, shape.numel())?;
+                let zeros = Tensor::from_gpu(zeros, shape);
+                if value == 0.0 && value.is_sign_positive() {
+                    Ok(zeros)
+                } else {
+                    zeros.affine(0.0, value)
+                }
+            }
+        }
     }
 
     pub fn zeros(shape: impl Into<Shape>, device: Device) -> Result<Tensor> {
@@ -147,17 +195,28 @@ impl Tensor {
 
     /// Copies the values back to the host. Waits for pending work on the tensor's device.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        Ok(self.f32_slice("to_vec_f32")?.to_vec())
+        match &*self.storage {
+            Storage::Cuda(b) => b.to_vec_f32("to_vec_f32"),
+            Storage::Cpu(_) => Ok(self.f32_slice("to_vec_f32")?.to_vec()),
+        }
     }
 
     pub fn to_vec_i32(&self) -> Result<Vec<i32>> {
-        Ok(self.i32_slice("to_vec_i32")?.to_vec())
+        match &*self.storage {
+            Storage::Cuda(b) => b.to_vec_i32("to_vec_i32"),
+            Storage::Cpu(_) => Ok(self.i32_slice("to_vec_i32")?.to_vec()),
+        }
     }
 
     /// The single value of a one-element tensor.
     pub fn to_scalar_f32(&self) -> Result<f32> {
-        let values = self.f32_slice("to_scalar_f32")?;
-        match values {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "to_scalar_f32",
+                format!("tensor of shape {} is not a single value", self.shape),
+            ));
+        }
+        match self.to_vec_f32()?.as_slice() {
             [v] => Ok(*v),
             _ => Err(Error::invalid(
                 "to_scalar_f32",
@@ -166,17 +225,23 @@ impl Tensor {
         }
     }
 
-    /// Moves the tensor to another device (a cheap handle copy when it is already there). The CPU is
-    /// the only device of this build, so any other target is an error.
+    /// Moves the tensor to another device (a cheap handle copy when it is already there).
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        require_available(device)?;
-        Ok(self.clone())
+        if device == self.device() {
+            return Ok(self.clone());
+        }
+        let buffer = match self.dtype() {
+            DType::F32 => CpuBuffer::F32(self.to_vec_f32()?),
+            DType::I32 => CpuBuffer::I32(self.to_vec_i32()?),
+        };
+        Self::from_host(buffer, self.shape.clone(), device)
     }
 
     /// The f32 elements of a CPU tensor.
     pub(crate) fn f32_slice(&self, op: &'static str) -> Result<&[f32]> {
         match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(v)) => Ok(v),
+            Storage::Cuda(_) => Err(no_cpu_view(op)),
             Storage::Cpu(CpuBuffer::I32(_)) => Err(Error::DTypeMismatch {
                 op,
                 expected: DType::F32,
@@ -189,6 +254,7 @@ impl Tensor {
     pub(crate) fn i32_slice(&self, op: &'static str) -> Result<&[i32]> {
         match &*self.storage {
             Storage::Cpu(CpuBuffer::I32(v)) => Ok(v),
+            Storage::Cuda(_) => Err(no_cpu_view(op)),
             Storage::Cpu(CpuBuffer::F32(_)) => Err(Error::DTypeMismatch {
                 op,
                 expected: DType::I32,
@@ -198,15 +264,12 @@ impl Tensor {
     }
 }
 
-/// Fails with a clear error for devices this build cannot drive.
-fn require_available(device: Device) -> Result<()> {
-    match device {
-        Device::Cpu => Ok(()),
-        Device::Cuda(_) => Err(Error::DeviceUnavailable {
-            device,
-            why: "this build of loupe has no CUDA backend; use --device cpu".into(),
-        }),
-    }
+/// A CUDA tensor reached CPU code: every op dispatches on the device first, so this is a bug.
+fn no_cpu_view(op: &'static str) -> Error {
+    Error::invalid(
+        op,
+        "internal error: a CUDA tensor reached the CPU path (please report this)",
+    )
 }
 
 impl fmt::Debug for Tensor {
@@ -265,7 +328,8 @@ mod tests {
                 .contains("5 values cannot fill shape [2, 3]"),
             "{err}"
         );
-        let err = Tensor::zeros([2], Device::Cuda(0)).unwrap_err();
+        // A device that exists nowhere is a clear error, with or without a GPU.
+        let err = Tensor::zeros([2], Device::Cuda(4096)).unwrap_err();
         assert!(matches!(err, Error::DeviceUnavailable { .. }), "{err}");
         let x = Tensor::full([2, 2], 3.0, Device::Cpu).unwrap();
         assert_eq!(x.to_vec_f32().unwrap(), vec![3.0; 4]);

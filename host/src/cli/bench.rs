@@ -11,6 +11,8 @@ use crate::model::{Gpt2, RunSpec};
 pub enum BenchCommand {
     /// Forward-pass throughput (tokens/s) and peak memory on random token ids.
     Forward(ForwardArgs),
+    /// Matrix-multiply throughput (TFLOP/s) of the engine's kernels: f32, or bf16/f16 on tensor cores.
+    Gemm(super::bench_gemm::GemmArgs),
     /// Plugin overheads: the cost of a host call, the share of an op loop spent crossing into the host,
     /// cold-compile and cached load times. Needs the host-calls plugin (bench/plugin_overhead.sh).
     Plugin(super::bench_plugin::PluginBenchArgs),
@@ -42,6 +44,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let args = match cmd {
         BenchCommand::Forward(args) => args,
         BenchCommand::Plugin(args) => return super::bench_plugin::run(args),
+        BenchCommand::Gemm(args) => return super::bench_gemm::run(args),
     };
     let device = super::resolve_device(&args.device)?;
     let start = Instant::now();
@@ -100,16 +103,26 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     );
     println!("tokens/s:       {:.0}", tokens / median);
     println!("peak RSS:       {:.0} MiB", memory_kib("VmHWM") / 1024.0);
+    if let loupe_kernels::Device::Cuda(ordinal) = device
+        && let Some(mem) = loupe_kernels::cuda::memory_use(ordinal)
+    {
+        println!(
+            "GPU memory:     peak {:.0} MiB held by loupe of {:.0} MiB",
+            mem.peak as f64 / (1u64 << 20) as f64,
+            mem.total as f64 / (1u64 << 20) as f64
+        );
+    }
     Ok(())
 }
 
-/// One pass with the captures read back to the host, as a user of them would.
+/// One pass, finished: on a GPU, timing waits for the device to complete the queued work.
 fn run_once(model: &Gpt2, ids: &Tensor, spec: &RunSpec) -> Result<()> {
     let out = model.forward(ids, spec)?;
     if let Some(logits) = &out.logits {
         std::hint::black_box(logits.numel());
     }
     std::hint::black_box(out.captures.len());
+    ids.device().synchronize()?;
     Ok(())
 }
 

@@ -6,17 +6,15 @@ use loupe_kernels::cuda::{self, Driver};
 pub fn run() -> Result<()> {
     let threads = rayon::current_num_threads();
     println!("loupe {}", env!("CARGO_PKG_VERSION"));
+    // What `--device auto` would take.
+    match cuda::unavailable_reason(0) {
+        None => println!("backend: cuda:0 (--device auto); cpu ({threads} threads) on request"),
+        Some(why) => println!("backend: cpu ({threads} threads); {why}"),
+    }
     match cuda::driver() {
-        Driver::Missing => {
-            println!("backend: cpu ({threads} threads); no CUDA driver (libcuda) could be loaded");
-        }
-        Driver::Unusable(why) => {
-            println!("backend: cpu ({threads} threads); the CUDA driver loaded but failed: {why}");
-        }
+        Driver::Missing => println!("cuda driver: not loaded"),
+        Driver::Unusable(why) => println!("cuda driver: loaded but failed: {why}"),
         Driver::Ready(gpus) => {
-            println!(
-                "backend: cpu ({threads} threads); CUDA ops do not run in this build yet, so GPUs are listed but unused"
-            );
             for gpu in gpus {
                 let (major, minor) = gpu.compute_capability;
                 println!(

@@ -1,6 +1,7 @@
 //! The `loupe` command line.
 
 mod bench;
+mod bench_gemm;
 mod bench_plugin;
 mod doctor;
 mod edits;
@@ -62,7 +63,7 @@ impl Cli {
     }
 }
 
-/// Resolves `--device auto|cpu|cuda[:N]`. `auto` falls back to the CPU with one line on stderr.
+/// Resolves `--device auto|cpu|cuda[:N]`. `auto` says in one line on stderr which it took and why.
 pub fn resolve_device(choice: &str) -> Result<Device> {
     crate::device::resolve_device(choice).map_err(|e| anyhow::anyhow!("--{e}"))
 }

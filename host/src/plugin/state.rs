@@ -174,6 +174,7 @@ pub(crate) fn engine_error(op: &str, e: loupe_kernels::Error) -> ApiError {
         E::AxisOutOfRange { .. } | E::InvalidArgument { .. } | E::IndexOutOfRange { .. } => {
             ErrorKind::InvalidArgument
         }
+        E::OutOfDeviceMemory { .. } => ErrorKind::OutOfQuota,
         E::DeviceMismatch { .. } | E::DeviceUnavailable { .. } => ErrorKind::Internal,
     };
     // The engine names its op too (`binary: shapes ...`); once is enough.

@@ -24,7 +24,9 @@ pub const SOURCES: &[KernelSource] = &[
     cuda_source!("optim"),
     cuda_source!("sparse"),
     cuda_source!("matmul"),
+    cuda_source!("matmul_tc"),
     cuda_source!("gather"),
+    cuda_source!("layout"),
     cuda_source!("attention"),
     cuda_source!("topk"),
 ];

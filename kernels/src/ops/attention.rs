@@ -40,6 +40,16 @@ impl Tensor {
             k_len,
             d_head,
         };
+        if let Some(q) = self.gpu() {
+            let out = crate::cuda::ops::nn::attention_pattern(
+                q,
+                k.gpu_operand(OP)?,
+                dims,
+                scale,
+                causal,
+            )?;
+            return Ok(Tensor::from_gpu(out, [batch, heads, q_len, k_len]));
+        }
         let out = cpu::pattern(self.f32_slice(OP)?, k.f32_slice(OP)?, dims, scale, causal);
         Ok(Tensor::cpu_f32(out, [batch, heads, q_len, k_len]))
     }
@@ -72,6 +82,10 @@ impl Tensor {
             k_len,
             d_head,
         };
+        if let Some(pattern) = self.gpu() {
+            let out = crate::cuda::ops::nn::attention_values(pattern, v.gpu_operand(OP)?, dims)?;
+            return Ok(Tensor::from_gpu(out, [batch, q_len, heads, d_head]));
+        }
         let out = cpu::weighted_values(self.f32_slice(OP)?, v.f32_slice(OP)?, dims);
         Ok(Tensor::cpu_f32(out, [batch, q_len, heads, d_head]))
     }

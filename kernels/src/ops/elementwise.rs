@@ -1,9 +1,13 @@
 use super::{BinaryOp, UnaryOp, same_device};
 use crate::cpu::elementwise as cpu;
+use crate::cuda::ops::elementwise as gpu;
 use crate::{Error, Result, Shape, Tensor};
 
 impl Tensor {
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        if let Some(x) = self.gpu() {
+            return Ok(Tensor::from_gpu(gpu::unary(op, x)?, self.shape.clone()));
+        }
         let x = self.f32_slice("unary")?;
         Ok(Tensor::cpu_f32(cpu::unary(op, x), self.shape.clone()))
     }
@@ -12,6 +16,11 @@ impl Tensor {
         const OP: &str = "binary";
         same_device(OP, self, rhs)?;
         let out = Shape::broadcast(OP, &self.shape, &rhs.shape)?;
+        if let Some(a) = self.gpu() {
+            let b = rhs.gpu_operand(OP)?;
+            let buffer = gpu::binary(op, a, &self.shape, b, &rhs.shape, &out)?;
+            return Ok(Tensor::from_gpu(buffer, out));
+        }
         let (a, b) = (self.f32_slice(OP)?, rhs.f32_slice(OP)?);
         Ok(Tensor::cpu_f32(
             cpu::binary(op, a, &self.shape, b, &rhs.shape, &out),
@@ -61,6 +70,12 @@ impl Tensor {
 
     /// `x * mul + add` with scalars.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        if let Some(x) = self.gpu() {
+            return Ok(Tensor::from_gpu(
+                gpu::affine(x, mul, add)?,
+                self.shape.clone(),
+            ));
+        }
         let x = self.f32_slice("affine")?;
         Ok(Tensor::cpu_f32(
             cpu::map(x, |v| v * mul + add),
@@ -74,6 +89,12 @@ impl Tensor {
             return Err(Error::invalid(
                 "clamp",
                 format!("min {min} must not exceed max {max}"),
+            ));
+        }
+        if let Some(x) = self.gpu() {
+            return Ok(Tensor::from_gpu(
+                gpu::clamp(x, min, max)?,
+                self.shape.clone(),
             ));
         }
         let x = self.f32_slice("clamp")?;
@@ -90,6 +111,19 @@ impl Tensor {
         same_device(OP, self, on_false)?;
         let out = Shape::broadcast(OP, &self.shape, &on_true.shape)?;
         let out = Shape::broadcast(OP, &out, &on_false.shape)?;
+        if let Some(cond) = self.gpu() {
+            let (a, b) = (on_true.gpu_operand(OP)?, on_false.gpu_operand(OP)?);
+            let buffer = gpu::select(
+                cond,
+                &self.shape,
+                a,
+                &on_true.shape,
+                b,
+                &on_false.shape,
+                &out,
+            )?;
+            return Ok(Tensor::from_gpu(buffer, out));
+        }
         let cond = self.f32_slice(OP)?;
         let (a, b) = (on_true.f32_slice(OP)?, on_false.f32_slice(OP)?);
         Ok(Tensor::cpu_f32(

@@ -1,4 +1,5 @@
 use crate::cpu::layout as cpu;
+use crate::cuda::ops::{elementwise as gpu_cast, layout as gpu};
 use crate::storage::{CpuBuffer, Storage};
 use crate::{DType, Error, Result, Shape, Tensor};
 
@@ -40,6 +41,9 @@ impl Tensor {
         let buffer = match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(x)) => CpuBuffer::F32(cpu::permute(x, &self.shape, perm)),
             Storage::Cpu(CpuBuffer::I32(x)) => CpuBuffer::I32(cpu::permute(x, &self.shape, perm)),
+            Storage::Cuda(x) => {
+                return Ok(Tensor::from_gpu(gpu::permute(x, &self.shape, perm)?, dims));
+            }
         };
         Ok(Tensor::from_cpu(buffer, dims.into()))
     }
@@ -75,6 +79,10 @@ impl Tensor {
             Storage::Cpu(CpuBuffer::I32(x)) => {
                 CpuBuffer::I32(cpu::slice(x, outer, len, inner, start, end))
             }
+            Storage::Cuda(x) => {
+                let out = gpu::slice(x, outer, len, inner, start, end)?;
+                return Ok(Tensor::from_gpu(out, dims));
+            }
         };
         Ok(Tensor::from_cpu(buffer, dims.into()))
     }
@@ -109,6 +117,13 @@ impl Tensor {
         let (outer, _, inner) = first.shape.split_at_axis(axis);
         let mut dims = first.dims().to_vec();
         dims[axis] = parts.iter().map(|p| p.dims()[axis]).sum();
+        if first.gpu().is_some() {
+            let parts = parts
+                .iter()
+                .map(|p| Ok((p.gpu_operand(OP)?, p.dims()[axis])))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::from_gpu(gpu::concat(&parts, outer, inner)?, dims));
+        }
         let buffer = match first.dtype() {
             DType::F32 => {
                 let slices = parts
@@ -139,7 +154,15 @@ impl Tensor {
                 format!("indices must be 1-D, got {}", indices.shape),
             ));
         }
-        let idx = indices.i32_slice(OP)?;
+        // On a GPU the (few) indices are read back for the range check, as embedding does.
+        let host_idx;
+        let idx = match indices.gpu() {
+            Some(_) => {
+                host_idx = indices.to_vec_i32()?;
+                &host_idx[..]
+            }
+            None => indices.i32_slice(OP)?,
+        };
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= len) {
             return Err(Error::IndexOutOfRange {
@@ -157,6 +180,10 @@ impl Tensor {
             Storage::Cpu(CpuBuffer::I32(x)) => {
                 CpuBuffer::I32(cpu::index_select(x, outer, len, inner, idx))
             }
+            Storage::Cuda(x) => {
+                let out = gpu::index_select(x, outer, len, inner, indices.gpu_operand(OP)?)?;
+                return Ok(Tensor::from_gpu(out, dims));
+            }
         };
         Ok(Tensor::from_cpu(buffer, dims.into()))
     }
@@ -165,6 +192,9 @@ impl Tensor {
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
         let buffer = match (&*self.storage, dtype) {
             (_, d) if d == self.dtype() => return Ok(self.clone()),
+            (Storage::Cuda(x), to) => {
+                return Ok(Tensor::from_gpu(gpu_cast::cast(x, to)?, self.shape.clone()));
+            }
             (Storage::Cpu(CpuBuffer::F32(x)), DType::I32) => {
                 CpuBuffer::I32(x.iter().map(|&v| v as i32).collect())
             }

@@ -1,6 +1,34 @@
 use super::same_device;
 use crate::cpu::matmul::{Operand, batched_matmul};
+use crate::cuda::ops::matmul::{self as gpu, Gemm};
 use crate::{Error, Result, Shape, Tensor};
+
+/// The precision a matmul multiplies in. Accumulation is always f32; method math uses `F32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MatmulPrecision {
+    /// f32 products: the reference.
+    #[default]
+    F32,
+    /// Operands rounded to bfloat16 (round to nearest even), products accumulated in f32: the
+    /// tensor-core path on a GPU, its exact twin on the CPU (bf16 products are exact in f32).
+    Bf16,
+    /// Operands rounded to IEEE half precision, products accumulated in f32.
+    F16,
+}
+
+impl MatmulPrecision {
+    /// `x` rounded to this precision and widened back to f32.
+    fn round(self, x: &[f32]) -> Vec<f32> {
+        match self {
+            MatmulPrecision::F32 => x.to_vec(),
+            MatmulPrecision::Bf16 => x
+                .iter()
+                .map(|&v| half::bf16::from_f32(v).to_f32())
+                .collect(),
+            MatmulPrecision::F16 => x.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect(),
+        }
+    }
+}
 
 impl Tensor {
     /// Batched matrix product `op(self) · op(rhs)` where `op` transposes the last two axes when its flag
@@ -14,6 +42,17 @@ impl Tensor {
         self.scaled_matmul("matmul", rhs, transpose_lhs, transpose_rhs, 1.0)
     }
 
+    /// [`Tensor::matmul_t`] multiplying in `precision` (bf16/f16: tensor cores on a GPU).
+    pub fn matmul_with_precision(
+        &self,
+        rhs: &Tensor,
+        transpose_lhs: bool,
+        transpose_rhs: bool,
+        precision: MatmulPrecision,
+    ) -> Result<Tensor> {
+        self.gemm("matmul", rhs, transpose_lhs, transpose_rhs, 1.0, precision)
+    }
+
     /// `scale · op(self) · op(rhs)`, the scale applied inside the GEMM at no extra cost.
     pub(crate) fn scaled_matmul(
         &self,
@@ -22,6 +61,25 @@ impl Tensor {
         transpose_lhs: bool,
         transpose_rhs: bool,
         scale: f32,
+    ) -> Result<Tensor> {
+        self.gemm(
+            op,
+            rhs,
+            transpose_lhs,
+            transpose_rhs,
+            scale,
+            MatmulPrecision::F32,
+        )
+    }
+
+    fn gemm(
+        &self,
+        op: &'static str,
+        rhs: &Tensor,
+        transpose_lhs: bool,
+        transpose_rhs: bool,
+        scale: f32,
+        precision: MatmulPrecision,
     ) -> Result<Tensor> {
         same_device(op, self, rhs)?;
         if self.rank() < 2 || rhs.rank() < 2 {
@@ -50,21 +108,50 @@ impl Tensor {
             Error::shapes(op, &self.shape, &rhs.shape, "batch axes do not broadcast")
         })?;
 
+        let mut dims = batch.dims().to_vec();
+        dims.extend([m, n]);
+        let lhs_offsets = batch_offsets(&lhs_batch, &batch, la * lb);
+        let rhs_offsets = batch_offsets(&rhs_batch, &batch, ra * rb);
+        if let Some(a) = self.gpu() {
+            let gemm = Gemm {
+                m,
+                k,
+                n,
+                transpose_lhs,
+                transpose_rhs,
+                lhs_offsets: &lhs_offsets,
+                rhs_offsets: &rhs_offsets,
+                scale,
+                precision,
+            };
+            let out = gpu::matmul(a, rhs.gpu_operand(op)?, &gemm)?;
+            return Ok(Tensor::from_gpu(out, dims));
+        }
+        let rounded = (precision != MatmulPrecision::F32)
+            .then(|| {
+                Ok::<_, Error>((
+                    precision.round(self.f32_slice(op)?),
+                    precision.round(rhs.f32_slice(op)?),
+                ))
+            })
+            .transpose()?;
+        let (lhs_data, rhs_data) = match &rounded {
+            Some((a, b)) => (&a[..], &b[..]),
+            None => (self.f32_slice(op)?, rhs.f32_slice(op)?),
+        };
         let lhs = Operand {
-            data: self.f32_slice(op)?,
-            batch_offsets: batch_offsets(&lhs_batch, &batch, la * lb),
+            data: lhs_data,
+            batch_offsets: lhs_offsets,
             row_stride: if transpose_lhs { 1 } else { lb },
             col_stride: if transpose_lhs { lb } else { 1 },
         };
         let rhs_op = Operand {
-            data: rhs.f32_slice(op)?,
-            batch_offsets: batch_offsets(&rhs_batch, &batch, ra * rb),
+            data: rhs_data,
+            batch_offsets: rhs_offsets,
             row_stride: if transpose_rhs { 1 } else { rb },
             col_stride: if transpose_rhs { rb } else { 1 },
         };
         let out = batched_matmul(&lhs, &rhs_op, m, k, n, scale);
-        let mut dims = batch.dims().to_vec();
-        dims.extend([m, n]);
         Ok(Tensor::cpu_f32(out, dims))
     }
 
@@ -86,22 +173,39 @@ impl Tensor {
             ));
         }
         let n = weight.dims()[1];
-        let bias = match bias {
-            Some(b) => {
-                same_device(OP, self, b)?;
-                if b.dims() != [n] {
-                    return Err(Error::shapes(
-                        OP,
-                        &weight.shape,
-                        &b.shape,
-                        format!("bias must be [{n}]"),
-                    ));
-                }
-                Some(b.f32_slice(OP)?)
+        if let Some(b) = bias {
+            same_device(OP, self, b)?;
+            if b.dims() != [n] {
+                return Err(Error::shapes(
+                    OP,
+                    &weight.shape,
+                    &b.shape,
+                    format!("bias must be [{n}]"),
+                ));
             }
-            None => None,
-        };
+        }
         let rows = self.numel() / k.max(1);
+        let mut dims = self.dims().to_vec();
+        *dims.last_mut().expect("rank checked above") = n;
+        if let Some(x) = self.gpu() {
+            let gemm = Gemm {
+                m: rows,
+                k,
+                n,
+                transpose_lhs: false,
+                transpose_rhs: false,
+                lhs_offsets: &[0],
+                rhs_offsets: &[0],
+                scale: 1.0,
+                precision: MatmulPrecision::F32,
+            };
+            let product = Tensor::from_gpu(gpu::matmul(x, weight.gpu_operand(OP)?, &gemm)?, dims);
+            return match bias {
+                Some(b) => product.add(b),
+                None => Ok(product),
+            };
+        }
+        let bias = bias.map(|b| b.f32_slice(OP)).transpose()?;
         let out = crate::cpu::matmul::linear(
             self.f32_slice(OP)?,
             weight.f32_slice(OP)?,
@@ -110,8 +214,6 @@ impl Tensor {
             k,
             n,
         );
-        let mut dims = self.dims().to_vec();
-        *dims.last_mut().expect("rank checked above") = n;
         Ok(Tensor::cpu_f32(out, dims))
     }
 
@@ -268,5 +370,50 @@ mod tests {
             .matmul(&t(&[1.; 27], &[3, 3, 3]))
             .unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
+    }
+
+    /// The 16-bit paths multiply the rounded operands exactly (16-bit products fit f32), so they equal
+    /// the naive product of the rounded inputs up to summation order, and differ from f32 by about the
+    /// format's precision.
+    #[test]
+    fn half_precisions_round_the_operands_and_accumulate_in_f32() {
+        use super::MatmulPrecision;
+        let (m, k, n) = (13, 70, 11);
+        let a = Tensor::randn([k, m], 0.0, 1.0, 1, Device::Cpu).unwrap();
+        let b = Tensor::randn([k, n], 0.0, 1.0, 2, Device::Cpu).unwrap();
+        let exact = a.matmul_t(&b, true, false).unwrap().to_vec_f32().unwrap();
+        for (precision, unit) in [
+            (MatmulPrecision::Bf16, 2f32.powi(-8)),
+            (MatmulPrecision::F16, 2f32.powi(-11)),
+        ] {
+            let got = a
+                .matmul_with_precision(&b, true, false, precision)
+                .unwrap()
+                .to_vec_f32()
+                .unwrap();
+            let (ra, rb) = (
+                precision.round(&a.to_vec_f32().unwrap()),
+                precision.round(&b.to_vec_f32().unwrap()),
+            );
+            let at: Vec<f32> = (0..m * k).map(|i| ra[(i % k) * m + i / k]).collect();
+            let reference = naive(&at, &rb, m, k, n);
+            let scale = (k as f32).sqrt();
+            let mut worst_vs_f32 = 0.0f32;
+            for i in 0..m * n {
+                assert!(
+                    (got[i] - reference[i]).abs() <= 1e-5 * scale,
+                    "{precision:?} element {i}: {} vs {}",
+                    got[i],
+                    reference[i]
+                );
+                worst_vs_f32 = worst_vs_f32.max((got[i] - exact[i]).abs());
+            }
+            // Rounding shows (the path is not f32 in disguise) but stays within a few units.
+            assert!(worst_vs_f32 > 0.0, "{precision:?} equals f32 exactly");
+            assert!(
+                worst_vs_f32 <= 4.0 * unit * scale,
+                "{precision:?}: {worst_vs_f32} from f32"
+            );
+        }
     }
 }

@@ -16,6 +16,7 @@ pub(crate) mod test_util;
 
 use crate::{Error, Result, Tensor};
 
+pub use matmul::MatmulPrecision;
 pub use optim::AdamConfig;
 
 /// Element-by-element functions of one tensor.

@@ -1,5 +1,6 @@
 use super::same_device;
 use crate::cpu::nn as cpu;
+use crate::cuda::ops::{nn as gpu, rowwise as gpu_rows};
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
@@ -16,6 +17,10 @@ impl Tensor {
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor> {
         let axis = self.shape.axis(op, axis)?;
         let (_, len, inner) = self.shape.split_at_axis(axis);
+        if let Some(x) = self.gpu() {
+            let out = gpu_rows::softmax(x, len, inner, log)?;
+            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+        }
         let x = self.f32_slice(op)?;
         Ok(Tensor::cpu_f32(
             cpu::softmax(x, len, inner, log),
@@ -42,6 +47,11 @@ impl Tensor {
                 ));
             }
         }
+        if let Some(x) = self.gpu() {
+            let (w, b) = (weight.gpu_operand(OP)?, bias.gpu_operand(OP)?);
+            let out = gpu_rows::layer_norm(x, w, b, d, eps)?;
+            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+        }
         let out = cpu::layer_norm(
             self.f32_slice(OP)?,
             weight.f32_slice(OP)?,
@@ -63,7 +73,18 @@ impl Tensor {
             ));
         }
         let (vocab, d) = (self.dims()[0], self.dims()[1]);
-        let id_values = ids.i32_slice(OP)?;
+        let mut dims = ids.dims().to_vec();
+        dims.push(d);
+        // Ids are few: on a GPU they are read back for the range check, which keeps the kernel simple
+        // and the error the CPU engine's.
+        let host_ids;
+        let id_values = match ids.gpu() {
+            Some(_) => {
+                host_ids = ids.to_vec_i32()?;
+                &host_ids[..]
+            }
+            None => ids.i32_slice(OP)?,
+        };
         if let Some(&bad) = id_values.iter().find(|&&i| i < 0 || i as usize >= vocab) {
             return Err(Error::IndexOutOfRange {
                 op: OP,
@@ -71,8 +92,10 @@ impl Tensor {
                 size: vocab,
             });
         }
-        let mut dims = ids.dims().to_vec();
-        dims.push(d);
+        if let Some(table) = self.gpu() {
+            let out = gpu::embedding(table, ids.gpu_operand(OP)?, d)?;
+            return Ok(Tensor::from_gpu(out, dims));
+        }
         Ok(Tensor::cpu_f32(
             cpu::embedding(id_values, self.f32_slice(OP)?, d),
             dims,
@@ -100,6 +123,10 @@ impl Tensor {
     pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
         const OP: &str = "keep_top_k";
         let len = self.row_len_for_k(OP, k)?;
+        if let Some(x) = self.gpu() {
+            let out = gpu::keep_top_k(x, len, k)?;
+            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+        }
         Ok(Tensor::cpu_f32(
             cpu::keep_top_k(self.f32_slice(OP)?, len, k),
             self.shape.clone(),
@@ -110,9 +137,16 @@ impl Tensor {
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
         const OP: &str = "top_k";
         let len = self.row_len_for_k(OP, k)?;
-        let (values, indices) = cpu::top_k(self.f32_slice(OP)?, len, k);
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = k;
+        if let Some(x) = self.gpu() {
+            let (values, indices) = gpu::top_k(x, len, k)?;
+            return Ok((
+                Tensor::from_gpu(values, dims.clone()),
+                Tensor::from_gpu(indices, dims),
+            ));
+        }
+        let (values, indices) = cpu::top_k(self.f32_slice(OP)?, len, k);
         Ok((
             Tensor::cpu_f32(values, dims.clone()),
             Tensor::cpu_i32(indices, dims),
@@ -135,6 +169,10 @@ impl Tensor {
                 OP,
                 format!("fewer keys ({k}) than queries ({q})"),
             ));
+        }
+        if let Some(x) = self.gpu() {
+            let out = crate::cuda::ops::elementwise::causal_mask(x, q, k, fill)?;
+            return Ok(Tensor::from_gpu(out, self.shape.clone()));
         }
         Ok(Tensor::cpu_f32(
             cpu::causal_mask(self.f32_slice(OP)?, q, k, fill),

@@ -78,6 +78,21 @@ impl Tensor {
             step_size: (lr as f64 / (1.0 - (beta1 as f64).powi(t))) as f32,
             bias_correction2_sqrt: (1.0 - (beta2 as f64).powi(t)).sqrt() as f32,
         };
+        let shape = param.shape.clone();
+        if let Some(p) = param.gpu() {
+            let (p, m, v) = crate::cuda::ops::nn::adam(
+                p,
+                grad.gpu_operand(OP)?,
+                m.gpu_operand(OP)?,
+                v.gpu_operand(OP)?,
+                &scalars,
+            )?;
+            return Ok((
+                Tensor::from_gpu(p, shape.clone()),
+                Tensor::from_gpu(m, shape.clone()),
+                Tensor::from_gpu(v, shape),
+            ));
+        }
         let (p, m, v) = cpu::adam(
             param.f32_slice(OP)?,
             grad.f32_slice(OP)?,
@@ -85,7 +100,6 @@ impl Tensor {
             v.f32_slice(OP)?,
             &scalars,
         );
-        let shape = param.shape.clone();
         Ok((
             Tensor::cpu_f32(p, shape.clone()),
             Tensor::cpu_f32(m, shape.clone()),

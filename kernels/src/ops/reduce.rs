@@ -1,5 +1,6 @@
 use super::ReduceOp;
 use crate::cpu::reduce as cpu;
+use crate::cuda::ops::rowwise as gpu;
 use crate::{Result, Shape, Tensor};
 
 impl Tensor {
@@ -7,10 +8,17 @@ impl Tensor {
     pub fn reduce(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
         let axis = self.shape.axis("reduce", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
+        let shape = reduced_shape(&self.shape, axis, keepdim);
+        if let Some(x) = self.gpu() {
+            return Ok(Tensor::from_gpu(
+                gpu::reduce(op, x, outer, len, inner)?,
+                shape,
+            ));
+        }
         let x = self.f32_slice("reduce")?;
         Ok(Tensor::cpu_f32(
             cpu::reduce(op, x, outer, len, inner),
-            reduced_shape(&self.shape, axis, keepdim),
+            shape,
         ))
     }
 
@@ -37,11 +45,12 @@ impl Tensor {
                 format!("axis {axis} of {} is empty", self.shape),
             ));
         }
+        let shape = reduced_shape(&self.shape, axis, keepdim);
+        if let Some(x) = self.gpu() {
+            return Ok(Tensor::from_gpu(gpu::argmax(x, outer, len, inner)?, shape));
+        }
         let x = self.f32_slice("argmax")?;
-        Ok(Tensor::cpu_i32(
-            cpu::argmax(x, outer, len, inner),
-            reduced_shape(&self.shape, axis, keepdim),
-        ))
+        Ok(Tensor::cpu_i32(cpu::argmax(x, outer, len, inner), shape))
     }
 }
 
