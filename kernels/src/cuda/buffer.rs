@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cudarc::driver::{CudaSlice, DevicePtr, DriverError, sys::CUresult};
+use cudarc::driver::{CudaSlice, DevicePtr, DeviceRepr, DriverError, sys::CUresult};
 
 use super::abi::Arg;
 use super::backend::CudaBackend;
@@ -153,11 +153,7 @@ impl DeviceBuffer {
     /// This buffer's address if it holds `dtype`, else the op's dtype error.
     pub(crate) fn typed(&self, op: &'static str, dtype: DType) -> Result<Arg> {
         if self.dtype() != dtype {
-            return Err(Error::DTypeMismatch {
-                op,
-                expected: dtype,
-                got: self.dtype(),
-            });
+            return Err(self.wrong_dtype(op, dtype));
         }
         Ok(self.ptr())
     }
@@ -165,33 +161,38 @@ impl DeviceBuffer {
     /// Copies the values back to the host, waiting for the work queued before.
     pub(crate) fn to_vec_f32(&self, op: &'static str) -> Result<Vec<f32>> {
         match &self.data {
-            DeviceData::F32(_) if self.len == 0 => Ok(Vec::new()),
-            DeviceData::F32(s) => self
-                .backend
-                .stream
-                .clone_dtoh(s)
-                .map_err(|e| self.failed(op, e)),
-            DeviceData::I32(_) => Err(Error::DTypeMismatch {
-                op,
-                expected: DType::F32,
-                got: DType::I32,
-            }),
+            DeviceData::F32(s) => self.download(op, s),
+            DeviceData::I32(_) => Err(self.wrong_dtype(op, DType::F32)),
         }
     }
 
     pub(crate) fn to_vec_i32(&self, op: &'static str) -> Result<Vec<i32>> {
         match &self.data {
-            DeviceData::I32(_) if self.len == 0 => Ok(Vec::new()),
-            DeviceData::I32(s) => self
-                .backend
-                .stream
-                .clone_dtoh(s)
-                .map_err(|e| self.failed(op, e)),
-            DeviceData::F32(_) => Err(Error::DTypeMismatch {
-                op,
-                expected: DType::I32,
-                got: DType::F32,
-            }),
+            DeviceData::I32(s) => self.download(op, s),
+            DeviceData::F32(_) => Err(self.wrong_dtype(op, DType::I32)),
+        }
+    }
+
+    /// The tensor's `len` elements of `slice` (an empty tensor's one unused element stays behind).
+    fn download<T: DeviceRepr + Default + Clone>(
+        &self,
+        op: &'static str,
+        slice: &CudaSlice<T>,
+    ) -> Result<Vec<T>> {
+        if self.len == 0 {
+            return Ok(Vec::new());
+        }
+        self.backend
+            .stream
+            .clone_dtoh(&slice.slice(..self.len))
+            .map_err(|e| self.failed(op, e))
+    }
+
+    fn wrong_dtype(&self, op: &'static str, expected: DType) -> Error {
+        Error::DTypeMismatch {
+            op,
+            expected,
+            got: self.dtype(),
         }
     }
 

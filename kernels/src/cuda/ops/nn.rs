@@ -1,6 +1,6 @@
 //! Embedding, top-k, attention and the Adam step.
 
-use super::{MAX_BLOCKS, THREADS, new_f32, per_element, per_row};
+use super::{MAX_BLOCKS, new_f32, per_element, per_row};
 use crate::cuda::abi::{Arg, len};
 use crate::cuda::buffer::DeviceBuffer;
 use crate::{DType, Result};
@@ -170,6 +170,5 @@ pub(crate) fn adam(
         Arg::F32(s.bias_correction2_sqrt),
     ];
     param.backend.launch("adam_step_f32", grid, block, &args)?;
-    debug_assert_eq!(block.0, THREADS);
     Ok((p_out, m_out, v_out))
 }
