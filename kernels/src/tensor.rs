@@ -1,3 +1,4 @@
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -195,16 +196,27 @@ impl Tensor {
 
     /// Copies the values back to the host. Waits for pending work on the tensor's device.
     pub fn to_vec_f32(&self) -> Result<Vec<f32>> {
-        match &*self.storage {
-            Storage::Cuda(b) => b.to_vec_f32("to_vec_f32"),
-            Storage::Cpu(_) => Ok(self.f32_slice("to_vec_f32")?.to_vec()),
-        }
+        Ok(self.f32_host("to_vec_f32")?.into_owned())
     }
 
     pub fn to_vec_i32(&self) -> Result<Vec<i32>> {
+        Ok(self.i32_host("to_vec_i32")?.into_owned())
+    }
+
+    /// The f32 elements on the host: a CPU tensor's own, a CUDA tensor's copied back. For the few ops
+    /// that check or solve their (small) inputs on the host.
+    pub(crate) fn f32_host(&self, op: &'static str) -> Result<Cow<'_, [f32]>> {
         match &*self.storage {
-            Storage::Cuda(b) => b.to_vec_i32("to_vec_i32"),
-            Storage::Cpu(_) => Ok(self.i32_slice("to_vec_i32")?.to_vec()),
+            Storage::Cuda(b) => Ok(Cow::Owned(b.to_vec_f32(op)?)),
+            Storage::Cpu(_) => Ok(Cow::Borrowed(self.f32_slice(op)?)),
+        }
+    }
+
+    /// The i32 elements on the host, as [`Tensor::f32_host`]: indices range-checked before a kernel.
+    pub(crate) fn i32_host(&self, op: &'static str) -> Result<Cow<'_, [i32]>> {
+        match &*self.storage {
+            Storage::Cuda(b) => Ok(Cow::Owned(b.to_vec_i32(op)?)),
+            Storage::Cpu(_) => Ok(Cow::Borrowed(self.i32_slice(op)?)),
         }
     }
 

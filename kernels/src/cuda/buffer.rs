@@ -86,25 +86,28 @@ impl DeviceBuffer {
     }
 
     pub(crate) fn from_f32(backend: &Arc<CudaBackend>, host: &[f32]) -> Result<DeviceBuffer> {
-        if host.is_empty() {
-            return Self::zeros("upload", backend, DType::F32, 0);
-        }
-        let data = backend
-            .stream
-            .clone_htod(host)
-            .map_err(|e| out_of_memory("upload", backend, std::mem::size_of_val(host), e))?;
-        Ok(Self::counted(DeviceData::F32(data), host.len(), backend))
+        Self::upload(backend, host, DType::F32, DeviceData::F32)
     }
 
     pub(crate) fn from_i32(backend: &Arc<CudaBackend>, host: &[i32]) -> Result<DeviceBuffer> {
+        Self::upload(backend, host, DType::I32, DeviceData::I32)
+    }
+
+    /// Copies `host` to the device as `dtype` (`wrap` names its variant).
+    fn upload<T: DeviceRepr>(
+        backend: &Arc<CudaBackend>,
+        host: &[T],
+        dtype: DType,
+        wrap: fn(CudaSlice<T>) -> DeviceData,
+    ) -> Result<DeviceBuffer> {
         if host.is_empty() {
-            return Self::zeros("upload", backend, DType::I32, 0);
+            return Self::zeros("upload", backend, dtype, 0);
         }
         let data = backend
             .stream
             .clone_htod(host)
             .map_err(|e| out_of_memory("upload", backend, std::mem::size_of_val(host), e))?;
-        Ok(Self::counted(DeviceData::I32(data), host.len(), backend))
+        Ok(Self::counted(wrap(data), host.len(), backend))
     }
 
     fn counted(data: DeviceData, len: usize, backend: &Arc<CudaBackend>) -> DeviceBuffer {

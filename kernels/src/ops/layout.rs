@@ -154,15 +154,8 @@ impl Tensor {
                 format!("indices must be 1-D, got {}", indices.shape),
             ));
         }
-        // On a GPU the (few) indices are read back for the range check, as embedding does.
-        let host_idx;
-        let idx = match indices.gpu() {
-            Some(_) => {
-                host_idx = indices.to_vec_i32()?;
-                &host_idx[..]
-            }
-            None => indices.i32_slice(OP)?,
-        };
+        // On a GPU the (few) indices are read back for the range check.
+        let idx = indices.i32_host(OP)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if let Some(&bad) = idx.iter().find(|&&i| i < 0 || i as usize >= len) {
             return Err(Error::IndexOutOfRange {
@@ -175,10 +168,10 @@ impl Tensor {
         dims[axis] = idx.len();
         let buffer = match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(x)) => {
-                CpuBuffer::F32(cpu::index_select(x, outer, len, inner, idx))
+                CpuBuffer::F32(cpu::index_select(x, outer, len, inner, &idx))
             }
             Storage::Cpu(CpuBuffer::I32(x)) => {
-                CpuBuffer::I32(cpu::index_select(x, outer, len, inner, idx))
+                CpuBuffer::I32(cpu::index_select(x, outer, len, inner, &idx))
             }
             Storage::Cuda(x) => {
                 let out = gpu::index_select(x, outer, len, inner, indices.gpu_operand(OP)?)?;

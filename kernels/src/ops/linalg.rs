@@ -42,26 +42,8 @@ impl Tensor {
         }
         // On a GPU the system is read back and solved here in f64: it is small (n is a factorisation's
         // rank or a regression's width), and a sequential Cholesky gains nothing from the device.
-        let on_device = a.gpu().is_some();
-        let host;
-        let (a_values, b_values) = if on_device {
-            if a.dtype() != crate::DType::F32 || b.dtype() != crate::DType::F32 {
-                let got = if a.dtype() != crate::DType::F32 {
-                    a.dtype()
-                } else {
-                    b.dtype()
-                };
-                return Err(Error::DTypeMismatch {
-                    op: OP,
-                    expected: crate::DType::F32,
-                    got,
-                });
-            }
-            host = (a.to_vec_f32()?, b.to_vec_f32()?);
-            (&host.0[..], &host.1[..])
-        } else {
-            (a.f32_slice(OP)?, b.f32_slice(OP)?)
-        };
+        let (a_host, b_host) = (a.f32_host(OP)?, b.f32_host(OP)?);
+        let (a_values, b_values) = (&a_host[..], &b_host[..]);
         if let Some((i, j)) = cpu::asymmetry(a_values, n, SYMMETRY_TOL) {
             return Err(Error::invalid(
                 OP,
@@ -82,10 +64,7 @@ impl Tensor {
                 ),
             )
         })?;
-        if on_device {
-            return Tensor::from_vec_f32(x, [n, m], a.device());
-        }
-        Ok(Tensor::cpu_f32(x, [n, m]))
+        Tensor::from_vec_f32(x, [n, m], a.device())
     }
 }
 

@@ -127,17 +127,12 @@ impl Tensor {
             let out = gpu::matmul(a, rhs.gpu_operand(op)?, &gemm)?;
             return Ok(Tensor::from_gpu(out, dims));
         }
+        let (lhs_data, rhs_data) = (self.f32_slice(op)?, rhs.f32_slice(op)?);
         let rounded = (precision != MatmulPrecision::F32)
-            .then(|| {
-                Ok::<_, Error>((
-                    precision.round(self.f32_slice(op)?),
-                    precision.round(rhs.f32_slice(op)?),
-                ))
-            })
-            .transpose()?;
+            .then(|| (precision.round(lhs_data), precision.round(rhs_data)));
         let (lhs_data, rhs_data) = match &rounded {
             Some((a, b)) => (&a[..], &b[..]),
-            None => (self.f32_slice(op)?, rhs.f32_slice(op)?),
+            None => (lhs_data, rhs_data),
         };
         let lhs = Operand {
             data: lhs_data,

@@ -77,14 +77,7 @@ impl Tensor {
         dims.push(d);
         // Ids are few: on a GPU they are read back for the range check, which keeps the kernel simple
         // and the error the CPU engine's.
-        let host_ids;
-        let id_values = match ids.gpu() {
-            Some(_) => {
-                host_ids = ids.to_vec_i32()?;
-                &host_ids[..]
-            }
-            None => ids.i32_slice(OP)?,
-        };
+        let id_values = ids.i32_host(OP)?;
         if let Some(&bad) = id_values.iter().find(|&&i| i < 0 || i as usize >= vocab) {
             return Err(Error::IndexOutOfRange {
                 op: OP,
@@ -97,7 +90,7 @@ impl Tensor {
             return Ok(Tensor::from_gpu(out, dims));
         }
         Ok(Tensor::cpu_f32(
-            cpu::embedding(id_values, self.f32_slice(OP)?, d),
+            cpu::embedding(&id_values, self.f32_slice(OP)?, d),
             dims,
         ))
     }

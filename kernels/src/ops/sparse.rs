@@ -5,37 +5,7 @@
 use super::same_device;
 use crate::cpu::sparse as cpu;
 use crate::cuda::ops::sparse as gpu;
-use crate::{DType, Error, Result, Shape, Tensor};
-
-/// The i32 indices on the host: a CPU tensor's own slice, or a GPU tensor's read back for the range
-/// check (the codes are `[n, k]` with small k, far smaller than the dense products they replace).
-enum HostIndices<'a> {
-    Borrowed(&'a [i32]),
-    Copied(Vec<i32>),
-}
-
-impl HostIndices<'_> {
-    fn of<'a>(op: &'static str, indices: &'a Tensor) -> Result<HostIndices<'a>> {
-        if indices.gpu().is_some() {
-            if indices.dtype() != DType::I32 {
-                return Err(Error::DTypeMismatch {
-                    op,
-                    expected: DType::I32,
-                    got: indices.dtype(),
-                });
-            }
-            return Ok(HostIndices::Copied(indices.to_vec_i32()?));
-        }
-        Ok(HostIndices::Borrowed(indices.i32_slice(op)?))
-    }
-
-    fn as_slice(&self) -> &[i32] {
-        match self {
-            HostIndices::Borrowed(s) => s,
-            HostIndices::Copied(v) => v,
-        }
-    }
-}
+use crate::{Error, Result, Shape, Tensor};
 
 /// The `[rows, cols]` of a 2-D `t`, or a shape error naming it against `other`.
 fn matrix(op: &'static str, t: &Tensor, other: &Tensor, why: &str) -> Result<(usize, usize)> {
@@ -94,10 +64,9 @@ impl Tensor {
         same_device(OP, values, table)?;
         let (m, d) = matrix(OP, table, indices, "table must be 2-D [m, d]")?;
         if let Some(v) = values.gpu() {
-            let idx = HostIndices::of(OP, indices)?;
-            check_indices(OP, idx.as_slice(), k, m, || {
-                format!("table is {}", table.shape)
-            })?;
+            // The codes are [n, k] with small k: read back for the range check.
+            let idx = indices.i32_host(OP)?;
+            check_indices(OP, &idx, k, m, || format!("table is {}", table.shape))?;
             let (i, t) = (indices.gpu_operand(OP)?, table.gpu_operand(OP)?);
             return Ok(Tensor::from_gpu(
                 gpu::sparse_matmul(v, i, t, n, k, d)?,
@@ -142,10 +111,9 @@ impl Tensor {
             ));
         }
         if let Some(x) = lhs.gpu() {
-            let idx = HostIndices::of(OP, indices)?;
-            check_indices(OP, idx.as_slice(), k, m, || {
-                format!("table is {}", table.shape)
-            })?;
+            // The codes are [n, k] with small k: read back for the range check.
+            let idx = indices.i32_host(OP)?;
+            check_indices(OP, &idx, k, m, || format!("table is {}", table.shape))?;
             let (i, t) = (indices.gpu_operand(OP)?, table.gpu_operand(OP)?);
             return Ok(Tensor::from_gpu(gpu::gather_dot(x, i, t, n, k, d)?, [n, k]));
         }
@@ -188,11 +156,12 @@ impl Tensor {
             ));
         }
         if let Some(v) = values.gpu() {
-            let idx = HostIndices::of(OP, indices)?;
-            check_indices(OP, idx.as_slice(), k, rows, || {
+            // The codes are [n, k] with small k: read back for the range check.
+            let idx = indices.i32_host(OP)?;
+            check_indices(OP, &idx, k, rows, || {
                 format!("the result has rows = {rows}")
             })?;
-            let out = gpu::scatter_outer(v, idx.as_slice(), rhs.gpu_operand(OP)?, k, d, rows)?;
+            let out = gpu::scatter_outer(v, &idx, rhs.gpu_operand(OP)?, k, d, rows)?;
             return Ok(Tensor::from_gpu(out, out_shape));
         }
         let (v, idx, x) = (

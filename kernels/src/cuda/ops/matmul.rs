@@ -1,6 +1,8 @@
 //! The matrix product: `matmul_f32` (f32 FMA, tiled) or, for bf16/f16 precision, the tensor-core
 //! kernels of matmul_tc.cu, which round f32 operands to 16 bits as they stage them and accumulate in f32.
 
+use std::sync::OnceLock;
+
 use super::new_f32;
 use crate::cuda::SOURCES;
 use crate::cuda::abi::{Arg, len};
@@ -25,6 +27,7 @@ pub(crate) struct Gemm<'a> {
 const MAX_BATCH_PER_LAUNCH: usize = 65_535;
 
 /// Tile and block geometry of a matmul kernel.
+#[derive(Debug, Clone, Copy)]
 struct Geometry {
     tile_m: usize,
     tile_n: usize,
@@ -43,38 +46,37 @@ fn define(module: &str, name: &str) -> Option<usize> {
     })
 }
 
+/// The f32 and the tensor-core kernels' geometry, read once from their sources (compiled in, so
+/// their `#define`s never change).
+fn tiles() -> Option<&'static (Geometry, Geometry)> {
+    static TILES: OnceLock<Option<(Geometry, Geometry)>> = OnceLock::new();
+    TILES
+        .get_or_init(|| {
+            let tile = define("matmul", "TILE")?;
+            let side = (tile / define("matmul", "PER_THREAD")?) as u32;
+            let f32_path = Geometry {
+                tile_m: tile,
+                tile_n: tile,
+                block: (side, side, 1),
+            };
+            let tensor_cores = Geometry {
+                tile_m: define("matmul_tc", "TC_BLOCK_M")?,
+                tile_n: define("matmul_tc", "TC_BLOCK_N")?,
+                block: (define("matmul_tc", "TC_THREADS")? as u32, 1, 1),
+            };
+            Some((f32_path, tensor_cores))
+        })
+        .as_ref()
+}
+
 fn geometry(precision: MatmulPrecision) -> Result<(&'static str, Geometry)> {
-    let missing = || Error::invalid("matmul", "internal error: a kernel's tile size is missing");
+    let (f32_path, tensor_cores) = tiles().ok_or_else(|| {
+        Error::invalid("matmul", "internal error: a kernel's tile size is missing")
+    })?;
     Ok(match precision {
-        MatmulPrecision::F32 => {
-            let tile = define("matmul", "TILE").ok_or_else(missing)?;
-            let side = (tile / define("matmul", "PER_THREAD").ok_or_else(missing)?) as u32;
-            (
-                "matmul_f32",
-                Geometry {
-                    tile_m: tile,
-                    tile_n: tile,
-                    block: (side, side, 1),
-                },
-            )
-        }
-        MatmulPrecision::Bf16 | MatmulPrecision::F16 => {
-            let geometry = Geometry {
-                tile_m: define("matmul_tc", "TC_BLOCK_M").ok_or_else(missing)?,
-                tile_n: define("matmul_tc", "TC_BLOCK_N").ok_or_else(missing)?,
-                block: (
-                    define("matmul_tc", "TC_THREADS").ok_or_else(missing)? as u32,
-                    1,
-                    1,
-                ),
-            };
-            let kernel = if precision == MatmulPrecision::Bf16 {
-                "matmul_tc_bf16_f32in"
-            } else {
-                "matmul_tc_f16_f32in"
-            };
-            (kernel, geometry)
-        }
+        MatmulPrecision::F32 => ("matmul_f32", *f32_path),
+        MatmulPrecision::Bf16 => ("matmul_tc_bf16_f32in", *tensor_cores),
+        MatmulPrecision::F16 => ("matmul_tc_f16_f32in", *tensor_cores),
     })
 }
 
