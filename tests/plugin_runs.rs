@@ -111,12 +111,8 @@ struct Reference {
 fn reference_stats(model: &Path, hook: &str, seq_len: usize) -> Reference {
     let loaded = LoadedModel::load(model, Device::Cpu).unwrap();
     let spec = TextSpec {
-        path: corpus(),
         seq_len,
-        bos: true,
-        pack: true,
-        field: "text".into(),
-        max_sequences: None,
+        ..TextSpec::new(corpus())
     };
     let data = TextDataset::load(&spec, loaded.tokenizer.as_ref().unwrap(), loaded.bos).unwrap();
     let n = data.info().rows as usize;

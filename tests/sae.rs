@@ -7,58 +7,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::planted::{Rng, write_activations, write_file as write};
 use common::plugins::{
-    assert_success, loupe_run, product_plugins, quickstart_model, read_json, repo_root,
-    runs_by_name, tiny_model,
+    quickstart_model, read_json, repo_root, run_err, run_ok, runs_by_name, tiny_model,
 };
 use common::{fixtures_dir, read_safetensors, worst_mismatch};
-
-fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, body).unwrap();
-    path
-}
-
-/// `loupe run` with the product plugins; panics with loupe's output when it fails.
-fn run_ok(exp: &Path, out: &Path) {
-    let plugins = product_plugins().to_str().unwrap().to_string();
-    assert_success(&loupe_run(
-        exp,
-        out,
-        &["--plugins", &plugins, "--device", "cpu"],
-    ));
-}
-
-fn run_err(exp: &Path, out: &Path) -> String {
-    let plugins = product_plugins().to_str().unwrap().to_string();
-    let output = loupe_run(exp, out, &["--plugins", &plugins, "--device", "cpu"]);
-    assert!(!output.status.success(), "the run should have failed");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
-
-/// A small deterministic generator for the planted data (SplitMix64, Box–Muller).
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u, v) = (self.uniform().max(1e-300), self.uniform());
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-    }
-}
 
 /// `atoms` random unit directions in `d` dimensions, row-major `[atoms, d]`.
 fn random_dictionary(rng: &mut Rng, atoms: usize, d: usize) -> Vec<f32> {
@@ -96,17 +49,6 @@ fn planted_rows(
         }
     }
     out
-}
-
-fn write_activations(path: &Path, rows: &[f32], d: usize) {
-    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(
-        safetensors::Dtype::F32,
-        vec![rows.len() / d, d],
-        &bytes,
-    )
-    .unwrap();
-    safetensors::serialize_to_file([("activations", view)], None, path).unwrap();
 }
 
 /// 4096 rows of 3 atoms out of 64 in `d` dimensions, noise 0.05: quick to train on.

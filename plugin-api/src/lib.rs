@@ -41,6 +41,7 @@ pub mod manifest;
 pub mod model;
 mod ops;
 pub mod report;
+pub mod rng;
 pub mod runtime;
 mod tensor;
 

@@ -36,6 +36,11 @@ pub struct TextSpec {
     /// Pack documents back to back (true) or make one sequence per document, truncated (false).
     #[serde(default = "yes")]
     pub pack: bool,
+    /// With `pack = false`: pad documents shorter than a sequence at the end with the BOS token (as
+    /// TransformerLens pads GPT-2) instead of dropping them. Padding after the text leaves its
+    /// activations exactly as without padding (attention is causal); plugins drop the BOS positions.
+    #[serde(default)]
+    pub pad: bool,
     /// jsonl: the key holding each document's text.
     #[serde(default = "default_field")]
     pub field: String,
@@ -52,6 +57,7 @@ impl TextSpec {
             seq_len: default_seq_len(),
             bos: true,
             pack: true,
+            pad: false,
             field: default_field(),
             max_sequences: None,
         }

@@ -77,11 +77,12 @@ impl TextDataset {
     ) -> Result<Self, DataError> {
         let path = spec.path.as_path();
         let format = Format::of(path)?;
-        let bos = check_spec(spec, tokenizer, bos)?;
+        let (bos, pad) = check_spec(spec, tokenizer, bos)?;
         let text = read_text(path)?;
 
         let limit = spec.max_sequences.unwrap_or(usize::MAX);
         let mut cutter = Cutter::new(spec.seq_len, bos, spec.pack, limit);
+        cutter.pad = pad;
         for_each_document(path, format, &spec.field, &text, |line, document| {
             let at = |why: String| match line {
                 Some(line) => DataError::line(path, line, why),
@@ -149,12 +150,13 @@ impl TextDataset {
     }
 }
 
-/// Rejects settings that cannot produce a sequence, before the file is read; gives the BOS id to use.
+/// Rejects settings that cannot produce a sequence, before the file is read; gives the ids to start
+/// sequences with (BOS) and to pad them with.
 fn check_spec(
     spec: &TextSpec,
     tokenizer: &TextTokenizer,
     bos: Option<u32>,
-) -> Result<Option<u32>, DataError> {
+) -> Result<(Option<u32>, Option<u32>), DataError> {
     let path = spec.path.as_path();
     let min = if spec.bos { 2 } else { 1 };
     if spec.seq_len < min {
@@ -184,13 +186,23 @@ fn check_spec(
             "max_sequences = 0 selects no sequences; remove it or set it to at least 1",
         ));
     }
-    if !spec.bos {
-        return Ok(None);
+    if spec.pad && spec.pack {
+        return Err(DataError::spec(
+            path,
+            "pad = true applies to pack = false (packed sequences are never short); remove pad or set pack = false",
+        ));
+    }
+    if !spec.bos && !spec.pad {
+        return Ok((None, None));
     }
     let Some(id) = bos else {
         return Err(DataError::spec(
             path,
-            "the model's tokenizer has no BOS token; set bos = false",
+            if spec.bos {
+                "the model's tokenizer has no BOS token; set bos = false"
+            } else {
+                "the model's tokenizer has no BOS token to pad with; set pad = false"
+            },
         ));
     };
     let vocab = tokenizer.vocab_size();
@@ -202,7 +214,7 @@ fn check_spec(
             ),
         ));
     }
-    Ok(Some(id))
+    Ok((spec.bos.then_some(id), spec.pad.then_some(id)))
 }
 
 /// The file as UTF-8 text without a byte-order mark; an empty (or all-whitespace) file is an error.
@@ -325,6 +337,8 @@ struct Cutter {
     seq_len: usize,
     bos: Option<u32>,
     pack: bool,
+    /// With `pack = false`: the id short documents are padded with (`None`: they are dropped).
+    pad: Option<u32>,
     limit: usize,
     out: Vec<u32>,
     /// The sequence being filled (packing only).
@@ -343,6 +357,7 @@ impl Cutter {
             seq_len,
             bos,
             pack,
+            pad: None,
             limit,
             out: Vec::new(),
             current: Vec::with_capacity(if pack { seq_len } else { 0 }),
@@ -385,12 +400,16 @@ impl Cutter {
             }
         } else {
             let text_len = self.seq_len - usize::from(self.bos.is_some());
-            if ids.len() < text_len {
+            if ids.len() < text_len && (self.pad.is_none() || ids.is_empty()) {
                 self.dropped += 1;
                 return;
             }
+            let kept = ids.len().min(text_len);
             self.out.extend(self.bos);
-            self.out.extend_from_slice(&ids[..text_len]);
+            self.out.extend_from_slice(&ids[..kept]);
+            if let Some(pad) = self.pad {
+                self.out.extend(std::iter::repeat_n(pad, text_len - kept));
+            }
             self.rows += 1;
         }
     }
@@ -560,6 +579,39 @@ mod tests {
         assert!(err.contains("c.jsonl: none of its 4 documents"), "{err}");
         assert!(
             err.contains("longest has 5 tokens") && err.contains("pack = true"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn pad_fills_short_documents_with_bos_after_the_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = "{\"text\": \"a b c d e\"}\n{\"text\": \"f g\"}\n{\"text\": \"\"}\n";
+        let path = write(dir.path(), "c.jsonl", docs);
+        let padded = |bos| TextSpec {
+            pad: true,
+            ..spec(path.clone(), 4, bos, false)
+        };
+        let ds = load(dir.path(), &padded(true)).unwrap();
+        assert_eq!(rows(&ds), vec![vec![0, 1, 2, 3], vec![0, 6, 7, 0]]);
+        // An empty document has nothing to pad.
+        assert_eq!(ds.dropped_documents(), 1);
+        let ds = load(dir.path(), &padded(false)).unwrap();
+        assert_eq!(rows(&ds), vec![vec![1, 2, 3, 4], vec![6, 7, 0, 0]]);
+
+        let err = error(
+            dir.path(),
+            &TextSpec {
+                pad: true,
+                ..spec(path.clone(), 4, true, true)
+            },
+        );
+        assert!(err.contains("pad = true applies to pack = false"), "{err}");
+        let err = TextDataset::load(&padded(false), &tokenizer(dir.path()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no BOS token to pad with; set pad = false"),
             "{err}"
         );
     }

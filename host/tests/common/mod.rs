@@ -1,6 +1,7 @@
 //! Helpers shared by the host's integration tests.
 #![allow(dead_code)]
 
+pub mod planted;
 pub mod plugins;
 
 use std::collections::BTreeMap;

@@ -103,6 +103,28 @@ pub fn loupe_run(exp: &Path, out: &Path, args: &[&str]) -> Output {
         .expect("loupe runs")
 }
 
+/// `loupe run` with the product plugins on the CPU; panics with loupe's output when it fails.
+pub fn run_ok(exp: &Path, out: &Path) {
+    let plugins = product_plugins().to_str().unwrap().to_string();
+    assert_success(&loupe_run(
+        exp,
+        out,
+        &["--plugins", &plugins, "--device", "cpu"],
+    ));
+}
+
+/// `loupe run` with the product plugins on the CPU, expected to fail: loupe's stdout and stderr.
+pub fn run_err(exp: &Path, out: &Path) -> String {
+    let plugins = product_plugins().to_str().unwrap().to_string();
+    let output = loupe_run(exp, out, &["--plugins", &plugins, "--device", "cpu"]);
+    assert!(!output.status.success(), "the run should have failed");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 #[track_caller]
 pub fn assert_success(out: &Output) {
     assert!(

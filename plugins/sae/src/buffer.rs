@@ -5,8 +5,8 @@
 
 use loupe_plugin_api::prelude::*;
 
-use crate::rng::Rng;
 use crate::source::Source;
+use loupe_plugin_api::rng::Rng;
 
 pub struct Buffer {
     source: Source,

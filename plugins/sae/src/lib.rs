@@ -11,7 +11,6 @@ mod evaluate;
 mod geometric_median;
 mod metrics;
 mod params;
-mod rng;
 mod saelens;
 mod schedule;
 mod source;
@@ -50,27 +49,6 @@ impl Plugin for SaePlugin {
 }
 
 export_plugin!(SaePlugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn suggests_near_hook_names() {
-        let names: Vec<String> = [
-            "blocks.0.attn.hook_z",
-            "blocks.0.attn.hook_q",
-            "blocks.1.attn.hook_z",
-            "hook_embed",
-        ]
-        .map(String::from)
-        .to_vec();
-        let close = closest("blocks.0.attn.hook_zz", &names);
-        assert_eq!(close[0], "`blocks.0.attn.hook_z`");
-        assert!(closest("nothing.like.it.at.all", &names).is_empty());
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-    }
-}
 
 /// The run's activations: the model at `hook` over a text dataset, or a cached activation file.
 fn open_source(p: &Params, hook: &str) -> Result<Source> {
@@ -475,4 +453,25 @@ fn evaluate_run(p: &Params) -> Result<Value> {
         summary["evaluation"] = save_evaluation(e)?;
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_near_hook_names() {
+        let names: Vec<String> = [
+            "blocks.0.attn.hook_z",
+            "blocks.0.attn.hook_q",
+            "blocks.1.attn.hook_z",
+            "hook_embed",
+        ]
+        .map(String::from)
+        .to_vec();
+        let close = closest("blocks.0.attn.hook_zz", &names);
+        assert_eq!(close[0], "`blocks.0.attn.hook_z`");
+        assert!(closest("nothing.like.it.at.all", &names).is_empty());
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }

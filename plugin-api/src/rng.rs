@@ -1,5 +1,6 @@
-//! A small seeded generator (SplitMix64) for shuffling: reproducible from the run's seed, and cheap to
-//! run in the plugin because only index lists are made here, never activations.
+//! A small seeded generator (SplitMix64) for plugin-side choices (shuffles, sampled rows, sampled
+//! tokens): reproducible from the run's seed, and cheap because only index lists and scalars are made
+//! in the plugin, never activations.
 
 pub struct Rng(u64);
 
@@ -19,6 +20,11 @@ impl Rng {
     /// Uniform in `0..n` (n > 0), by Lemire's multiply-shift; the bias is below 2⁻³² for any n used here.
     pub fn below(&mut self, n: usize) -> usize {
         ((self.next_u64() as u128 * n as u128) >> 64) as usize
+    }
+
+    /// Uniform in [0, 1), from the top 53 bits.
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// A uniformly random permutation of `0..n` (Fisher–Yates).
@@ -45,6 +51,15 @@ mod tests {
         assert_eq!(p, Rng::new(7).permutation(1000));
         assert_ne!(p, Rng::new(8).permutation(1000));
         assert_ne!(p, sorted, "a shuffle of 1000 left everything in place");
+    }
+
+    #[test]
+    fn uniform_stays_in_the_unit_interval_with_mean_one_half() {
+        let mut rng = Rng::new(3);
+        let draws: Vec<f64> = (0..100_000).map(|_| rng.uniform()).collect();
+        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!((mean - 0.5).abs() < 0.005, "{mean}");
     }
 
     #[test]

@@ -1,0 +1,44 @@
+//! Planted test data: a small deterministic generator and writers for experiment and activation files.
+
+use std::path::{Path, PathBuf};
+
+/// A small deterministic generator for planted data (SplitMix64, Box–Muller).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn uniform(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn normal(&mut self) -> f64 {
+        let (u, v) = (self.uniform().max(1e-300), self.uniform());
+        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    }
+}
+
+/// Writes `body` to `dir/name`.
+pub fn write_file(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+/// `rows` (row-major, `d` wide) as the f32 `activations` tensor of a `.safetensors` file.
+pub fn write_activations(path: &Path, rows: &[f32], d: usize) {
+    let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(
+        safetensors::Dtype::F32,
+        vec![rows.len() / d, d],
+        &bytes,
+    )
+    .unwrap();
+    safetensors::serialize_to_file([("activations", view)], None, path).unwrap();
+}
