@@ -162,7 +162,11 @@ fn planted(
         for i in 0..support {
             let j = i + (rng.next_u64() % (d - i) as u64) as usize;
             neurons.swap(i, j);
-            let sign = if rng.next_u64().is_multiple_of(2) { 1.0 } else { -1.0 };
+            let sign = if rng.next_u64().is_multiple_of(2) {
+                1.0
+            } else {
+                -1.0
+            };
             h[f * d + neurons[i]] = (sign * (0.5 + rng.uniform())) as f32;
         }
     }

@@ -212,7 +212,10 @@ pub fn fit(x: &Tensor, cfg: &FitConfig) -> Result<FitResult> {
                 step.loss / problem.norm_sq,
             );
         }
-        report::progress(&format!("{}fit", cfg.label), t, cfg.max_iter);
+        // About a hundred progress updates per fit, however long.
+        if t % cfg.max_iter.div_ceil(100) == 0 || t == cfg.max_iter {
+            report::progress(&format!("{}fit", cfg.label), t, cfg.max_iter);
+        }
         if since_best >= cfg.patience {
             break;
         }
