@@ -11,9 +11,8 @@ use common::plugins::{
     quickstart_model, read_json, repo_root, run_dirs, runs_by_name, tiny_model,
 };
 use common::read_safetensors;
-use loupe::data::{TextDataset, TextSpec};
-use loupe::model::{LoadedModel, RunSpec};
-use loupe_kernels::Device;
+use common::reference::{HookOverText, hook_over_text};
+use loupe::data::TextSpec;
 
 fn write_experiment(dir: &Path, body: &str) -> std::path::PathBuf {
     let path = dir.join("exp.toml");
@@ -109,29 +108,16 @@ struct Reference {
 }
 
 fn reference_stats(model: &Path, hook: &str, seq_len: usize) -> Reference {
-    let loaded = LoadedModel::load(model, Device::Cpu).unwrap();
     let spec = TextSpec {
         seq_len,
         ..TextSpec::new(corpus())
     };
-    let data = TextDataset::load(&spec, loaded.tokenizer.as_ref().unwrap(), loaded.bos).unwrap();
-    let n = data.info().rows as usize;
-    let sequences: Vec<Vec<u32>> = (0..n).map(|i| data.sequence(i).unwrap().to_vec()).collect();
-    let ids = loaded.model.input_ids(&sequences).unwrap();
-    let run = RunSpec {
-        capture: vec![hook.to_string()],
-        skip_logits: true,
-        ..Default::default()
-    };
-    let act = loaded
-        .model
-        .forward(&ids, &run)
-        .unwrap()
-        .captures
-        .remove(hook)
-        .unwrap();
-    let width: usize = act.dims()[2..].iter().product();
-    let values = act.to_vec_f32().unwrap();
+    let HookOverText {
+        sequences,
+        values,
+        width,
+        ..
+    } = hook_over_text(model, &spec, hook);
     let rows: Vec<Vec<f32>> = values.chunks(width).map(<[f32]>::to_vec).collect();
     let stats = (0..width)
         .map(|j| {

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 
 use common::planted::{Rng, write_activations, write_file};
 use common::plugins::{read_json, repo_root, run_err, run_ok, runs_by_name, tiny_model};
+use common::reference::{HookOverText, hook_over_text};
 use common::{Stored, read_safetensors};
-use loupe::data::{TextDataset, TextSpec};
-use loupe::model::{LoadedModel, RunSpec};
+use loupe::data::TextSpec;
+use loupe::model::LoadedModel;
 use loupe_kernels::Device;
 use serde_json::Value;
 
@@ -560,33 +561,18 @@ const SENTENCES: &str = r#"{"text": "the cat sat on the mat"}
 /// The tokens the model run sees (padded with BOS after each sentence) and the activations at
 /// `hook` of its non-BOS positions, computed directly with the library.
 fn reference_columns(model: &Path, corpus: &Path, seq_len: usize, hook: &str) -> (Vec<i32>, Mat) {
-    let loaded = LoadedModel::load(model, Device::Cpu).unwrap();
     let spec = TextSpec {
         seq_len,
         pack: false,
         pad: true,
         ..TextSpec::new(corpus)
     };
-    let data = TextDataset::load(&spec, loaded.tokenizer.as_ref().unwrap(), loaded.bos).unwrap();
-    let rows = data.info().rows as usize;
-    let sequences: Vec<Vec<u32>> = (0..rows)
-        .map(|i| data.sequence(i).unwrap().to_vec())
-        .collect();
-    let ids = loaded.model.input_ids(&sequences).unwrap();
-    let run = RunSpec {
-        capture: vec![hook.to_string()],
-        skip_logits: true,
-        ..Default::default()
-    };
-    let act = loaded
-        .model
-        .forward(&ids, &run)
-        .unwrap()
-        .captures
-        .remove(hook)
-        .unwrap();
-    let width = act.dims()[2];
-    let values = act.to_vec_f32().unwrap();
+    let HookOverText {
+        loaded,
+        sequences,
+        values,
+        width,
+    } = hook_over_text(model, &spec, hook);
     let bos = loaded.bos.unwrap();
     let (mut tokens, mut kept) = (Vec::new(), Vec::new());
     for (i, &id) in sequences.iter().flatten().enumerate() {

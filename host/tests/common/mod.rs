@@ -3,6 +3,7 @@
 
 pub mod planted;
 pub mod plugins;
+pub mod reference;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
