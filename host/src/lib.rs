@@ -11,3 +11,4 @@ pub mod runner;
 pub mod suggest;
 pub mod tensor_file;
 pub mod tokenizer;
+pub mod watch;

@@ -16,6 +16,9 @@ pub enum BenchCommand {
     /// Plugin overheads: the cost of a host call, the share of an op loop spent crossing into the host,
     /// cold-compile and cached load times. Needs the host-calls plugin (bench/plugin_overhead.sh).
     Plugin(super::bench_plugin::PluginBenchArgs),
+    /// Hot-loading latency: a plugin file renamed into a watched directory until it is in service,
+    /// cold compile and cached.
+    Reload(super::bench_reload::ReloadArgs),
 }
 
 #[derive(Args)]
@@ -44,6 +47,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let args = match cmd {
         BenchCommand::Forward(args) => args,
         BenchCommand::Plugin(args) => return super::bench_plugin::run(args),
+        BenchCommand::Reload(args) => return super::bench_reload::run(args),
         BenchCommand::Gemm(args) => return super::bench_gemm::run(args),
     };
     let device = super::resolve_device(&args.device)?;

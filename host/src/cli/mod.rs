@@ -3,6 +3,7 @@
 mod bench;
 mod bench_gemm;
 mod bench_plugin;
+mod bench_reload;
 mod doctor;
 mod edits;
 mod kernels;
@@ -11,6 +12,7 @@ mod plugins;
 mod run;
 mod tokenize;
 mod trace;
+mod watch;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ pub struct Cli {
 enum Command {
     /// Run the [[run]]s of an experiment file: plugins on models and data, headless.
     Run(run::RunArgs),
+    /// Keep running: hot-load the plugins of a directory and run experiment files dropped into another.
+    Watch(watch::WatchArgs),
     /// List installed plugins, or check a plugin file without running it.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -52,6 +56,7 @@ impl Cli {
     pub fn run(self) -> Result<()> {
         match self.command {
             Command::Run(args) => run::run(args),
+            Command::Watch(args) => watch::run(args),
             Command::Plugins(cmd) => plugins::run(cmd),
             Command::Trace(args) => trace::run(args),
             Command::Tokenize(args) => tokenize::run(args),

@@ -75,6 +75,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             device: args.device,
             overrides,
             sinks: vec![sink],
+            registry: None,
         },
     );
     let reports = runner

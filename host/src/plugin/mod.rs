@@ -5,6 +5,7 @@
 //!   enforces deadlines, and the on-disk cache of compiled plugins.
 //! - [`PluginEngine::load`] validates a `.wasm` file (a component, an API version this host speaks, a
 //!   sound manifest) and prepares it for instantiation; [`LoadedPlugin::run`] runs it once.
+//! - [`PluginRegistry`] keeps the plugins of a watched directory in service across reloads.
 //! - The `host_*` modules implement the API; [`state`] is what an instance's store holds.
 
 mod bindings;
@@ -19,6 +20,7 @@ mod host_tensor;
 mod limits;
 mod load;
 mod manifest;
+mod registry;
 mod state;
 mod version;
 
@@ -29,5 +31,6 @@ pub use execute::RunFailure;
 pub use limits::Limits;
 pub use load::{LoadedPlugin, find_plugins};
 pub use manifest::{ParamSpec, ParamType, PluginManifest};
+pub use registry::{PluginEntry, PluginRegistry, RegistryEvent};
 pub use state::{RunContext, RunState};
 pub use version::{HOST_API_VERSION, compatible};

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use loupe_kernels::Device;
 use serde_json::{Map, Value, json};
@@ -18,7 +18,7 @@ use crate::data::{ActivationDataset, Dataset, DirectoryDataset, TextDataset};
 use crate::device::resolve_device;
 use crate::events::EventBody;
 use crate::model::LoadedModel;
-use crate::plugin::{LoadedPlugin, PluginEngine, RunContext, find_plugins};
+use crate::plugin::{LoadedPlugin, PluginEngine, PluginRegistry, RunContext, find_plugins};
 use crate::suggest::closest_names;
 
 pub struct RunnerOptions {
@@ -30,6 +30,9 @@ pub struct RunnerOptions {
     pub device: Option<String>,
     pub overrides: Vec<Override>,
     pub sinks: Vec<SharedSink>,
+    /// Plugins in service (hot-loaded by `loupe watch`): names are looked up here instead of in
+    /// `plugins_dir`, so a run gets the version in service when it starts.
+    pub registry: Option<Arc<Mutex<PluginRegistry>>>,
 }
 
 /// How one run ended.
@@ -140,6 +143,24 @@ impl<'e> Runner<'e> {
     fn find_plugin(&mut self, spec: &str, base: &Path) -> Result<Arc<LoadedPlugin>, String> {
         if spec.ends_with(".wasm") || spec.contains('/') {
             return self.load_plugin(&base.join(spec));
+        }
+        if let Some(registry) = &self.options.registry {
+            let registry = registry.lock().unwrap_or_else(|e| e.into_inner());
+            return registry.get(spec).ok_or_else(|| {
+                let names = registry.names();
+                if names.is_empty() {
+                    format!(
+                        "no plugin `{spec}`: none is in service in {}; drop its .wasm file there",
+                        self.options.plugins_dir.display()
+                    )
+                } else {
+                    format!(
+                        "no plugin `{spec}` in service; closest: {} (in service: {})",
+                        closest_names(spec, &names).join(", "),
+                        names.join(", ")
+                    )
+                }
+            });
         }
         let dir = self.options.plugins_dir.clone();
         let direct = dir.join(format!("{spec}.wasm"));
