@@ -8,6 +8,10 @@
 //! own, when it loads a plugin) are ignored, or every load would trigger another. Hidden files
 //! (`.name.wasm.part`, editors' swap files) are never taken.
 
+mod service;
+
+pub use service::{Emit, HostEvent, ServiceConfig, queue, serve};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};

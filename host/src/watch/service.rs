@@ -1,0 +1,193 @@
+//! The long-running host behind `loupe watch` and `loupe dash`: keeps the plugins of a directory in
+//! service as files change, runs the experiment files queued (dropped into a directory, or submitted by
+//! the dashboard) on `jobs` workers, and reports everything as one stream of [`HostEvent`]s. Headless
+//! mode prints that stream; the dashboard renders it: neither has logic of its own.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::{Change, DirWatcher, changes};
+use crate::events::{Event, EventSink};
+use crate::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
+use crate::runner::{Experiment, Runner, RunnerOptions, SharedSink};
+
+/// Something the host did.
+#[derive(Debug, Clone)]
+pub enum HostEvent {
+    /// A plugin was loaded, failed to load, or was removed.
+    Plugin(RegistryEvent),
+    /// An experiment file is waiting for a worker.
+    Queued(PathBuf),
+    /// An event of a run (started, progress, metrics, logs, finished), as `loupe run` reports it.
+    Run(Event),
+    /// An experiment file's runs are over.
+    ExperimentDone {
+        path: PathBuf,
+        succeeded: usize,
+        total: usize,
+    },
+    /// An experiment file could not be run at all (unreadable, invalid, a bad override).
+    ExperimentFailed { path: PathBuf, error: String },
+    /// Anything else worth a line (what is watched).
+    Note(String),
+}
+
+/// Where the stream goes.
+pub type Emit = Arc<dyn Fn(HostEvent) + Send + Sync>;
+
+pub struct ServiceConfig {
+    pub plugins_dir: PathBuf,
+    pub experiments_dir: PathBuf,
+    pub out_dir: PathBuf,
+    pub device: Option<String>,
+    /// Experiment files run at the same time.
+    pub jobs: usize,
+    pub debounce: Duration,
+}
+
+/// Run events, forwarded into the host's stream.
+struct Forward(Emit);
+
+impl EventSink for Forward {
+    fn emit(&mut self, event: &Event) {
+        (self.0)(HostEvent::Run(event.clone()));
+    }
+}
+
+/// Serves until `stop` is set: loads the plugins, then watches both directories and runs what is
+/// queued on `queue` (the caller keeps `submit` to queue files of its own). Errors only when the
+/// directories cannot be watched.
+pub fn serve(
+    cfg: &ServiceConfig,
+    engine: &PluginEngine,
+    emit: Emit,
+    submit: Sender<PathBuf>,
+    queue: Receiver<PathBuf>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    let registry = Arc::new(Mutex::new(PluginRegistry::new()));
+    let watcher = DirWatcher::new(&[&cfg.plugins_dir, &cfg.experiments_dir], cfg.debounce)?;
+    let scanned = lock(&registry).scan(engine, &cfg.plugins_dir);
+    for event in scanned {
+        emit(HostEvent::Plugin(event));
+    }
+    emit(HostEvent::Note(format!(
+        "watching {} for plugins and {} for experiments",
+        cfg.plugins_dir.display(),
+        cfg.experiments_dir.display()
+    )));
+    let queue = Mutex::new(queue);
+    std::thread::scope(|scope| {
+        for _ in 0..cfg.jobs.max(1) {
+            let (registry, emit, queue) = (registry.clone(), emit.clone(), &queue);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // The lock is held only to take the next file, not while it runs.
+                    let next = lock(queue).recv_timeout(Duration::from_millis(200));
+                    match next {
+                        Ok(path) => run_experiment(cfg, engine, &registry, &emit, &path),
+                        Err(RecvTimeoutError::Timeout) => continue,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            });
+        }
+        let result = watch_loop(cfg, engine, &registry, &watcher, &emit, &submit, stop);
+        stop.store(true, Ordering::Relaxed);
+        result
+    })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Hands file changes to the registry (plugins) and the queue (experiments).
+fn watch_loop(
+    cfg: &ServiceConfig,
+    engine: &PluginEngine,
+    registry: &Mutex<PluginRegistry>,
+    watcher: &DirWatcher,
+    emit: &Emit,
+    submit: &Sender<PathBuf>,
+    stop: &AtomicBool,
+) -> Result<(), String> {
+    while !stop.load(Ordering::Relaxed) {
+        let Some(events) = watcher.next(Duration::from_millis(200))? else {
+            continue;
+        };
+        for change in changes(&events, "wasm") {
+            if change.path().parent() != Some(cfg.plugins_dir.as_path()) {
+                continue;
+            }
+            let event = match &change {
+                Change::Ready(path) => Some(lock(registry).load(engine, path)),
+                Change::Gone(path) => lock(registry).remove(path),
+            };
+            if let Some(event) = event {
+                emit(HostEvent::Plugin(event));
+            }
+        }
+        for change in changes(&events, "toml") {
+            if let Change::Ready(path) = change
+                && path.parent() == Some(cfg.experiments_dir.as_path())
+            {
+                queue(emit, submit, path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Queues an experiment file and says so.
+pub fn queue(emit: &Emit, submit: &Sender<PathBuf>, path: PathBuf) {
+    emit(HostEvent::Queued(path.clone()));
+    if submit.send(path.clone()).is_err() {
+        emit(HostEvent::ExperimentFailed {
+            path,
+            error: "the host is stopping".into(),
+        });
+    }
+}
+
+fn run_experiment(
+    cfg: &ServiceConfig,
+    engine: &PluginEngine,
+    registry: &Arc<Mutex<PluginRegistry>>,
+    emit: &Emit,
+    path: &Path,
+) {
+    let failed = |error: String| {
+        emit(HostEvent::ExperimentFailed {
+            path: path.to_path_buf(),
+            error,
+        })
+    };
+    let experiment = match Experiment::load(path) {
+        Ok(e) => e,
+        Err(e) => return failed(e),
+    };
+    let sink: SharedSink = Arc::new(Mutex::new(Forward(emit.clone())));
+    let mut runner = Runner::new(
+        engine,
+        RunnerOptions {
+            plugins_dir: cfg.plugins_dir.clone(),
+            out_dir: cfg.out_dir.clone(),
+            device: cfg.device.clone(),
+            overrides: Vec::new(),
+            sinks: vec![sink],
+            registry: Some(registry.clone()),
+        },
+    );
+    match runner.run_experiment(&experiment) {
+        Ok(reports) => emit(HostEvent::ExperimentDone {
+            path: path.to_path_buf(),
+            succeeded: reports.iter().filter(|r| r.ok).count(),
+            total: reports.len(),
+        }),
+        Err(e) => failed(e),
+    }
+}
