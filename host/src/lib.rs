@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod dash;
 pub mod data;
 pub mod device;
 pub mod events;

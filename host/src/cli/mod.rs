@@ -4,6 +4,7 @@ mod bench;
 mod bench_gemm;
 mod bench_plugin;
 mod bench_reload;
+mod dash;
 mod doctor;
 mod edits;
 mod kernels;
@@ -32,6 +33,8 @@ enum Command {
     Run(run::RunArgs),
     /// Keep running: hot-load the plugins of a directory and run experiment files dropped into another.
     Watch(watch::WatchArgs),
+    /// The terminal dashboard: plugins, runs, live metrics and the device, over the same host as watch.
+    Dash(dash::DashArgs),
     /// List installed plugins, or check a plugin file without running it.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -57,6 +60,7 @@ impl Cli {
         match self.command {
             Command::Run(args) => run::run(args),
             Command::Watch(args) => watch::run(args),
+            Command::Dash(args) => dash::run(args),
             Command::Plugins(cmd) => plugins::run(cmd),
             Command::Trace(args) => trace::run(args),
             Command::Tokenize(args) => tokenize::run(args),

@@ -111,7 +111,7 @@ pub fn describe(event: &HostEvent) -> Option<(String, serde_json::Value)> {
             note(format!("{}: not run: {error}", path.display()))
         }
         HostEvent::Note(message) => note(message.clone()),
-        HostEvent::Run(_) => None,
+        HostEvent::Run { .. } => None,
     }
 }
 
@@ -125,7 +125,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
         Box::new(HumanConsole::new())
     });
     let emit: Emit = Arc::new(move |event: HostEvent| {
-        if let HostEvent::Run(e) = &event {
+        if let HostEvent::Run { event: e, .. } = &event {
             runs.lock().unwrap_or_else(|p| p.into_inner()).emit(e);
         } else if let Some((text, value)) = describe(&event) {
             if json {

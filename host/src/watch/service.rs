@@ -21,8 +21,9 @@ pub enum HostEvent {
     Plugin(RegistryEvent),
     /// An experiment file is waiting for a worker.
     Queued(PathBuf),
-    /// An event of a run (started, progress, metrics, logs, finished), as `loupe run` reports it.
-    Run(Event),
+    /// An event of a run of an experiment file (started, progress, metrics, logs, finished), as
+    /// `loupe run` reports it.
+    Run { experiment: PathBuf, event: Event },
     /// An experiment file's runs are over.
     ExperimentDone {
         path: PathBuf,
@@ -48,12 +49,18 @@ pub struct ServiceConfig {
     pub debounce: Duration,
 }
 
-/// Run events, forwarded into the host's stream.
-struct Forward(Emit);
+/// Run events of one experiment file, forwarded into the host's stream.
+struct Forward {
+    emit: Emit,
+    experiment: PathBuf,
+}
 
 impl EventSink for Forward {
     fn emit(&mut self, event: &Event) {
-        (self.0)(HostEvent::Run(event.clone()));
+        (self.emit)(HostEvent::Run {
+            experiment: self.experiment.clone(),
+            event: event.clone(),
+        });
     }
 }
 
@@ -170,7 +177,10 @@ fn run_experiment(
         Ok(e) => e,
         Err(e) => return failed(e),
     };
-    let sink: SharedSink = Arc::new(Mutex::new(Forward(emit.clone())));
+    let sink: SharedSink = Arc::new(Mutex::new(Forward {
+        emit: emit.clone(),
+        experiment: path.to_path_buf(),
+    }));
     let mut runner = Runner::new(
         engine,
         RunnerOptions {

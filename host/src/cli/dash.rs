@@ -1,0 +1,31 @@
+//! `loupe dash`: the terminal dashboard over the same host as `loupe watch`.
+
+use anyhow::Result;
+use clap::Args;
+
+use super::watch::HostArgs;
+
+#[derive(Args)]
+#[command(after_help = "\
+Panels: plugins (name, version, API version, status, last reload event), runs (queued, running, done,
+failed, with progress and ETA), the selected run (a live chart of one of its metrics and its log) and
+the device (backend, memory). Keys: Tab moves between panels, the arrows select, r starts a run from an
+experiment file in --experiments, m charts the next metric, ? shows help, q quits.
+
+Plugins and experiment files dropped into the directories are taken as `loupe watch` takes them; the
+dashboard shows the same event stream `loupe watch` prints.")]
+pub struct DashArgs {
+    #[command(flatten)]
+    host: HostArgs,
+}
+
+pub fn run(args: DashArgs) -> Result<()> {
+    let cfg = args.host.config()?;
+    let backend = match &cfg.device {
+        Some(d) => d.clone(),
+        None => crate::device::resolve_device("auto")
+            .map(|d| d.to_string())
+            .unwrap_or_else(|_| "cpu".into()),
+    };
+    crate::dash::run(cfg, &backend)
+}

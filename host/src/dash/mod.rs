@@ -1,0 +1,134 @@
+//! `loupe dash`: the terminal dashboard. The host service (plugins hot-loaded, experiments queued and
+//! run) works in the background and sends its event stream here; [`state::DashState`] folds it into
+//! what the panels show and [`view`] draws that. The terminal is restored on exit and on panic.
+
+pub mod state;
+pub mod view;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
+
+use crate::plugin::PluginEngine;
+use crate::watch::{Emit, HostEvent, ServiceConfig, queue, serve};
+use state::{Action, DashState, DeviceInfo};
+
+/// How often the screen is redrawn when nothing happens (for ETAs and the device panel).
+const TICK: Duration = Duration::from_millis(250);
+
+/// This process's resident memory and the machine's total, from `/proc` (Linux); `None` elsewhere.
+fn memory() -> (Option<u64>, Option<u64>) {
+    let field = |file: &str, key: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(file).ok()?;
+        let line = text.lines().find(|l| l.starts_with(key))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    };
+    (
+        field("/proc/self/status", "VmRSS:"),
+        field("/proc/meminfo", "MemTotal:"),
+    )
+}
+
+fn device_info(backend: &str) -> DeviceInfo {
+    let (used, total) = memory();
+    DeviceInfo {
+        backend: backend.to_string(),
+        used,
+        total,
+    }
+}
+
+/// The `.toml` files of `dir`, sorted.
+fn experiment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// A key as the state names it.
+fn key_name(code: KeyCode) -> Option<String> {
+    Some(match code {
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::Tab => "Tab".into(),
+        KeyCode::BackTab => "BackTab".into(),
+        KeyCode::Up => "Up".into(),
+        KeyCode::Down => "Down".into(),
+        KeyCode::Enter => "Enter".into(),
+        KeyCode::Esc => "Esc".into(),
+        _ => return None,
+    })
+}
+
+pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
+    let engine = PluginEngine::new()?;
+    let (events_tx, events) = channel::<HostEvent>();
+    let events_tx = Mutex::new(events_tx);
+    let emit: Emit = Arc::new(move |e| {
+        let _ = events_tx.lock().unwrap_or_else(|p| p.into_inner()).send(e);
+    });
+    let (submit, queue_rx) = channel();
+    let stop = AtomicBool::new(false);
+    let mut state = DashState::new(device_info(backend));
+    std::thread::scope(|scope| {
+        let service = scope.spawn(|| serve(&cfg, &engine, emit.clone(), submit.clone(), queue_rx, &stop));
+        let mut terminal = ratatui::init();
+        let result = ui_loop(&mut terminal, &mut state, &events, &cfg, &emit, &submit, backend);
+        ratatui::restore();
+        stop.store(true, Ordering::Relaxed);
+        if state.runs.iter().any(|r| r.status == state::RunStatus::Running) {
+            // A plugin call cannot be interrupted from here; leave rather than wait for it.
+            eprintln!("loupe dash: runs still going were abandoned; their directories keep what they wrote");
+            std::process::exit(result.is_err() as i32);
+        }
+        let served = service.join().unwrap_or(Ok(()));
+        result?;
+        served.map_err(anyhow::Error::msg)
+    })
+}
+
+fn ui_loop(
+    terminal: &mut ratatui::DefaultTerminal,
+    state: &mut DashState,
+    events: &Receiver<HostEvent>,
+    cfg: &ServiceConfig,
+    emit: &Emit,
+    submit: &Sender<PathBuf>,
+    backend: &str,
+) -> Result<()> {
+    let mut last_sample = Instant::now();
+    loop {
+        while let Ok(event) = events.try_recv() {
+            state.apply(&event);
+        }
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            state.device = device_info(backend);
+            last_sample = Instant::now();
+        }
+        terminal.draw(|frame| view::draw(frame, state))?;
+        if !event::poll(TICK)? {
+            continue;
+        }
+        if let TermEvent::Key(key) = event::read()?
+            && key.kind == KeyEventKind::Press
+            && let Some(name) = key_name(key.code)
+        {
+            match state.key(&name, || experiment_files(&cfg.experiments_dir)) {
+                Action::Quit => return Ok(()),
+                Action::Start(path) => queue(emit, submit, path),
+                Action::None => {}
+            }
+        }
+    }
+}

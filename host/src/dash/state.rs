@@ -1,0 +1,475 @@
+//! What the dashboard shows, as plain data: built only from the host's event stream (the same one
+//! `loupe watch` prints) and the keys pressed, so every panel can be tested without a terminal.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+
+use crate::events::{EventBody, Level};
+use crate::plugin::RegistryEvent;
+use crate::watch::HostEvent;
+
+/// Log lines kept per run, and host notes kept.
+const LOG_LINES: usize = 200;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Panel {
+    Plugins,
+    Runs,
+    Run,
+    Device,
+}
+
+impl Panel {
+    const ORDER: [Panel; 4] = [Panel::Plugins, Panel::Runs, Panel::Run, Panel::Device];
+
+    fn next(self, step: isize) -> Panel {
+        let i = Self::ORDER.iter().position(|&p| p == self).unwrap_or(0) as isize;
+        Self::ORDER[(i + step).rem_euclid(Self::ORDER.len() as isize) as usize]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRow {
+    pub file: String,
+    pub name: String,
+    pub version: String,
+    pub api: String,
+    /// `ready`, `broken` (the last load failed; an older version may still serve), `failed`, `removed`.
+    pub status: &'static str,
+    /// The last reload event, in words.
+    pub last: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Done,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn word(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRow {
+    /// The run's id, or the experiment file's name while it waits.
+    pub id: String,
+    pub experiment: PathBuf,
+    pub plugin: String,
+    pub status: RunStatus,
+    /// The latest progress: stage, done, total.
+    pub progress: Option<(String, u64, u64)>,
+    /// Seconds since the run started, at its latest event.
+    pub t: f64,
+    pub metrics: BTreeMap<String, Vec<(f64, f64)>>,
+    pub log: VecDeque<String>,
+}
+
+impl RunRow {
+    /// Seconds left at the current stage's pace.
+    pub fn eta(&self) -> Option<f64> {
+        let (_, done, total) = self.progress.as_ref()?;
+        (*done > 0 && done < total && self.status == RunStatus::Running)
+            .then(|| self.t * (*total - *done) as f64 / *done as f64)
+    }
+}
+
+/// The device panel's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeviceInfo {
+    pub backend: String,
+    /// Bytes used by this process and the machine's total, when known.
+    pub used: Option<u64>,
+    pub total: Option<u64>,
+}
+
+/// What a key asks the dashboard to do beyond changing what is shown.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    None,
+    Quit,
+    /// Queue this experiment file.
+    Start(PathBuf),
+}
+
+#[derive(Debug, Default)]
+pub struct DashState {
+    pub plugins: Vec<PluginRow>,
+    pub runs: Vec<RunRow>,
+    pub notes: VecDeque<String>,
+    pub device: DeviceInfo,
+    pub panel: Option<Panel>,
+    pub selected_plugin: usize,
+    pub selected_run: usize,
+    /// Which of the selected run's metrics the chart shows.
+    pub selected_metric: usize,
+    pub show_help: bool,
+    /// The experiment picker: files to choose from and the highlighted one, while it is open.
+    pub picker: Option<(Vec<PathBuf>, usize)>,
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
+}
+
+impl DashState {
+    pub fn new(device: DeviceInfo) -> Self {
+        DashState {
+            device,
+            panel: Some(Panel::Runs),
+            ..Self::default()
+        }
+    }
+
+    pub fn focused(&self) -> Panel {
+        self.panel.unwrap_or(Panel::Runs)
+    }
+
+    fn note(&mut self, line: String) {
+        self.notes.push_back(line);
+        while self.notes.len() > LOG_LINES {
+            self.notes.pop_front();
+        }
+    }
+
+    fn plugin_row(&mut self, path: &Path) -> &mut PluginRow {
+        let file = file_name(path);
+        let i = match self.plugins.iter().position(|p| p.file == file) {
+            Some(i) => i,
+            None => {
+                self.plugins.push(PluginRow {
+                    file,
+                    name: String::new(),
+                    version: String::new(),
+                    api: String::new(),
+                    status: "failed",
+                    last: String::new(),
+                });
+                self.plugins.sort_by(|a, b| a.file.cmp(&b.file));
+                let file = file_name(path);
+                self.plugins.iter().position(|p| p.file == file).unwrap()
+            }
+        };
+        &mut self.plugins[i]
+    }
+
+    /// Takes one event of the host's stream into account.
+    pub fn apply(&mut self, event: &HostEvent) {
+        match event {
+            HostEvent::Plugin(e) => self.apply_plugin(e),
+            HostEvent::Queued(path) => self.runs.push(RunRow {
+                id: file_name(path),
+                experiment: path.clone(),
+                plugin: String::new(),
+                status: RunStatus::Queued,
+                progress: None,
+                t: 0.0,
+                metrics: BTreeMap::new(),
+                log: VecDeque::new(),
+            }),
+            HostEvent::Run { experiment, event } => self.apply_run(experiment, event),
+            HostEvent::ExperimentDone { path, .. } => {
+                // An experiment whose runs all failed before starting leaves only its queued row.
+                self.runs
+                    .retain(|r| !(r.status == RunStatus::Queued && &r.experiment == path));
+            }
+            HostEvent::ExperimentFailed { path, error } => {
+                for row in self.runs.iter_mut() {
+                    if row.status == RunStatus::Queued && &row.experiment == path {
+                        row.status = RunStatus::Failed;
+                        row.log.push_back(error.clone());
+                    }
+                }
+                self.note(format!("{}: not run: {error}", file_name(path)));
+            }
+            HostEvent::Note(line) => self.note(line.clone()),
+        }
+    }
+
+    fn apply_plugin(&mut self, event: &RegistryEvent) {
+        let line = event.describe();
+        match event {
+            RegistryEvent::Loaded {
+                path,
+                name,
+                version,
+                api_version,
+                ..
+            } => {
+                let row = self.plugin_row(path);
+                row.name = name.clone();
+                row.version = version.clone();
+                row.api = api_version.clone();
+                row.status = "ready";
+                row.last = line.clone();
+            }
+            RegistryEvent::Failed { path, kept, .. } => {
+                let row = self.plugin_row(path);
+                row.status = if kept.is_some() { "broken" } else { "failed" };
+                row.last = line.clone();
+            }
+            RegistryEvent::Removed { path, .. } => {
+                let row = self.plugin_row(path);
+                row.status = "removed";
+                row.last = line.clone();
+            }
+        }
+        self.note(line);
+    }
+
+    fn apply_run(&mut self, experiment: &Path, event: &crate::events::Event) {
+        let i = match self.runs.iter().position(|r| r.id == event.run) {
+            Some(i) => i,
+            None => {
+                // The first event of a run takes over its experiment's queued row, if any.
+                let queued = self
+                    .runs
+                    .iter()
+                    .position(|r| r.status == RunStatus::Queued && r.experiment == experiment);
+                let row = RunRow {
+                    id: event.run.clone(),
+                    experiment: experiment.to_path_buf(),
+                    plugin: String::new(),
+                    status: RunStatus::Running,
+                    progress: None,
+                    t: 0.0,
+                    metrics: BTreeMap::new(),
+                    log: VecDeque::new(),
+                };
+                match queued {
+                    Some(q) => {
+                        self.runs[q] = row;
+                        q
+                    }
+                    None => {
+                        self.runs.push(row);
+                        self.runs.len() - 1
+                    }
+                }
+            }
+        };
+        let row = &mut self.runs[i];
+        row.t = row.t.max(event.t);
+        match &event.body {
+            EventBody::Started { plugin, device, .. } => {
+                row.plugin = plugin.clone();
+                row.log.push_back(format!("started {plugin} on {device}"));
+            }
+            EventBody::Log { level, message } => {
+                let prefix = match level {
+                    Level::Warn => "warning: ",
+                    Level::Error => "error: ",
+                    Level::Info | Level::Debug => "",
+                };
+                row.log.push_back(format!("{prefix}{message}"));
+            }
+            EventBody::Progress { stage, done, total } => {
+                row.progress = Some((stage.clone(), *done, *total));
+            }
+            EventBody::Metric { name, step, value } => {
+                row.metrics
+                    .entry(name.clone())
+                    .or_default()
+                    .push((*step as f64, *value));
+            }
+            EventBody::Artifact { name, bytes } => {
+                row.log.push_back(format!("wrote {name} ({bytes} bytes)"));
+            }
+            EventBody::Finished { ok, error, .. } => {
+                row.status = if *ok {
+                    RunStatus::Done
+                } else {
+                    RunStatus::Failed
+                };
+                row.log.push_back(match error {
+                    Some(e) => format!("failed: {e}"),
+                    None => format!("finished in {:.1} s", row.t),
+                });
+            }
+        }
+        while row.log.len() > LOG_LINES {
+            row.log.pop_front();
+        }
+    }
+
+    pub fn selected_run(&self) -> Option<&RunRow> {
+        self.runs.get(self.selected_run)
+    }
+
+    /// The selected run's chart: the metric's name and points.
+    pub fn chart(&self) -> Option<(&str, &[(f64, f64)])> {
+        let run = self.selected_run()?;
+        let count = run.metrics.len();
+        let (name, points) = run.metrics.iter().nth(self.selected_metric % count.max(1))?;
+        Some((name, points))
+    }
+
+    /// Handles a key (its character, or a name such as `Tab`, `Up`, `Enter`, `Esc`); `experiments`
+    /// lists the files the picker offers.
+    pub fn key(&mut self, key: &str, experiments: impl FnOnce() -> Vec<PathBuf>) -> Action {
+        if self.show_help {
+            self.show_help = false;
+            return Action::None;
+        }
+        if let Some((files, at)) = &mut self.picker {
+            match key {
+                "Up" | "k" => *at = at.saturating_sub(1),
+                "Down" | "j" => *at = (*at + 1).min(files.len().saturating_sub(1)),
+                "Enter" => {
+                    let chosen = files.get(*at).cloned();
+                    self.picker = None;
+                    return chosen.map_or(Action::None, Action::Start);
+                }
+                "Esc" | "q" => self.picker = None,
+                _ => {}
+            }
+            return Action::None;
+        }
+        let focused = self.focused();
+        match key {
+            "q" | "Esc" => return Action::Quit,
+            "?" => self.show_help = true,
+            "Tab" => self.panel = Some(focused.next(1)),
+            "BackTab" => self.panel = Some(focused.next(-1)),
+            "r" => self.picker = Some((experiments(), 0)),
+            "m" => self.selected_metric += 1,
+            "Up" | "k" | "Down" | "j" => {
+                let down = key == "Down" || key == "j";
+                let (at, len) = match focused {
+                    Panel::Plugins => (&mut self.selected_plugin, self.plugins.len()),
+                    _ => (&mut self.selected_run, self.runs.len()),
+                };
+                *at = if down {
+                    (*at + 1).min(len.saturating_sub(1))
+                } else {
+                    at.saturating_sub(1)
+                };
+                if focused != Panel::Plugins {
+                    self.selected_metric = 0;
+                }
+            }
+            _ => {}
+        }
+        Action::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::events::Event;
+
+    fn run_event(experiment: &str, run: &str, t: f64, body: EventBody) -> HostEvent {
+        HostEvent::Run {
+            experiment: PathBuf::from(experiment),
+            event: Event {
+                run: run.into(),
+                t,
+                body,
+            },
+        }
+    }
+
+    #[test]
+    fn a_queued_experiment_becomes_its_run_and_ends_done_or_failed() {
+        let mut s = DashState::new(DeviceInfo::default());
+        s.apply(&HostEvent::Queued("/e/a.toml".into()));
+        s.apply(&HostEvent::Queued("/e/b.toml".into()));
+        assert_eq!(s.runs.len(), 2);
+        assert!(s.runs.iter().all(|r| r.status == RunStatus::Queued));
+        let progress = EventBody::Progress {
+            stage: "fit".into(),
+            done: 5,
+            total: 10,
+        };
+        s.apply(&run_event("/e/b.toml", "r1", 2.0, progress));
+        assert_eq!(s.runs[1].id, "r1");
+        assert_eq!(s.runs[1].status, RunStatus::Running);
+        assert_eq!(s.runs[1].eta(), Some(2.0));
+        s.apply(&run_event(
+            "/e/b.toml",
+            "r1",
+            3.0,
+            EventBody::Finished {
+                ok: false,
+                elapsed_s: 3.0,
+                error: Some("boom".into()),
+            },
+        ));
+        assert_eq!(s.runs[1].status, RunStatus::Failed);
+        assert_eq!(s.runs[1].eta(), None);
+        assert_eq!(s.runs[1].log.back().unwrap(), "failed: boom");
+        // An experiment that could not run at all marks its queued row failed.
+        s.apply(&HostEvent::ExperimentFailed {
+            path: "/e/a.toml".into(),
+            error: "bad toml".into(),
+        });
+        assert_eq!(s.runs[0].status, RunStatus::Failed);
+        assert!(s.notes.back().unwrap().contains("a.toml: not run: bad toml"));
+    }
+
+    #[test]
+    fn plugin_rows_follow_reloads() {
+        let mut s = DashState::new(DeviceInfo::default());
+        let path = PathBuf::from("/p/x.wasm");
+        s.apply(&HostEvent::Plugin(RegistryEvent::Loaded {
+            path: path.clone(),
+            name: "x".into(),
+            version: "1.0.0".into(),
+            api_version: "0.2.0".into(),
+            from_cache: false,
+            load_time: Duration::from_millis(200),
+            replaced: None,
+        }));
+        assert_eq!(s.plugins[0].status, "ready");
+        s.apply(&HostEvent::Plugin(RegistryEvent::Failed {
+            path: path.clone(),
+            error: "bad".into(),
+            kept: Some(("x".into(), "1.0.0".into())),
+        }));
+        assert_eq!(s.plugins[0].status, "broken");
+        assert_eq!(s.plugins[0].version, "1.0.0", "the old version stays listed");
+        s.apply(&HostEvent::Plugin(RegistryEvent::Removed {
+            path,
+            name: "x".into(),
+            version: "1.0.0".into(),
+        }));
+        assert_eq!(s.plugins[0].status, "removed");
+        assert_eq!(s.notes.len(), 3);
+    }
+
+    #[test]
+    fn keys_move_focus_pick_experiments_and_quit() {
+        let mut s = DashState::new(DeviceInfo::default());
+        assert_eq!(s.focused(), Panel::Runs);
+        s.key("Tab", Vec::new);
+        assert_eq!(s.focused(), Panel::Run);
+        s.key("BackTab", Vec::new);
+        s.key("BackTab", Vec::new);
+        assert_eq!(s.focused(), Panel::Plugins);
+        let files = || vec![PathBuf::from("/e/a.toml"), PathBuf::from("/e/b.toml")];
+        assert_eq!(s.key("r", files), Action::None);
+        s.key("Down", Vec::new);
+        s.key("Down", Vec::new);
+        assert_eq!(s.key("Enter", Vec::new), Action::Start("/e/b.toml".into()));
+        assert!(s.picker.is_none());
+        s.key("r", Vec::new);
+        assert_eq!(s.key("Enter", Vec::new), Action::None, "nothing to pick");
+        s.key("r", files);
+        assert_eq!(s.key("Esc", Vec::new), Action::None, "Esc closes the picker");
+        assert_eq!(s.key("q", Vec::new), Action::Quit);
+    }
+}
