@@ -82,14 +82,29 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
     let stop = AtomicBool::new(false);
     let mut state = DashState::new(device_info(backend));
     std::thread::scope(|scope| {
-        let service = scope.spawn(|| serve(&cfg, &engine, emit.clone(), submit.clone(), queue_rx, &stop));
+        let service =
+            scope.spawn(|| serve(&cfg, &engine, emit.clone(), submit.clone(), queue_rx, &stop));
         let mut terminal = ratatui::init();
-        let result = ui_loop(&mut terminal, &mut state, &events, &cfg, &emit, &submit, backend);
+        let result = ui_loop(
+            &mut terminal,
+            &mut state,
+            &events,
+            &cfg,
+            &emit,
+            &submit,
+            backend,
+        );
         ratatui::restore();
         stop.store(true, Ordering::Relaxed);
-        if state.runs.iter().any(|r| r.status == state::RunStatus::Running) {
+        if state
+            .runs
+            .iter()
+            .any(|r| r.status == state::RunStatus::Running)
+        {
             // A plugin call cannot be interrupted from here; leave rather than wait for it.
-            eprintln!("loupe dash: runs still going were abandoned; their directories keep what they wrote");
+            eprintln!(
+                "loupe dash: runs still going were abandoned; their directories keep what they wrote"
+            );
             std::process::exit(result.is_err() as i32);
         }
         let served = service.join().unwrap_or(Ok(()));

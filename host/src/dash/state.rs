@@ -311,7 +311,10 @@ impl DashState {
     pub fn chart(&self) -> Option<(&str, &[(f64, f64)])> {
         let run = self.selected_run()?;
         let count = run.metrics.len();
-        let (name, points) = run.metrics.iter().nth(self.selected_metric % count.max(1))?;
+        let (name, points) = run
+            .metrics
+            .iter()
+            .nth(self.selected_metric % count.max(1))?;
         Some((name, points))
     }
 
@@ -418,7 +421,12 @@ mod tests {
             error: "bad toml".into(),
         });
         assert_eq!(s.runs[0].status, RunStatus::Failed);
-        assert!(s.notes.back().unwrap().contains("a.toml: not run: bad toml"));
+        assert!(
+            s.notes
+                .back()
+                .unwrap()
+                .contains("a.toml: not run: bad toml")
+        );
     }
 
     #[test]
@@ -441,7 +449,10 @@ mod tests {
             kept: Some(("x".into(), "1.0.0".into())),
         }));
         assert_eq!(s.plugins[0].status, "broken");
-        assert_eq!(s.plugins[0].version, "1.0.0", "the old version stays listed");
+        assert_eq!(
+            s.plugins[0].version, "1.0.0",
+            "the old version stays listed"
+        );
         s.apply(&HostEvent::Plugin(RegistryEvent::Removed {
             path,
             name: "x".into(),
@@ -469,7 +480,11 @@ mod tests {
         s.key("r", Vec::new);
         assert_eq!(s.key("Enter", Vec::new), Action::None, "nothing to pick");
         s.key("r", files);
-        assert_eq!(s.key("Esc", Vec::new), Action::None, "Esc closes the picker");
+        assert_eq!(
+            s.key("Esc", Vec::new),
+            Action::None,
+            "Esc closes the picker"
+        );
         assert_eq!(s.key("q", Vec::new), Action::Quit);
     }
 }

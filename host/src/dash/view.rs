@@ -90,7 +90,9 @@ pub fn draw(frame: &mut Frame, state: &DashState) {
                 .iter()
                 .enumerate()
                 .map(|(i, f)| {
-                    let name = f.file_name().map_or(String::new(), |n| n.to_string_lossy().into());
+                    let name = f
+                        .file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().into());
                     format!("{} {name}", if i == *at { ">" } else { " " })
                 })
                 .collect()
@@ -126,7 +128,13 @@ pub fn draw_plugins(frame: &mut Frame, area: Rect, state: &DashState) {
             Constraint::Min(10),
         ],
     )
-    .header(Row::new(["plugin", "version", "API", "status", "last event"]))
+    .header(Row::new([
+        "plugin",
+        "version",
+        "API",
+        "status",
+        "last event",
+    ]))
     .block(block("plugins", focused));
     frame.render_widget(table, area);
 }
@@ -136,7 +144,11 @@ pub fn draw_device(frame: &mut Frame, area: Rect, state: &DashState) {
     let mut lines = vec![Line::from(format!("backend {}", d.backend))];
     match (d.used, d.total) {
         (Some(used), Some(total)) => {
-            lines.push(Line::from(format!("memory {} / {} GiB", gib(used), gib(total))));
+            lines.push(Line::from(format!(
+                "memory {} / {} GiB",
+                gib(used),
+                gib(total)
+            )));
             lines.push(Line::from(bar(used, total, 18)));
         }
         _ => lines.push(Line::from("memory: not known here")),
@@ -153,10 +165,7 @@ pub fn draw_device(frame: &mut Frame, area: Rect, state: &DashState) {
         .count();
     lines.push(Line::from(format!("{running} running, {queued} queued")));
     let focused = state.focused() == Panel::Device;
-    frame.render_widget(
-        Paragraph::new(lines).block(block("device", focused)),
-        area,
-    );
+    frame.render_widget(Paragraph::new(lines).block(block("device", focused)), area);
 }
 
 pub fn draw_runs(frame: &mut Frame, area: Rect, state: &DashState) {
@@ -166,7 +175,10 @@ pub fn draw_runs(frame: &mut Frame, area: Rect, state: &DashState) {
             Some((stage, done, total)) => format!("{} {stage}", bar(*done, *total, 10)),
             None => String::new(),
         };
-        let eta = r.eta().map(|s| format!("ETA {}", seconds(s))).unwrap_or_default();
+        let eta = r
+            .eta()
+            .map(|s| format!("ETA {}", seconds(s)))
+            .unwrap_or_default();
         let style = if i == state.selected_run {
             Style::default().add_modifier(Modifier::REVERSED)
         } else {
@@ -210,10 +222,15 @@ pub fn draw_run(frame: &mut Frame, area: Rect, state: &DashState) {
 
     match state.chart() {
         Some((name, points)) if !points.is_empty() => {
-            let (x0, x1) = (points[0].0, points[points.len() - 1].0.max(points[0].0 + 1.0));
-            let (lo, hi) = points.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
-                (lo.min(p.1), hi.max(p.1))
-            });
+            let (x0, x1) = (
+                points[0].0,
+                points[points.len() - 1].0.max(points[0].0 + 1.0),
+            );
+            let (lo, hi) = points
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                    (lo.min(p.1), hi.max(p.1))
+                });
             let hi = if hi > lo { hi } else { lo + 1.0 };
             let data = [Dataset::default()
                 .marker(Marker::Braille)
@@ -267,7 +284,10 @@ fn draw_popup(frame: &mut Frame, title: &str, lines: Vec<String>) {
         height,
     };
     frame.render_widget(Clear, popup);
-    let text: Vec<Line> = lines.into_iter().map(|l| Line::from(Span::raw(l))).collect();
+    let text: Vec<Line> = lines
+        .into_iter()
+        .map(|l| Line::from(Span::raw(l)))
+        .collect();
     frame.render_widget(
         Paragraph::new(text).block(Block::bordered().title(title.to_string())),
         popup,
@@ -502,11 +522,19 @@ mod tests {
         assert!(screen.iter().any(|l| l.contains("q / Esc          quit")));
 
         state.key("x", Vec::new); // any key closes the help
-        state.key("r", || vec![PathBuf::from("/e/a.toml"), PathBuf::from("/e/b.toml")]);
+        state.key("r", || {
+            vec![PathBuf::from("/e/a.toml"), PathBuf::from("/e/b.toml")]
+        });
         state.key("Down", Vec::new);
         let screen = render(80, 24, |f| draw(f, &state));
-        assert!(screen.iter().any(|l| l.contains("│  a.toml")), "{screen:#?}");
-        assert!(screen.iter().any(|l| l.contains("│> b.toml")), "{screen:#?}");
+        assert!(
+            screen.iter().any(|l| l.contains("│  a.toml")),
+            "{screen:#?}"
+        );
+        assert!(
+            screen.iter().any(|l| l.contains("│> b.toml")),
+            "{screen:#?}"
+        );
         // A small terminal still draws (everything shrinks) without panicking.
         render(40, 10, |f| draw(f, &state));
     }

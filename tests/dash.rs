@@ -1,0 +1,219 @@
+//! `loupe dash` end to end in a pseudo-terminal (80×24), read back through a terminal emulator: a
+//! plugin dropped into the watched directory appears, a run started from the picker finishes, a broken
+//! replacement shows while the old version stays listed, and `q` restores the terminal.
+#![cfg(unix)]
+
+#[path = "../host/tests/common/mod.rs"]
+mod common;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use common::plugins::{loupe_cmd, product_plugins, repo_root, tiny_model};
+
+/// A pseudo-terminal pair of the given size.
+fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
+    let (mut master, mut slave) = (0, 0);
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two descriptors it opened into the integers given; we own them after.
+    let rc = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(rc, 0, "openpty failed: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened by openpty and are owned by nobody else.
+    unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) }
+}
+
+/// The dashboard on a terminal: its output parsed into a screen, keys written to it.
+struct Dash {
+    child: Child,
+    input: File,
+    output: Receiver<Vec<u8>>,
+    screen: vt100::Parser,
+    raw: Vec<u8>,
+}
+
+impl Dash {
+    fn start(plugins: &Path, experiments: &Path, out: &Path) -> Dash {
+        let (master, slave) = open_pty(24, 80);
+        let mut cmd = loupe_cmd();
+        cmd.args(["dash", "--device", "cpu"])
+            .arg("--plugins")
+            .arg(plugins)
+            .arg("--experiments")
+            .arg(experiments)
+            .arg("--out")
+            .arg(out)
+            .env("TERM", "xterm-256color")
+            .stdin(Stdio::from(slave.try_clone().unwrap()))
+            .stdout(Stdio::from(slave.try_clone().unwrap()))
+            .stderr(Stdio::from(slave));
+        // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
+        // controlling terminal is the pty (stdin).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("loupe runs");
+        let input = File::from(master.try_clone().unwrap());
+        let mut reader = File::from(master);
+        let (tx, output) = channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            // Reading fails (EIO) once the child has closed the terminal.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Dash {
+            child,
+            input,
+            output,
+            screen: vt100::Parser::new(24, 80, 0),
+            raw: Vec::new(),
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.screen().contents()
+    }
+
+    /// Waits until the screen satisfies `want`, within 60 s.
+    fn wait_for(&mut self, what: &str, want: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if want(&self.contents()) {
+                return;
+            }
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                panic!("no {what} within 60 s; the screen:\n{}", self.contents());
+            };
+            if let Ok(bytes) = self
+                .output
+                .recv_timeout(left.min(Duration::from_millis(200)))
+            {
+                self.screen.process(&bytes);
+                self.raw.extend_from_slice(&bytes);
+            }
+        }
+    }
+
+    fn press(&mut self, keys: &str) {
+        self.input.write_all(keys.as_bytes()).unwrap();
+        self.input.flush().unwrap();
+    }
+}
+
+impl Drop for Dash {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn drop_file(dest: &Path, bytes: &[u8]) {
+    let tmp = dest.with_file_name(format!(
+        ".{}.part",
+        dest.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
+}
+
+/// The line of the plugins panel naming `plugin`, if shown.
+fn plugin_line<'a>(screen: &'a str, plugin: &str) -> Option<&'a str> {
+    screen
+        .lines()
+        .find(|l| l.starts_with(&format!("│{plugin} ")))
+}
+
+#[test]
+fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    let experiments = tmp.path().join("experiments");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&experiments).unwrap();
+    let corpus = repo_root().join("examples/tiny-corpus.txt");
+    std::fs::write(
+        experiments.join("stats.toml"),
+        format!(
+            "[[run]]\nname = \"stats\"\nplugin = \"act-stats\"\nmodel = \"{}\"\n\
+             data = {{ path = \"{}\", seq_len = 16 }}\n[run.params]\nhook = \"blocks.0.mlp.hook_post\"\n",
+            tiny_model().display(),
+            corpus.display()
+        ),
+    )
+    .unwrap();
+    let wasm = std::fs::read(product_plugins().join("act-stats.wasm")).unwrap();
+
+    let mut dash = Dash::start(&plugins, &experiments, &tmp.path().join("runs"));
+    dash.wait_for("the panels", |s| {
+        s.contains("plugins") && s.contains("[runs]") && s.contains("q quit")
+    });
+
+    // A plugin dropped into the directory is listed, ready.
+    drop_file(&plugins.join("act-stats.wasm"), &wasm);
+    dash.wait_for("act-stats ready", |s| {
+        plugin_line(s, "act-stats").is_some_and(|l| l.contains("0.1.0") && l.contains("ready"))
+    });
+
+    // `r` opens the picker on the experiment directory; Enter starts the run, which finishes.
+    dash.press("r");
+    dash.wait_for("the picker", |s| s.contains("> stats.toml"));
+    dash.press("\r");
+    dash.wait_for("the run done", |s| {
+        s.lines()
+            .any(|l| l.contains("act-stats") && l.contains("done"))
+            && s.contains("finished in")
+    });
+
+    // A broken replacement: reported, and the old version stays listed.
+    drop_file(&plugins.join("act-stats.wasm"), b"not wasm at all");
+    dash.wait_for("act-stats broken", |s| {
+        plugin_line(s, "act-stats").is_some_and(|l| l.contains("0.1.0") && l.contains("broken"))
+    });
+
+    // `q` quits and leaves the alternate screen.
+    dash.press("q");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = dash.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the dashboard did not quit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+    while let Ok(bytes) = dash.output.recv_timeout(Duration::from_millis(300)) {
+        dash.raw.extend_from_slice(&bytes);
+    }
+    let raw = String::from_utf8_lossy(&dash.raw);
+    assert!(
+        raw.contains("\x1b[?1049l"),
+        "the alternate screen was not left"
+    );
+}
