@@ -8,7 +8,7 @@ mod common;
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -121,6 +121,20 @@ impl Dash {
         }
     }
 
+    /// Resizes the terminal (the kernel signals the dashboard) and the emulated screen.
+    fn resize(&mut self, rows: u16, cols: u16) {
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer given, on a descriptor we own.
+        let rc = unsafe { libc::ioctl(self.input.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        self.screen.screen_mut().set_size(rows, cols);
+    }
+
     fn press(&mut self, keys: &str) {
         self.input.write_all(keys.as_bytes()).unwrap();
         self.input.flush().unwrap();
@@ -195,6 +209,14 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
     drop_file(&plugins.join("act-stats.wasm"), b"not wasm at all");
     dash.wait_for("act-stats broken", |s| {
         plugin_line(s, "act-stats").is_some_and(|l| l.contains("0.1.0") && l.contains("broken"))
+    });
+
+    // A resize redraws the panels at the new size.
+    dash.resize(30, 100);
+    dash.wait_for("the layout at 100 columns", |s| {
+        s.lines()
+            .next()
+            .is_some_and(|l| l.chars().position(|c| c == '┐') == Some(75))
     });
 
     // `q` quits and leaves the alternate screen.

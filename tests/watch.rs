@@ -295,3 +295,107 @@ fn watch_refuses_a_missing_directory_in_one_line() {
     );
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 }
+
+/// Events of one runner, as they come.
+struct Events(std::sync::mpsc::Sender<loupe::events::Event>);
+
+impl loupe::events::EventSink for Events {
+    fn emit(&mut self, event: &loupe::events::Event) {
+        let _ = self.0.send(event.clone());
+    }
+}
+
+#[test]
+fn cancelling_one_run_stops_it_and_leaves_the_others_running() {
+    use loupe::events::{Event, EventBody};
+    use loupe::runner::{Cancellations, Experiment, Runner, RunnerOptions, SharedSink};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
+    let engine = PluginEngine::new().unwrap();
+    let cancellations = Arc::new(Cancellations::new());
+    let (tx, events) = channel::<Event>();
+    let experiment = |name: &str| {
+        let path = tmp.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+                wasm.display()
+            ),
+        )
+        .unwrap();
+        Experiment::load(&path).unwrap()
+    };
+    let (first, second) = (experiment("first"), experiment("second"));
+    std::thread::scope(|scope| {
+        for exp in [&first, &second] {
+            let (engine, cancellations, tx) = (&engine, cancellations.clone(), tx.clone());
+            let out = tmp.path().join("runs");
+            scope.spawn(move || {
+                let sink: SharedSink = Arc::new(Mutex::new(Events(tx)));
+                let mut runner = Runner::new(
+                    engine,
+                    RunnerOptions {
+                        plugins_dir: PathBuf::from("."),
+                        out_dir: out,
+                        device: Some("cpu".into()),
+                        overrides: Vec::new(),
+                        sinks: vec![sink],
+                        registry: None,
+                        cancellations: Some(cancellations),
+                    },
+                );
+                runner.run_experiment(exp).unwrap();
+            });
+        }
+        drop(tx);
+        let next = || {
+            events
+                .recv_timeout(Duration::from_secs(60))
+                .expect("an event")
+        };
+        // Both start spinning.
+        let mut started = Vec::new();
+        while started.len() < 2 {
+            if let Event {
+                run,
+                body: EventBody::Started { .. },
+                ..
+            } = next()
+            {
+                started.push(run);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(cancellations.cancel(&started[0]));
+        let finished = loop {
+            let e = next();
+            if let EventBody::Finished { ok, error, .. } = &e.body {
+                break (e.run.clone(), *ok, error.clone());
+            }
+        };
+        assert_eq!(finished.0, started[0], "the other run finished instead");
+        assert!(!finished.1);
+        assert_eq!(finished.2.as_deref(), Some("cancelled by the user"));
+        // The other one is still spinning: it can still be cancelled, and only now ends.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            cancellations.cancel(&started[1]),
+            "the second run is no longer going"
+        );
+        let finished = loop {
+            let e = next();
+            if let EventBody::Finished { error, .. } = &e.body {
+                break (e.run.clone(), error.clone());
+            }
+        };
+        assert_eq!(finished.0, started[1]);
+        assert_eq!(finished.1.as_deref(), Some("cancelled by the user"));
+        assert!(
+            !cancellations.cancel(&started[0]),
+            "a finished run has no switch"
+        );
+    });
+}

@@ -76,6 +76,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             overrides,
             sinks: vec![sink],
             registry: None,
+            cancellations: None,
         },
     );
     let reports = runner

@@ -13,7 +13,7 @@ use clap::Args;
 use super::run::DEFAULT_PLUGINS_DIR;
 use crate::events::EventSink;
 use crate::plugin::PluginEngine;
-use crate::runner::{HumanConsole, JsonLines};
+use crate::runner::{Cancellations, HumanConsole, JsonLines};
 use crate::watch::{Emit, HostEvent, ServiceConfig, serve};
 
 /// Short: only a completed write (the writer closing the file) or a rename makes a file ready, so the
@@ -51,6 +51,7 @@ impl HostArgs {
             bail!("--jobs must be at least 1");
         }
         Ok(ServiceConfig {
+            cancellations: Arc::new(Cancellations::new()),
             plugins_dir: checked_dir(&self.plugins, "plugins")?,
             experiments_dir: checked_dir(&self.experiments, "experiments")?,
             out_dir: self.out.clone(),

@@ -142,6 +142,14 @@ fn ui_loop(
             match state.key(&name, || experiment_files(&cfg.experiments_dir)) {
                 Action::Quit => return Ok(()),
                 Action::Start(path) => queue(emit, submit, path),
+                Action::Cancel(run) => {
+                    let line = if cfg.cancellations.cancel(&run) {
+                        format!("cancelling {run}: it stops at the plugin's next check")
+                    } else {
+                        format!("{run} is no longer running")
+                    };
+                    state.note(line);
+                }
                 Action::None => {}
             }
         }

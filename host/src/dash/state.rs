@@ -46,6 +46,7 @@ pub enum RunStatus {
     Running,
     Done,
     Failed,
+    Cancelled,
 }
 
 impl RunStatus {
@@ -55,6 +56,7 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 }
@@ -99,6 +101,8 @@ pub enum Action {
     Quit,
     /// Queue this experiment file.
     Start(PathBuf),
+    /// Stop this run.
+    Cancel(String),
 }
 
 #[derive(Debug, Default)]
@@ -136,7 +140,7 @@ impl DashState {
         self.panel.unwrap_or(Panel::Runs)
     }
 
-    fn note(&mut self, line: String) {
+    pub fn note(&mut self, line: String) {
         self.notes.push_back(line);
         while self.notes.len() > LOG_LINES {
             self.notes.pop_front();
@@ -287,10 +291,11 @@ impl DashState {
                 row.log.push_back(format!("wrote {name} ({bytes} bytes)"));
             }
             EventBody::Finished { ok, error, .. } => {
-                row.status = if *ok {
-                    RunStatus::Done
-                } else {
-                    RunStatus::Failed
+                let cancelled = error.as_deref().is_some_and(|e| e.contains("cancelled"));
+                row.status = match (ok, cancelled) {
+                    (true, _) => RunStatus::Done,
+                    (false, true) => RunStatus::Cancelled,
+                    (false, false) => RunStatus::Failed,
                 };
                 row.log.push_back(match error {
                     Some(e) => format!("failed: {e}"),
@@ -346,6 +351,12 @@ impl DashState {
             "Tab" => self.panel = Some(focused.next(1)),
             "BackTab" => self.panel = Some(focused.next(-1)),
             "r" => self.picker = Some((experiments(), 0)),
+            "c" => match self.selected_run() {
+                Some(run) if run.status == RunStatus::Running => {
+                    return Action::Cancel(run.id.clone());
+                }
+                _ => self.note("select a running run (in the runs panel) to cancel it".into()),
+            },
             "m" => self.selected_metric += 1,
             "Up" | "k" | "Down" | "j" => {
                 let down = key == "Down" || key == "j";
@@ -486,5 +497,31 @@ mod tests {
             "Esc closes the picker"
         );
         assert_eq!(s.key("q", Vec::new), Action::Quit);
+    }
+
+    #[test]
+    fn c_cancels_the_selected_running_run_only() {
+        let mut s = DashState::new(DeviceInfo::default());
+        assert_eq!(s.key("c", Vec::new), Action::None);
+        assert!(s.notes.back().unwrap().contains("to cancel it"));
+        let progress = EventBody::Progress {
+            stage: "fit".into(),
+            done: 1,
+            total: 10,
+        };
+        s.apply(&run_event("/e/a.toml", "r1", 1.0, progress));
+        assert_eq!(s.key("c", Vec::new), Action::Cancel("r1".into()));
+        s.apply(&run_event(
+            "/e/a.toml",
+            "r1",
+            2.0,
+            EventBody::Finished {
+                ok: false,
+                elapsed_s: 2.0,
+                error: Some("cancelled by the user".into()),
+            },
+        ));
+        assert_eq!(s.runs[0].status, RunStatus::Cancelled);
+        assert_eq!(s.key("c", Vec::new), Action::None);
     }
 }

@@ -12,12 +12,13 @@ use ratatui::widgets::{
 
 use super::state::{DashState, Panel, RunStatus};
 
-const KEYS: &str = "Tab panel  ↑↓ select  r start a run  m metric  ? help  q quit";
+const KEYS: &str = "Tab panel  ↑↓ select  r start a run  c cancel  m metric  ? help  q quit";
 
 const HELP: &[&str] = &[
     "Tab / Shift-Tab  move between panels",
     "↑ ↓ (k j)        select a plugin or a run",
     "r                start a run: pick an experiment file",
+    "c                cancel the selected run",
     "m                chart the selected run's next metric",
     "?                this help (any key closes it)",
     "q / Esc          quit (runs going are abandoned)",

@@ -1,6 +1,8 @@
 //! One run of a plugin: a fresh instance, its limits, and a clear account of how it ended.
 
-use wasmtime::{Store, Trap};
+use std::sync::atomic::Ordering;
+
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::ApiError;
 use super::engine::PluginEngine;
@@ -28,10 +30,31 @@ impl LoadedPlugin {
         limits: &Limits,
         params: &str,
     ) -> (RunContext, Result<serde_json::Value, RunFailure>) {
+        let cancel = ctx.cancel.clone();
         let mut store = Store::new(&engine.engine, RunState::new(ctx, limits));
         store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(limits.time_s));
-        store.epoch_deadline_trap();
+        let deadline = deadline_ticks(limits.time_s);
+        match cancel {
+            None => {
+                store.set_epoch_deadline(deadline);
+                store.epoch_deadline_trap();
+            }
+            Some(flag) => {
+                // Checked every epoch tick: cancelled, or past the time limit, or on we go.
+                let mut ticks = 0;
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(move |_| {
+                    ticks += 1;
+                    if flag.load(Ordering::Relaxed) {
+                        Err(wasmtime::Error::new(Cancelled))
+                    } else if ticks >= deadline {
+                        Err(Trap::Interrupt.into())
+                    } else {
+                        Ok(UpdateDeadline::Continue(1))
+                    }
+                });
+            }
+        }
 
         let outcome = match self.pre.instantiate(&mut store) {
             Ok(instance) => instance.loupe_plugin_method().call_run(&mut store, params),
@@ -61,6 +84,18 @@ fn parse_summary(text: &str) -> Result<serde_json::Value, RunFailure> {
     }
 }
 
+/// Why a cancelled run stopped.
+#[derive(Debug)]
+struct Cancelled;
+
+impl std::fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
 /// Turns a trap into what the user needs to know: which limit was hit, or where the plugin panicked.
 fn describe_trap(e: &wasmtime::Error, state: &RunState, limits: &Limits) -> RunFailure {
     if let Some(asked) = state.memory.hit {
@@ -69,6 +104,9 @@ fn describe_trap(e: &wasmtime::Error, state: &RunState, limits: &Limits) -> RunF
             asked >> 20,
             limits.memory_mb
         ));
+    }
+    if e.downcast_ref::<Cancelled>().is_some() {
+        return RunFailure("cancelled by the user".into());
     }
     let stderr = state.stderr_text();
     let message = match e.downcast_ref::<Trap>() {

@@ -32,5 +32,5 @@ pub use limits::Limits;
 pub use load::{LoadedPlugin, find_plugins};
 pub use manifest::{ParamSpec, ParamType, PluginManifest};
 pub use registry::{PluginEntry, PluginRegistry, RegistryEvent};
-pub use state::{RunContext, RunState};
+pub use state::{CancelFlag, RunContext, RunState};
 pub use version::{HOST_API_VERSION, compatible};

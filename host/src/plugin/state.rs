@@ -31,7 +31,12 @@ pub struct RunContext {
     pub datasets: BTreeMap<String, Dataset>,
     pub recorder: Recorder,
     pub artifacts: ArtifactDir,
+    /// Set from outside (the dashboard) to stop the run at the plugin's next epoch check.
+    pub cancel: Option<CancelFlag>,
 }
+
+/// A run's cancel switch, shared between the run and whoever may stop it.
+pub type CancelFlag = Arc<std::sync::atomic::AtomicBool>;
 
 impl RunContext {
     /// A context that grants nothing: no model, no data, no artifacts, events discarded. For calls
@@ -45,6 +50,7 @@ impl RunContext {
             datasets: BTreeMap::new(),
             recorder: Recorder::discard("manifest"),
             artifacts: ArtifactDir::with_budget(std::env::temp_dir().join("loupe-no-artifacts"), 0),
+            cancel: None,
         }
     }
 }

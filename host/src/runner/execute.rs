@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use loupe_kernels::Device;
 use serde_json::{Map, Value, json};
 
+use super::cancel::Cancellations;
 use super::experiment::{DataSpec, Experiment, RunConfig};
 use super::params::{Override, check_overrides_used, resolve};
 use super::recorder::{Recorder, SharedSink};
@@ -33,6 +34,8 @@ pub struct RunnerOptions {
     /// Plugins in service (hot-loaded by `loupe watch`): names are looked up here instead of in
     /// `plugins_dir`, so a run gets the version in service when it starts.
     pub registry: Option<Arc<Mutex<PluginRegistry>>>,
+    /// Runs can be cancelled through this (the dashboard); none: they cannot.
+    pub cancellations: Option<Arc<Cancellations>>,
 }
 
 /// How one run ended.
@@ -347,9 +350,17 @@ impl<'e> Runner<'e> {
             datasets,
             recorder,
             artifacts: ArtifactDir::new(dir.artifacts()),
+            cancel: self
+                .options
+                .cancellations
+                .as_ref()
+                .map(|c| c.register(&dir.id)),
         };
         let params = Value::Object(p.params).to_string();
         let (ctx, result) = p.plugin.run(self.engine, ctx, &run.limits, &params);
+        if let Some(c) = &self.options.cancellations {
+            c.finish(&dir.id);
+        }
         (ctx.recorder, result.map_err(|f| f.to_string()))
     }
 }

@@ -1,5 +1,6 @@
 //! Headless runs: experiment files in, run directories and an event stream out.
 
+mod cancel;
 mod console;
 mod execute;
 mod experiment;
@@ -7,6 +8,7 @@ mod params;
 mod recorder;
 mod rundir;
 
+pub use cancel::Cancellations;
 pub use console::{HumanConsole, JsonLines};
 pub use execute::{RunReport, Runner, RunnerOptions};
 pub use experiment::{DataSpec, Experiment, RunConfig};

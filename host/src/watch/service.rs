@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{Change, DirWatcher, changes};
 use crate::events::{Event, EventSink};
 use crate::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
-use crate::runner::{Experiment, Runner, RunnerOptions, SharedSink};
+use crate::runner::{Cancellations, Experiment, Runner, RunnerOptions, SharedSink};
 
 /// Something the host did.
 #[derive(Debug, Clone)]
@@ -40,6 +40,8 @@ pub enum HostEvent {
 pub type Emit = Arc<dyn Fn(HostEvent) + Send + Sync>;
 
 pub struct ServiceConfig {
+    /// Where the runs' cancel switches are kept (the dashboard flips them).
+    pub cancellations: Arc<Cancellations>,
     pub plugins_dir: PathBuf,
     pub experiments_dir: PathBuf,
     pub out_dir: PathBuf,
@@ -190,6 +192,7 @@ fn run_experiment(
             overrides: Vec::new(),
             sinks: vec![sink],
             registry: Some(registry.clone()),
+            cancellations: Some(cfg.cancellations.clone()),
         },
     );
     match runner.run_experiment(&experiment) {
