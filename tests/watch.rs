@@ -305,34 +305,39 @@ impl loupe::events::EventSink for Events {
     }
 }
 
-#[test]
-fn cancelling_one_run_stops_it_and_leaves_the_others_running() {
-    use loupe::events::{Event, EventBody};
-    use loupe::runner::{Cancellations, Experiment, Runner, RunnerOptions, SharedSink};
+/// An experiment file whose one run spins until cancelled (or 20 s pass).
+fn spinning_experiment(dir: &Path, name: &str) -> loupe::runner::Experiment {
+    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!(
+            "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    loupe::runner::Experiment::load(&path).unwrap()
+}
+
+/// Runs each experiment on its own runner thread (all sharing `cancellations` and `slots`) while
+/// `check` reads their events.
+fn spin_concurrently(
+    experiments: &[loupe::runner::Experiment],
+    slots: Option<std::sync::Arc<loupe::runner::DeviceSlots>>,
+    check: impl FnOnce(&loupe::runner::Cancellations, &dyn Fn() -> loupe::events::Event),
+) {
+    use loupe::runner::{Cancellations, Runner, RunnerOptions, SharedSink};
     use std::sync::{Arc, Mutex};
 
-    let tmp = tempfile::tempdir().unwrap();
-    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
+    let out = tempfile::tempdir().unwrap();
     let engine = PluginEngine::new().unwrap();
     let cancellations = Arc::new(Cancellations::new());
-    let (tx, events) = channel::<Event>();
-    let experiment = |name: &str| {
-        let path = tmp.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!(
-                "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
-                wasm.display()
-            ),
-        )
-        .unwrap();
-        Experiment::load(&path).unwrap()
-    };
-    let (first, second) = (experiment("first"), experiment("second"));
+    let (tx, events) = channel();
     std::thread::scope(|scope| {
-        for exp in [&first, &second] {
+        for exp in experiments {
             let (engine, cancellations, tx) = (&engine, cancellations.clone(), tx.clone());
-            let out = tmp.path().join("runs");
+            let (out, slots) = (out.path().to_path_buf(), slots.clone());
             scope.spawn(move || {
                 let sink: SharedSink = Arc::new(Mutex::new(Events(tx)));
                 let mut runner = Runner::new(
@@ -345,6 +350,7 @@ fn cancelling_one_run_stops_it_and_leaves_the_others_running() {
                         sinks: vec![sink],
                         registry: None,
                         cancellations: Some(cancellations),
+                        slots,
                     },
                 );
                 runner.run_experiment(exp).unwrap();
@@ -354,48 +360,94 @@ fn cancelling_one_run_stops_it_and_leaves_the_others_running() {
         let next = || {
             events
                 .recv_timeout(Duration::from_secs(60))
-                .expect("an event")
+                .expect("an event within 60 s")
         };
-        // Both start spinning.
-        let mut started = Vec::new();
-        while started.len() < 2 {
-            if let Event {
-                run,
-                body: EventBody::Started { .. },
-                ..
-            } = next()
-            {
-                started.push(run);
-            }
+        check(&cancellations, &next);
+    });
+}
+
+fn next_started(next: &dyn Fn() -> loupe::events::Event) -> String {
+    loop {
+        let e = next();
+        if matches!(e.body, loupe::events::EventBody::Started { .. }) {
+            return e.run;
         }
+    }
+}
+
+fn next_finished(next: &dyn Fn() -> loupe::events::Event) -> (String, Option<String>) {
+    loop {
+        let e = next();
+        if let loupe::events::EventBody::Finished { error, .. } = e.body {
+            return (e.run, error);
+        }
+    }
+}
+
+#[test]
+fn cancelling_one_run_stops_it_and_leaves_the_others_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let experiments = [
+        spinning_experiment(tmp.path(), "first"),
+        spinning_experiment(tmp.path(), "second"),
+    ];
+    spin_concurrently(&experiments, None, |cancellations, next| {
+        let started = [next_started(next), next_started(next)];
         std::thread::sleep(Duration::from_millis(300));
         assert!(cancellations.cancel(&started[0]));
-        let finished = loop {
-            let e = next();
-            if let EventBody::Finished { ok, error, .. } = &e.body {
-                break (e.run.clone(), *ok, error.clone());
-            }
-        };
-        assert_eq!(finished.0, started[0], "the other run finished instead");
-        assert!(!finished.1);
-        assert_eq!(finished.2.as_deref(), Some("cancelled by the user"));
+        let (run, error) = next_finished(next);
+        assert_eq!(run, started[0], "the other run finished instead");
+        assert_eq!(error.as_deref(), Some("cancelled by the user"));
         // The other one is still spinning: it can still be cancelled, and only now ends.
         std::thread::sleep(Duration::from_millis(300));
         assert!(
             cancellations.cancel(&started[1]),
             "the second run is no longer going"
         );
-        let finished = loop {
-            let e = next();
-            if let EventBody::Finished { error, .. } = &e.body {
-                break (e.run.clone(), error.clone());
-            }
-        };
-        assert_eq!(finished.0, started[1]);
-        assert_eq!(finished.1.as_deref(), Some("cancelled by the user"));
+        assert_eq!(
+            next_finished(next),
+            (started[1].clone(), Some("cancelled by the user".into()))
+        );
         assert!(
             !cancellations.cancel(&started[0]),
             "a finished run has no switch"
         );
+    });
+}
+
+#[test]
+fn a_run_waits_for_a_free_slot_of_its_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let experiments = [
+        spinning_experiment(tmp.path(), "first"),
+        spinning_experiment(tmp.path(), "second"),
+    ];
+    let slots = loupe::runner::DeviceSlots::new(1);
+    spin_concurrently(&experiments, Some(slots.clone()), |cancellations, next| {
+        let first = next_started(next);
+        // One slot on the CPU: the other run does not start while the first spins.
+        std::thread::sleep(Duration::from_millis(700));
+        assert_eq!(slots.in_use("cpu"), 1);
+        assert!(cancellations.cancel(&first));
+        // The slot is freed as the first run ends: its end and the second's start may come in
+        // either order.
+        let (mut first_done, mut second) = (false, None);
+        while !(first_done && second.is_some()) {
+            let e = next();
+            match e.body {
+                loupe::events::EventBody::Finished { .. } => {
+                    assert_eq!(e.run, first, "only the first run can have finished");
+                    first_done = true;
+                }
+                loupe::events::EventBody::Started { .. } => {
+                    assert_ne!(e.run, first);
+                    second = Some(e.run);
+                }
+                _ => {}
+            }
+        }
+        let second = second.unwrap();
+        assert!(cancellations.cancel(&second));
+        assert_eq!(next_finished(next).0, second);
     });
 }

@@ -77,6 +77,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             sinks: vec![sink],
             registry: None,
             cancellations: None,
+            slots: None,
         },
     );
     let reports = runner

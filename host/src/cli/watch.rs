@@ -35,7 +35,7 @@ pub struct HostArgs {
     /// Device for every run, overriding the files: auto, cpu or cuda[:N].
     #[arg(long)]
     pub device: Option<String>,
-    /// Experiment files run at the same time (each runs its [[run]]s in turn).
+    /// Runs at the same time on each device (an experiment file's own runs go in turn).
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
     /// How long a file must stay quiet before it is taken, in milliseconds.
@@ -81,8 +81,8 @@ service; a removed file takes its plugin out of service; runs already going keep
 started with.
 
 Experiments: every .toml file written or renamed into --experiments afterwards is run once (files
-already there at start are not), --jobs files at a time, with their runs' events printed as `loupe run`
-prints them. Stop with Ctrl-C.")]
+already there at start are not), with up to --jobs runs at once on each device (the rest wait, queued),
+their events printed as `loupe run` prints them. Stop with Ctrl-C.")]
 pub struct WatchArgs {
     #[command(flatten)]
     host: HostArgs,

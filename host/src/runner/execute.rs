@@ -14,12 +14,15 @@ use super::experiment::{DataSpec, Experiment, RunConfig};
 use super::params::{Override, check_overrides_used, resolve};
 use super::recorder::{Recorder, SharedSink};
 use super::rundir::RunDir;
+use super::slots::DeviceSlots;
 use crate::artifacts::ArtifactDir;
 use crate::data::{ActivationDataset, Dataset, DirectoryDataset, TextDataset};
 use crate::device::resolve_device;
 use crate::events::EventBody;
 use crate::model::LoadedModel;
-use crate::plugin::{LoadedPlugin, PluginEngine, PluginRegistry, RunContext, find_plugins};
+use crate::plugin::{
+    CancelFlag, LoadedPlugin, PluginEngine, PluginRegistry, RunContext, find_plugins,
+};
 use crate::suggest::closest_names;
 
 pub struct RunnerOptions {
@@ -36,6 +39,8 @@ pub struct RunnerOptions {
     pub registry: Option<Arc<Mutex<PluginRegistry>>>,
     /// Runs can be cancelled through this (the dashboard); none: they cannot.
     pub cancellations: Option<Arc<Cancellations>>,
+    /// Shared with other runners, a run waits for a slot of its device; none: no waiting.
+    pub slots: Option<Arc<DeviceSlots>>,
 }
 
 /// How one run ended.
@@ -279,6 +284,18 @@ impl<'e> Runner<'e> {
         let outcome = match prepared {
             Err(e) => Err(e),
             Ok(p) => {
+                // Held until the run ends.
+                let _slot = self
+                    .options
+                    .slots
+                    .as_ref()
+                    .map(|s| s.acquire(&p.device.to_string()));
+                // Cancellable from the moment it is announced.
+                let cancel = self
+                    .options
+                    .cancellations
+                    .as_ref()
+                    .map(|c| c.register(&dir.id));
                 recorder.emit(EventBody::Started {
                     plugin: p.plugin.manifest.name.clone(),
                     plugin_version: p.plugin.manifest.version.clone(),
@@ -287,7 +304,10 @@ impl<'e> Runner<'e> {
                     device: p.device.to_string(),
                     dir: dir.path.display().to_string(),
                 });
-                let (rec, result) = self.run_plugin(run, &dir, p, recorder);
+                let (rec, result) = self.run_plugin(run, &dir, p, recorder, cancel);
+                if let Some(c) = &self.options.cancellations {
+                    c.finish(&dir.id);
+                }
                 recorder = rec;
                 result
             }
@@ -330,6 +350,7 @@ impl<'e> Runner<'e> {
         dir: &RunDir,
         p: Prepared,
         recorder: Recorder,
+        cancel: Option<CancelFlag>,
     ) -> (Recorder, Result<Value, String>) {
         let model = match &run.model {
             None => None,
@@ -350,17 +371,10 @@ impl<'e> Runner<'e> {
             datasets,
             recorder,
             artifacts: ArtifactDir::new(dir.artifacts()),
-            cancel: self
-                .options
-                .cancellations
-                .as_ref()
-                .map(|c| c.register(&dir.id)),
+            cancel,
         };
         let params = Value::Object(p.params).to_string();
         let (ctx, result) = p.plugin.run(self.engine, ctx, &run.limits, &params);
-        if let Some(c) = &self.options.cancellations {
-            c.finish(&dir.id);
-        }
         (ctx.recorder, result.map_err(|f| f.to_string()))
     }
 }

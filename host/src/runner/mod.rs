@@ -7,6 +7,7 @@ mod experiment;
 mod params;
 mod recorder;
 mod rundir;
+mod slots;
 
 pub use cancel::Cancellations;
 pub use console::{HumanConsole, JsonLines};
@@ -15,3 +16,4 @@ pub use experiment::{DataSpec, Experiment, RunConfig};
 pub use params::Override;
 pub use recorder::{Recorder, SharedSink};
 pub use rundir::RunDir;
+pub use slots::{DeviceSlots, Slot};

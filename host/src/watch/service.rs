@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{Change, DirWatcher, changes};
 use crate::events::{Event, EventSink};
 use crate::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
-use crate::runner::{Cancellations, Experiment, Runner, RunnerOptions, SharedSink};
+use crate::runner::{Cancellations, DeviceSlots, Experiment, Runner, RunnerOptions, SharedSink};
 
 /// Something the host did.
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub enum HostEvent {
     Note(String),
 }
 
+/// Experiment files taken at once.
+const WORKERS: usize = 8;
+
 /// Where the stream goes.
 pub type Emit = Arc<dyn Fn(HostEvent) + Send + Sync>;
 
@@ -46,7 +49,7 @@ pub struct ServiceConfig {
     pub experiments_dir: PathBuf,
     pub out_dir: PathBuf,
     pub device: Option<String>,
-    /// Experiment files run at the same time.
+    /// Runs at the same time on each device.
     pub jobs: usize,
     pub debounce: Duration,
 }
@@ -89,15 +92,19 @@ pub fn serve(
         cfg.experiments_dir.display()
     )));
     let queue = Mutex::new(queue);
+    let slots = DeviceSlots::new(cfg.jobs);
     std::thread::scope(|scope| {
-        for _ in 0..cfg.jobs.max(1) {
+        // Enough workers that files for a free device are not stuck behind ones waiting for a busy
+        // device; the slots, not the workers, bound what runs at once.
+        for _ in 0..WORKERS {
+            let slots = slots.clone();
             let (registry, emit, queue) = (registry.clone(), emit.clone(), &queue);
             scope.spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     // The lock is held only to take the next file, not while it runs.
                     let next = lock(queue).recv_timeout(Duration::from_millis(200));
                     match next {
-                        Ok(path) => run_experiment(cfg, engine, &registry, &emit, &path),
+                        Ok(path) => run_experiment(cfg, engine, &registry, &slots, &emit, &path),
                         Err(RecvTimeoutError::Timeout) => continue,
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -166,6 +173,7 @@ fn run_experiment(
     cfg: &ServiceConfig,
     engine: &PluginEngine,
     registry: &Arc<Mutex<PluginRegistry>>,
+    slots: &Arc<DeviceSlots>,
     emit: &Emit,
     path: &Path,
 ) {
@@ -193,6 +201,7 @@ fn run_experiment(
             sinks: vec![sink],
             registry: Some(registry.clone()),
             cancellations: Some(cfg.cancellations.clone()),
+            slots: Some(slots.clone()),
         },
     );
     match runner.run_experiment(&experiment) {
