@@ -312,7 +312,7 @@ fn spinning_experiment(dir: &Path, name: &str) -> loupe::runner::Experiment {
     std::fs::write(
         &path,
         format!(
-            "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+            "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 20\n",
             wasm.display()
         ),
     )

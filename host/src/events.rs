@@ -1,6 +1,6 @@
 //! The event stream of a run: what the plugin logs, its progress, metrics and artifacts, and how the run
 //! ends. The same events go to `events.jsonl` in the run directory, to the terminal (`loupe run`, with
-//! `--json` as JSON lines) and, later, to the dashboard.
+//! `--json` as JSON lines) and to the dashboard (`loupe dash`).
 
 use serde::{Deserialize, Serialize};
 
