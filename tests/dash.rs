@@ -15,6 +15,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use common::planted::drop_file;
 use common::plugins::{loupe_cmd, product_plugins, repo_root, tiny_model};
 
 /// A pseudo-terminal pair of the given size.
@@ -146,15 +147,6 @@ impl Drop for Dash {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn drop_file(dest: &Path, bytes: &[u8]) {
-    let tmp = dest.with_file_name(format!(
-        ".{}.part",
-        dest.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, dest).unwrap();
 }
 
 /// The line of the plugins panel naming `plugin`, if shown.

@@ -11,19 +11,10 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
+use common::planted::drop_file;
 use common::plugins::{loupe_cmd, loupe_output, product_plugins, tiny_model};
 use loupe::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
 use serde_json::Value;
-
-/// Writes `bytes` under a hidden name beside `dest`, then renames it into place.
-fn drop_file(dest: &Path, bytes: &[u8]) {
-    let tmp = dest.with_file_name(format!(
-        ".{}.part",
-        dest.file_name().unwrap().to_str().unwrap()
-    ));
-    std::fs::write(&tmp, bytes).unwrap();
-    std::fs::rename(&tmp, dest).unwrap();
-}
 
 fn plugin_bytes(name: &str) -> Vec<u8> {
     std::fs::read(product_plugins().join(format!("{name}.wasm"))).unwrap()

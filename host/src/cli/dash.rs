@@ -22,11 +22,10 @@ pub struct DashArgs {
 
 pub fn run(args: DashArgs) -> Result<()> {
     let cfg = args.host.config()?;
-    let backend = match &cfg.device {
-        Some(d) => d.clone(),
-        None => crate::device::resolve_device("auto")
-            .map(|d| d.to_string())
-            .unwrap_or_else(|_| "cpu".into()),
-    };
+    // `cuda` and `auto` named as the device they resolve to (`cuda:0`, `cpu`).
+    let asked = cfg.device.clone().unwrap_or_else(|| "auto".into());
+    let backend = crate::device::resolve_device(&asked)
+        .map(|d| d.to_string())
+        .unwrap_or(asked);
     crate::dash::run(cfg, &backend)
 }

@@ -22,6 +22,7 @@ use state::{Action, DashState, DeviceInfo};
 const TICK: Duration = Duration::from_millis(250);
 
 /// This process's resident memory and the machine's total, from `/proc` (Linux); `None` elsewhere.
+/// What the device panel shows for the CPU, and for a GPU not used yet.
 fn memory() -> (Option<u64>, Option<u64>) {
     let field = |file: &str, key: &str| -> Option<u64> {
         let text = std::fs::read_to_string(file).ok()?;
@@ -36,7 +37,15 @@ fn memory() -> (Option<u64>, Option<u64>) {
 }
 
 fn device_info(backend: &str) -> DeviceInfo {
-    let (used, total) = memory();
+    // On a GPU: the device memory loupe's tensors hold, once the device is in use.
+    let gpu = backend
+        .strip_prefix("cuda:")
+        .and_then(|n| n.parse().ok())
+        .and_then(loupe_kernels::cuda::memory_use);
+    let (used, total) = match gpu {
+        Some(m) => (Some(m.in_use as u64), Some(m.total as u64)),
+        None => memory(),
+    };
     DeviceInfo {
         backend: backend.to_string(),
         used,

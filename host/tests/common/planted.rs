@@ -1,4 +1,5 @@
-//! Planted test data: a small deterministic generator and writers for experiment and activation files.
+//! Planted test data: a small deterministic generator and writers for experiment, activation and
+//! dropped files.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,17 @@ pub fn write_file(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
     path
+}
+
+/// Writes `bytes` under a hidden name beside `dest` (`.name.part`), then renames it into place: how
+/// files are dropped into watched directories.
+pub fn drop_file(dest: &Path, bytes: &[u8]) {
+    let tmp = dest.with_file_name(format!(
+        ".{}.part",
+        dest.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dest).unwrap();
 }
 
 /// `rows` (row-major, `d` wide) as the f32 `activations` tensor of a `.safetensors` file.
