@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -136,7 +135,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
         }
     });
-    let (submit, queue) = channel();
+    let (submit, queue) = tokio::sync::mpsc::unbounded_channel();
     let stop = AtomicBool::new(false);
-    serve(&cfg, &engine, emit, submit, queue, &stop).map_err(anyhow::Error::msg)
+    serve(Arc::new(cfg), Arc::new(engine), emit, submit, queue, &stop).map_err(anyhow::Error::msg)
 }

@@ -7,12 +7,13 @@ pub mod view;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
+use tokio::sync::mpsc::UnboundedSender;
 
 use crate::plugin::PluginEngine;
 use crate::watch::{Emit, HostEvent, ServiceConfig, queue, serve};
@@ -81,18 +82,29 @@ fn key_name(code: KeyCode) -> Option<String> {
 }
 
 pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
-    let engine = PluginEngine::new()?;
+    let engine = Arc::new(PluginEngine::new()?);
+    let cfg = Arc::new(cfg);
     let (events_tx, events) = channel::<HostEvent>();
     let events_tx = Mutex::new(events_tx);
     let emit: Emit = Arc::new(move |e| {
         let _ = events_tx.lock().unwrap_or_else(|p| p.into_inner()).send(e);
     });
-    let (submit, queue_rx) = channel();
+    let (submit, queue_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = AtomicBool::new(false);
     let mut state = DashState::new(device_info(backend));
     std::thread::scope(|scope| {
-        let service =
-            scope.spawn(|| serve(&cfg, &engine, emit.clone(), submit.clone(), queue_rx, &stop));
+        let (service_cfg, service_emit) = (cfg.clone(), emit.clone());
+        let service_submit = submit.clone();
+        let service = scope.spawn(|| {
+            serve(
+                service_cfg,
+                engine,
+                service_emit,
+                service_submit,
+                queue_rx,
+                &stop,
+            )
+        });
         let mut terminal = ratatui::init();
         let result = ui_loop(
             &mut terminal,
@@ -128,7 +140,7 @@ fn ui_loop(
     events: &Receiver<HostEvent>,
     cfg: &ServiceConfig,
     emit: &Emit,
-    submit: &Sender<PathBuf>,
+    submit: &UnboundedSender<PathBuf>,
     backend: &str,
 ) -> Result<()> {
     let mut last_sample = Instant::now();

@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::{Change, DirWatcher, changes};
 use crate::events::{Event, EventSink};
@@ -35,9 +36,6 @@ pub enum HostEvent {
     /// Anything else worth a line (what is watched).
     Note(String),
 }
-
-/// Experiment files taken at once.
-const WORKERS: usize = 8;
 
 /// Where the stream goes.
 pub type Emit = Arc<dyn Fn(HostEvent) + Send + Sync>;
@@ -71,18 +69,22 @@ impl EventSink for Forward {
 
 /// Serves until `stop` is set: loads the plugins, then watches both directories and runs what is
 /// queued on `queue` (the caller keeps `submit` to queue files of its own). Errors only when the
-/// directories cannot be watched.
+/// directories cannot be watched or the runtime cannot start.
+///
+/// The watch loop runs on the calling thread; a tokio runtime dispatches the queue, each experiment
+/// file on a blocking task of its own (a run is blocking WebAssembly and engine work), and the device
+/// slots bound how many runs go at once.
 pub fn serve(
-    cfg: &ServiceConfig,
-    engine: &PluginEngine,
+    cfg: Arc<ServiceConfig>,
+    engine: Arc<PluginEngine>,
     emit: Emit,
-    submit: Sender<PathBuf>,
-    queue: Receiver<PathBuf>,
+    submit: UnboundedSender<PathBuf>,
+    queue: UnboundedReceiver<PathBuf>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     let registry = Arc::new(Mutex::new(PluginRegistry::new()));
     let watcher = DirWatcher::new(&[&cfg.plugins_dir, &cfg.experiments_dir], cfg.debounce)?;
-    let scanned = lock(&registry).scan(engine, &cfg.plugins_dir);
+    let scanned = lock(&registry).scan(&engine, &cfg.plugins_dir);
     for event in scanned {
         emit(HostEvent::Plugin(event));
     }
@@ -91,30 +93,42 @@ pub fn serve(
         cfg.plugins_dir.display(),
         cfg.experiments_dir.display()
     )));
-    let queue = Mutex::new(queue);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("loupe-runs")
+        .build()
+        .map_err(|e| format!("cannot start the run scheduler: {e}"))?;
     let slots = DeviceSlots::new(cfg.jobs);
-    std::thread::scope(|scope| {
-        // Enough workers that files for a free device are not stuck behind ones waiting for a busy
-        // device; the slots, not the workers, bound what runs at once.
-        for _ in 0..WORKERS {
-            let slots = slots.clone();
-            let (registry, emit, queue) = (registry.clone(), emit.clone(), &queue);
-            scope.spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    // The lock is held only to take the next file, not while it runs.
-                    let next = lock(queue).recv_timeout(Duration::from_millis(200));
-                    match next {
-                        Ok(path) => run_experiment(cfg, engine, &registry, &slots, &emit, &path),
-                        Err(RecvTimeoutError::Timeout) => continue,
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            });
-        }
-        let result = watch_loop(cfg, engine, &registry, &watcher, &emit, &submit, stop);
-        stop.store(true, Ordering::Relaxed);
-        result
-    })
+    runtime.spawn(dispatch(
+        cfg.clone(),
+        engine.clone(),
+        registry.clone(),
+        slots,
+        emit.clone(),
+        queue,
+    ));
+    let result = watch_loop(&cfg, &engine, &registry, &watcher, &emit, &submit, stop);
+    // Runs still going are not waited for: the caller decides whether to wait or leave.
+    runtime.shutdown_background();
+    result
+}
+
+/// Takes queued files as they come and starts each on a blocking task.
+async fn dispatch(
+    cfg: Arc<ServiceConfig>,
+    engine: Arc<PluginEngine>,
+    registry: Arc<Mutex<PluginRegistry>>,
+    slots: Arc<DeviceSlots>,
+    emit: Emit,
+    mut queue: UnboundedReceiver<PathBuf>,
+) {
+    while let Some(path) = queue.recv().await {
+        let (cfg, engine, registry) = (cfg.clone(), engine.clone(), registry.clone());
+        let (slots, emit) = (slots.clone(), emit.clone());
+        tokio::task::spawn_blocking(move || {
+            run_experiment(&cfg, &engine, &registry, &slots, &emit, &path)
+        });
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -128,7 +142,7 @@ fn watch_loop(
     registry: &Mutex<PluginRegistry>,
     watcher: &DirWatcher,
     emit: &Emit,
-    submit: &Sender<PathBuf>,
+    submit: &UnboundedSender<PathBuf>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
     while !stop.load(Ordering::Relaxed) {
@@ -159,7 +173,7 @@ fn watch_loop(
 }
 
 /// Queues an experiment file and says so.
-pub fn queue(emit: &Emit, submit: &Sender<PathBuf>, path: PathBuf) {
+pub fn queue(emit: &Emit, submit: &UnboundedSender<PathBuf>, path: PathBuf) {
     emit(HostEvent::Queued(path.clone()));
     if submit.send(path.clone()).is_err() {
         emit(HostEvent::ExperimentFailed {
