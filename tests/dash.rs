@@ -15,7 +15,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use common::planted::drop_file;
+use common::planted::{act_stats_experiment, drop_file};
 use common::plugins::{loupe_cmd, product_plugins, repo_root, tiny_model};
 
 /// A pseudo-terminal pair of the given size.
@@ -166,12 +166,7 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
     let corpus = repo_root().join("examples/tiny-corpus.txt");
     std::fs::write(
         experiments.join("stats.toml"),
-        format!(
-            "[[run]]\nname = \"stats\"\nplugin = \"act-stats\"\nmodel = \"{}\"\n\
-             data = {{ path = \"{}\", seq_len = 16 }}\n[run.params]\nhook = \"blocks.0.mlp.hook_post\"\n",
-            tiny_model().display(),
-            corpus.display()
-        ),
+        act_stats_experiment("stats", tiny_model(), &corpus),
     )
     .unwrap();
     let wasm = std::fs::read(product_plugins().join("act-stats.wasm")).unwrap();

@@ -11,7 +11,7 @@ use std::process::{Child, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use common::planted::drop_file;
+use common::planted::{act_stats_experiment, drop_file};
 use common::plugins::{loupe_cmd, loupe_output, product_plugins, tiny_model};
 use loupe::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
 use serde_json::Value;
@@ -148,23 +148,6 @@ impl Drop for Watch {
     }
 }
 
-fn experiment(name: &str, model: &Path, corpus: &Path) -> String {
-    format!(
-        r#"
-[[run]]
-name = "{name}"
-plugin = "act-stats"
-model = "{}"
-data = {{ path = "{}", seq_len = 16 }}
-[run.params]
-hook = "blocks.0.mlp.hook_post"
-batch_size = 8
-"#,
-        model.display(),
-        corpus.display()
-    )
-}
-
 fn event_is(v: &Value, event: &str) -> bool {
     v["event"] == event
 }
@@ -197,7 +180,7 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
     // An experiment dropped in runs with it.
     drop_file(
         &experiments.join("first.toml"),
-        experiment("first", model, &corpus).as_bytes(),
+        act_stats_experiment("first", model, &corpus).as_bytes(),
     );
     let finished = watch.wait_for("the first run to finish", |v| event_is(v, "finished"));
     assert_eq!(finished["ok"], true, "{finished}");
@@ -215,7 +198,7 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
     assert_eq!(failed["kept"], "act-stats 0.1.0", "{failed}");
     drop_file(
         &experiments.join("second.toml"),
-        experiment("second", model, &corpus).as_bytes(),
+        act_stats_experiment("second", model, &corpus).as_bytes(),
     );
     let finished = watch.wait_for("the second run to finish", |v| event_is(v, "finished"));
     assert_eq!(finished["ok"], true, "{finished}");
@@ -224,7 +207,7 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
     for name in ["third", "fourth"] {
         drop_file(
             &experiments.join(format!("{name}.toml")),
-            experiment(name, model, &corpus).as_bytes(),
+            act_stats_experiment(name, model, &corpus).as_bytes(),
         );
     }
     let done = |v: &Value, name: &str| {

@@ -29,10 +29,14 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
-/// A fresh, empty directory under the system's temporary directory.
+/// This process's scratch directory `name` under the system's temporary directory.
+fn scratch_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("loupe-bench-reload-{}-{name}", std::process::id()))
+}
+
+/// A fresh, empty scratch directory `name`.
 fn scratch(name: &str) -> Result<PathBuf> {
-    let dir =
-        std::env::temp_dir().join(format!("loupe-bench-reload-{}-{name}", std::process::id()));
+    let dir = scratch_path(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -107,7 +111,7 @@ pub fn run(args: ReloadArgs) -> Result<()> {
         report(plugin, "cached", cached);
     }
     for name in ["plugins", "cold-cache", "warm-cache"] {
-        let _ = std::fs::remove_dir_all(scratch(name)?);
+        let _ = std::fs::remove_dir_all(scratch_path(name));
     }
     Ok(())
 }

@@ -147,22 +147,24 @@ impl DashState {
         }
     }
 
+    /// The row of a plugin file, added in file-name order the first time it is seen.
     fn plugin_row(&mut self, path: &Path) -> &mut PluginRow {
         let file = file_name(path);
-        let i = match self.plugins.iter().position(|p| p.file == file) {
-            Some(i) => i,
-            None => {
-                self.plugins.push(PluginRow {
-                    file,
-                    name: String::new(),
-                    version: String::new(),
-                    api: String::new(),
-                    status: "failed",
-                    last: String::new(),
-                });
-                self.plugins.sort_by(|a, b| a.file.cmp(&b.file));
-                let file = file_name(path);
-                self.plugins.iter().position(|p| p.file == file).unwrap()
+        let i = match self.plugins.binary_search_by(|p| p.file.cmp(&file)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.plugins.insert(
+                    i,
+                    PluginRow {
+                        file,
+                        name: String::new(),
+                        version: String::new(),
+                        api: String::new(),
+                        status: "failed",
+                        last: String::new(),
+                    },
+                );
+                i
             }
         };
         &mut self.plugins[i]

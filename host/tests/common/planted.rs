@@ -43,6 +43,25 @@ pub fn drop_file(dest: &Path, bytes: &[u8]) {
     std::fs::rename(&tmp, dest).unwrap();
 }
 
+/// An experiment file's text: one act-stats run named `name` on `model` over `corpus`, reading
+/// `blocks.0.mlp.hook_post`.
+pub fn act_stats_experiment(name: &str, model: &Path, corpus: &Path) -> String {
+    format!(
+        r#"
+[[run]]
+name = "{name}"
+plugin = "act-stats"
+model = "{}"
+data = {{ path = "{}", seq_len = 16 }}
+[run.params]
+hook = "blocks.0.mlp.hook_post"
+batch_size = 8
+"#,
+        model.display(),
+        corpus.display()
+    )
+}
+
 /// `rows` (row-major, `d` wide) as the f32 `activations` tensor of a `.safetensors` file.
 pub fn write_activations(path: &Path, rows: &[f32], d: usize) {
     let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();

@@ -61,11 +61,11 @@ pub fn kept_neurons(pct_keep: f64, d: usize) -> usize {
 /// Σ of all entries, each row summed on the host and the row sums added in f64.
 fn sum_f64(t: &Tensor) -> Result<f64> {
     let rows = if t.shape().len() > 1 {
-        t.sum(-1, false)?
+        t.sum(-1, false)?.to_vec_f32()?
     } else {
-        t.reshape(&t.shape())?
+        t.to_vec_f32()?
     };
-    Ok(rows.to_vec_f32()?.iter().map(|&v| v as f64).sum())
+    Ok(rows.iter().map(|&v| v as f64).sum())
 }
 
 /// `‖X‖²_F`, accumulated in f64 over rows.

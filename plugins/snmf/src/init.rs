@@ -71,26 +71,28 @@ fn upload(m: &DMatrix<f64>) -> Result<Tensor> {
     Tensor::from_f32(&data, &[rows, cols])
 }
 
-/// An orthonormal basis of the columns of `y` `[n, l]`: `y·V·Λ^{-1/2}` from the eigendecomposition of
-/// `yᵀy`, done twice for accuracy; directions with no weight (rank deficiency) become zero columns.
-fn orthonormalise(y: &Tensor) -> Result<Tensor> {
+/// `y·V·Λ^{-1/2}` from the eigendecomposition of `yᵀy` for `y` `[n, l]`: orthonormal columns spanning
+/// `y`'s, directions with no weight (rank deficiency) becoming zero columns.
+fn orthonormalise_once(y: &Tensor) -> Result<Tensor> {
     let l = y.shape()[1];
-    let mut q = y.reshape(&y.shape())?;
-    for _ in 0..2 {
-        let gram = q.matmul_t(&q, true, false)?.to_vec_f32()?;
-        let (values, vectors) = eigen_descending(&gram, l);
-        let largest = values[0].max(f64::MIN_POSITIVE);
-        let w = DMatrix::from_fn(l, l, |i, j| {
-            let v = values[j];
-            if v > largest * 1e-10 {
-                vectors[(i, j)] / v.sqrt()
-            } else {
-                0.0
-            }
-        });
-        q = q.matmul(&upload(&w)?)?;
-    }
-    Ok(q)
+    let gram = y.matmul_t(y, true, false)?.to_vec_f32()?;
+    let (values, vectors) = eigen_descending(&gram, l);
+    let largest = values[0].max(f64::MIN_POSITIVE);
+    let w = DMatrix::from_fn(l, l, |i, j| {
+        let v = values[j];
+        if v > largest * 1e-10 {
+            vectors[(i, j)] / v.sqrt()
+        } else {
+            0.0
+        }
+    });
+    y.matmul(&upload(&w)?)
+}
+
+/// An orthonormal basis of the columns of `y`, done twice for accuracy (the Gram matrix squares the
+/// condition number).
+fn orthonormalise(y: &Tensor) -> Result<Tensor> {
+    orthonormalise_once(&orthonormalise_once(y)?)
 }
 
 fn svd_init(x: &Tensor, k: usize, seed: u64) -> Result<Tensor> {

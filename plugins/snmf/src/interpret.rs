@@ -89,6 +89,9 @@ impl Readout {
     /// GPT-2 names; `None` with a warning when the model lacks them (another architecture) or when
     /// the site is not read through W_out.
     pub fn gpt2(layer: usize, site: &str) -> Result<Option<Readout>> {
+        if site != "mlp.hook_post" {
+            return Ok(None);
+        }
         let names: Vec<String> = model::weight_names()?.into_iter().map(|(n, _)| n).collect();
         let has = |n: &str| names.iter().any(|m| m == n);
         let w_out = format!("h.{layer}.mlp.c_proj.weight");
@@ -97,9 +100,6 @@ impl Readout {
         } else {
             "wte.weight"
         };
-        if site != "mlp.hook_post" {
-            return Ok(None);
-        }
         if !(has(&w_out) && has("ln_f.weight") && has("ln_f.bias") && has(unembed)) {
             warn(&format!(
                 "no vocabulary projection: the model lacks GPT-2's `{w_out}`, `ln_f.*` or `{unembed}`"

@@ -112,7 +112,7 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
     let mut summaries = Vec::new();
     // Level l factorises level l−1's features (`H`, [rank, d]); tokens reach level l through G₁·…·G_l.
     let mut input: Option<Rc<Tensor>> = None;
-    let mut g_tokens: Option<Tensor> = None;
+    let mut g_tokens: Option<Rc<Tensor>> = None;
     for (level, &rank) in ranks.iter().enumerate() {
         let label = if hierarchical {
             format!("{}r{rank}/", matrix.prefix)
@@ -136,13 +136,13 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
         let result = fit(x, &cfg)?;
         let (h, g) = (&result.factors.h, &result.factors.g);
         let tokens_g = match &g_tokens {
-            None => g.reshape(&g.shape())?,
-            Some(previous) => previous.matmul(g)?,
+            None => Rc::clone(g),
+            Some(previous) => Rc::new(previous.matmul(g)?),
         };
         let f = h.transpose(0, 1)?;
         let mut saved: Vec<(&str, &Tensor)> = vec![("F", &f), ("G", g)];
         if level > 0 {
-            saved.push(("G_tokens", &tokens_g));
+            saved.push(("G_tokens", &*tokens_g));
         }
         report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
         describe(p, &label, h, &tokens_g, collected, readout.as_ref())?;
