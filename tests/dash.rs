@@ -1,6 +1,7 @@
 //! `loupe dash` end to end in a pseudo-terminal (80×24), read back through a terminal emulator: a
 //! plugin dropped into the watched directory appears, a run started from the picker finishes, a broken
-//! replacement shows while the old version stays listed, and `q` restores the terminal.
+//! replacement shows while the old version stays listed, and Ctrl-C restores the terminal; a panic
+//! restores it too, and without a terminal the dashboard says so.
 #![cfg(unix)]
 
 #[path = "../host/tests/common/mod.rs"]
@@ -11,7 +12,7 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
 /// The dashboard on a terminal: its output parsed into a screen, keys written to it.
 struct Dash {
     child: Child,
+    /// The terminal's side, kept to read its mode (raw or not) after the dashboard exits.
+    terminal: OwnedFd,
     input: File,
     output: Receiver<Vec<u8>>,
     screen: vt100::Parser,
@@ -53,7 +56,6 @@ struct Dash {
 
 impl Dash {
     fn start(plugins: &Path, experiments: &Path, out: &Path) -> Dash {
-        let (master, slave) = open_pty(24, 80);
         let mut cmd = loupe_cmd();
         cmd.args(["dash", "--device", "cpu"])
             .arg("--plugins")
@@ -61,11 +63,17 @@ impl Dash {
             .arg("--experiments")
             .arg(experiments)
             .arg("--out")
-            .arg(out)
-            .env("TERM", "xterm-256color")
+            .arg(out);
+        Dash::spawn(cmd)
+    }
+
+    /// Runs `cmd` on a new 80×24 pseudo-terminal, as its controlling terminal.
+    fn spawn(mut cmd: Command) -> Dash {
+        let (master, slave) = open_pty(24, 80);
+        cmd.env("TERM", "xterm-256color")
             .stdin(Stdio::from(slave.try_clone().unwrap()))
             .stdout(Stdio::from(slave.try_clone().unwrap()))
-            .stderr(Stdio::from(slave));
+            .stderr(Stdio::from(slave.try_clone().unwrap()));
         // SAFETY: only async-signal-safe calls between fork and exec: a new session whose
         // controlling terminal is the pty (stdin).
         unsafe {
@@ -76,7 +84,7 @@ impl Dash {
                 Ok(())
             });
         }
-        let child = cmd.spawn().expect("loupe runs");
+        let child = cmd.spawn().expect("the command runs");
         let input = File::from(master.try_clone().unwrap());
         let mut reader = File::from(master);
         let (tx, output) = channel();
@@ -91,6 +99,7 @@ impl Dash {
         });
         Dash {
             child,
+            terminal: slave,
             input,
             output,
             screen: vt100::Parser::new(24, 80, 0),
@@ -140,7 +149,40 @@ impl Dash {
         self.input.write_all(keys.as_bytes()).unwrap();
         self.input.flush().unwrap();
     }
+
+    /// Waits (20 s at most) for the program to exit, then for what it wrote last.
+    fn exit_status(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the program did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        while let Ok(bytes) = self.output.recv_timeout(Duration::from_millis(300)) {
+            self.raw.extend_from_slice(&bytes);
+        }
+        status
+    }
+
+    /// Everything the program wrote, escape sequences included.
+    fn written(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// Whether the terminal is back in its ordinary mode: lines edited and echoed, not raw.
+    fn cooked(&self) -> bool {
+        // SAFETY: termios is plain data that tcgetattr fills in; the descriptor is ours.
+        let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::tcgetattr(self.terminal.as_raw_fd(), &mut mode) };
+        assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+        mode.c_lflag & libc::ICANON != 0 && mode.c_lflag & libc::ECHO != 0
+    }
 }
+
+/// The terminal's sequence to leave the alternate screen.
+const LEAVE_ALTERNATE_SCREEN: &str = "\x1b[?1049l";
 
 impl Drop for Dash {
     fn drop(&mut self) {
@@ -206,23 +248,101 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
             .is_some_and(|l| l.chars().position(|c| c == '┐') == Some(75))
     });
 
-    // `q` quits and leaves the alternate screen.
-    dash.press("q");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = dash.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the dashboard did not quit");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    // Ctrl-C (a key in raw mode) quits, leaves the alternate screen and the raw mode.
+    dash.press("\x03");
+    let status = dash.exit_status();
     assert!(status.success(), "{status:?}");
-    while let Ok(bytes) = dash.output.recv_timeout(Duration::from_millis(300)) {
-        dash.raw.extend_from_slice(&bytes);
-    }
-    let raw = String::from_utf8_lossy(&dash.raw);
     assert!(
-        raw.contains("\x1b[?1049l"),
+        dash.written().contains(LEAVE_ALTERNATE_SCREEN),
         "the alternate screen was not left"
+    );
+    assert!(dash.cooked(), "the terminal was left in raw mode");
+}
+
+/// The environment variable that makes `panicking_in_the_dashboards_terminal` do its part.
+const PANIC_CHILD: &str = "LOUPE_TEST_PANIC_CHILD";
+
+/// Run only by `a_panic_restores_the_terminal`, in a child process on a pseudo-terminal: the
+/// dashboard's terminal session, a frame drawn, then a panic.
+#[test]
+#[ignore = "run by a_panic_restores_the_terminal in a child process"]
+fn panicking_in_the_dashboards_terminal() {
+    assert!(
+        std::env::var_os(PANIC_CHILD).is_some(),
+        "run by another test"
+    );
+    let mut session = loupe::dash::TerminalSession::start().unwrap();
+    session
+        .draw(|frame| frame.render_widget(ratatui::widgets::Paragraph::new("drawn"), frame.area()))
+        .unwrap();
+    panic!("a planted panic");
+}
+
+#[test]
+fn a_panic_restores_the_terminal() {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "panicking_in_the_dashboards_terminal",
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(PANIC_CHILD, "1");
+    let mut child = Dash::spawn(cmd);
+    let status = child.exit_status();
+    let written = child.written();
+    assert!(
+        !status.success(),
+        "the child should have panicked:\n{written}"
+    );
+    let entered = written
+        .find("\x1b[?1049h")
+        .expect("the alternate screen was entered");
+    let drawn = written.find("drawn").expect("a frame was drawn");
+    let left = drawn
+        + written[drawn..]
+            .find(LEAVE_ALTERNATE_SCREEN)
+            .expect("the alternate screen was left");
+    let message = written
+        .find("a planted panic")
+        .expect("the panic message shows");
+    assert!(
+        entered < drawn && drawn < left && left < message,
+        "the terminal is restored before the panic message prints:\n{written:?}"
+    );
+    assert!(child.cooked(), "the terminal was left in raw mode");
+}
+
+#[test]
+fn without_a_terminal_the_dashboard_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cmd = loupe_cmd();
+    cmd.args(["dash", "--device", "cpu", "--plugins"])
+        .arg(tmp.path())
+        .arg("--experiments")
+        .arg(tmp.path())
+        .stdin(Stdio::null());
+    // SAFETY: setsid is async-signal-safe; a new session has no controlling terminal to open.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = cmd.output().expect("loupe runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("the dashboard needs a terminal") && stderr.contains("loupe watch"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing written to standard output"
     );
 }

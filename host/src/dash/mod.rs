@@ -11,8 +11,8 @@ use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
-use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind};
+use anyhow::{Context, Result};
+use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModifiers};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::plugin::PluginEngine;
@@ -67,9 +67,60 @@ fn experiment_files(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A key as the state names it.
-fn key_name(code: KeyCode) -> Option<String> {
+/// The terminal in the dashboard's mode (raw input, alternate screen) for as long as this lives;
+/// dropping it restores the terminal. On a panic, the hook `ratatui::try_init` installs restores the
+/// terminal before the panic message prints, so the message lands on a usable screen.
+pub struct TerminalSession(ratatui::DefaultTerminal);
+
+impl TerminalSession {
+    pub fn start() -> Result<TerminalSession> {
+        match ratatui::try_init() {
+            Ok(terminal) => Ok(TerminalSession(terminal)),
+            Err(e) => {
+                // Raw mode may have been switched on before the step that failed (a no-op if not).
+                let _ = crossterm::terminal::disable_raw_mode();
+                Err(e).context(
+                    "the dashboard needs a terminal (standard input is not one and /dev/tty cannot \
+                     be opened); use `loupe watch` for headless runs",
+                )
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for TerminalSession {
+    type Target = ratatui::DefaultTerminal;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for TerminalSession {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for TerminalSession {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// Raises the service's stop flag when dropped, so that a panic in the UI loop (which unwinds
+/// through `thread::scope`, and the scope waits for its threads) cannot leave the process hanging.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A key as the state names it; Ctrl-C (which raw mode delivers as a key, not a signal) is `Ctrl-c`.
+fn key_name(code: KeyCode, modifiers: KeyModifiers) -> Option<String> {
     Some(match code {
+        KeyCode::Char('c') if modifiers.contains(KeyModifiers::CONTROL) => "Ctrl-c".into(),
         KeyCode::Char(c) => c.to_string(),
         KeyCode::Tab => "Tab".into(),
         KeyCode::BackTab => "BackTab".into(),
@@ -92,7 +143,9 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
     let (submit, queue_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = AtomicBool::new(false);
     let mut state = DashState::new(device_info(backend));
+    let mut terminal = TerminalSession::start()?;
     std::thread::scope(|scope| {
+        let _stop_service = StopOnDrop(&stop);
         let (service_cfg, service_emit) = (cfg.clone(), emit.clone());
         let service_submit = submit.clone();
         let service = scope.spawn(|| {
@@ -105,7 +158,6 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
                 &stop,
             )
         });
-        let mut terminal = ratatui::init();
         let result = ui_loop(
             &mut terminal,
             &mut state,
@@ -115,7 +167,7 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
             &submit,
             backend,
         );
-        ratatui::restore();
+        drop(terminal);
         stop.store(true, Ordering::Relaxed);
         if state
             .runs
@@ -158,7 +210,7 @@ fn ui_loop(
         }
         if let TermEvent::Key(key) = event::read()?
             && key.kind == KeyEventKind::Press
-            && let Some(name) = key_name(key.code)
+            && let Some(name) = key_name(key.code, key.modifiers)
         {
             match state.key(&name, || experiment_files(&cfg.experiments_dir)) {
                 Action::Quit => return Ok(()),

@@ -328,6 +328,9 @@ impl DashState {
     /// Handles a key (its character, or a name such as `Tab`, `Up`, `Enter`, `Esc`); `experiments`
     /// lists the files the picker offers.
     pub fn key(&mut self, key: &str, experiments: impl FnOnce() -> Vec<PathBuf>) -> Action {
+        if key == "Ctrl-c" {
+            return Action::Quit;
+        }
         if self.show_help {
             self.show_help = false;
             return Action::None;
@@ -499,6 +502,12 @@ mod tests {
             "Esc closes the picker"
         );
         assert_eq!(s.key("q", Vec::new), Action::Quit);
+        // Ctrl-C quits from anywhere, the picker and the help included.
+        s.key("r", files);
+        assert_eq!(s.key("Ctrl-c", Vec::new), Action::Quit);
+        s.picker = None;
+        s.key("?", Vec::new);
+        assert_eq!(s.key("Ctrl-c", Vec::new), Action::Quit);
     }
 
     #[test]

@@ -21,7 +21,7 @@ const HELP: &[&str] = &[
     "c                cancel the selected run",
     "m                chart the selected run's next metric",
     "?                this help (any key closes it)",
-    "q / Esc          quit (runs going are abandoned)",
+    "q / Esc / Ctrl-C quit (runs going are abandoned)",
     "",
     "Drop .wasm files into the plugin directory to (re)load",
     "them; drop .toml experiment files into the experiment",
@@ -520,7 +520,7 @@ mod tests {
         state.key("?", Vec::new);
         let screen = render(80, 24, |f| draw(f, &state));
         assert!(screen.iter().any(|l| l.contains("┌help")));
-        assert!(screen.iter().any(|l| l.contains("q / Esc          quit")));
+        assert!(screen.iter().any(|l| l.contains("q / Esc / Ctrl-C quit")));
 
         state.key("x", Vec::new); // any key closes the help
         state.key("r", || {
