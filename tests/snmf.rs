@@ -550,6 +550,114 @@ patience = 50
     );
 }
 
+/// The gradients of the fine-tune's mean squared error `mean((G₁·G₂·H − X)²)` with respect to G₁, G₂
+/// and H, written out directly in f64 (not by the plugin's backward recursion): with
+/// `R = 2/(n·d)·(G₁·G₂·H − X)`, `∂G₁ = R·(G₂·H)ᵀ`, `∂G₂ = G₁ᵀ·R·Hᵀ`, `∂H = (G₁·G₂)ᵀ·R`.
+fn finetune_gradients(x: &Mat, g1: &Mat, g2: &Mat, h: &Mat) -> (f64, [Mat; 3]) {
+    let product = g1.matmul(g2).matmul(h);
+    let diff = product.map2(x, |a, b| a - b);
+    let count = (x.rows * x.cols) as f64;
+    let mse = diff.frobenius_sq() / count;
+    let r = diff.map2(&diff, |a, _| 2.0 * a / count);
+    let d_g1 = r.matmul(&g2.matmul(h).t());
+    let d_g2 = g1.t().matmul(&r).matmul(&h.t());
+    let d_h = g1.matmul(g2).t().matmul(&r);
+    (mse, [d_g1, d_g2, d_h])
+}
+
+#[test]
+fn the_joint_fine_tune_takes_adam_steps_down_the_hierarchys_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (n, d) = (300, 48);
+    let (x, _) = planted(&mut Rng(33), (n, d, 6), 5, 0.01);
+    write_activations(&tmp.path().join("planted.safetensors"), &x, d);
+    let x = Mat::from_f32(n, d, &x);
+    let run = |name: &str, steps: u64| {
+        format!(
+            "[[run]]\nname = \"{name}\"\nplugin = \"snmf\"\ndata = \"planted.safetensors\"\n\
+             [run.params]\nranks = [6, 3]\npct_keep = 0.2\nmax_iter = 150\npatience = 50\n\
+             finetune_steps = {steps}\nfinetune_lr = 0.002\nlog_every = 1\n"
+        )
+    };
+    let exp = write_file(
+        tmp.path(),
+        "exp.toml",
+        &format!("{}\n{}", run("one", 1), run("many", 300)),
+    );
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let runs = runs_by_name(&out);
+
+    // One step: every entry moves by Adam's first step, lr·g/(|g| + ε), against its gradient.
+    let one = &runs["one"];
+    let top = read_safetensors(&artifacts(one).join("r6/snmf.safetensors"));
+    let sub = read_safetensors(&artifacts(one).join("r3/snmf.safetensors"));
+    let tuned = read_safetensors(&artifacts(one).join("finetuned/snmf.safetensors"));
+    let (g1, g2) = (Mat::from_stored(&top["G"]), Mat::from_stored(&sub["G"]));
+    let h = Mat::from_stored(&sub["F"]).t();
+    let (mse, grads) = finetune_gradients(&x, &g1, &g2, &h);
+    let after = [
+        Mat::from_stored(&tuned["G1"]),
+        Mat::from_stored(&tuned["G2"]),
+        Mat::from_stored(&tuned["F"]).t(),
+    ];
+    for ((name, before), (after, grad)) in ["G1", "G2", "H"]
+        .iter()
+        .zip([&g1, &g2, &h])
+        .zip(after.iter().zip(&grads))
+    {
+        let largest = grad.v.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+        let mut checked = 0;
+        for ((b, a), g) in before.v.iter().zip(&after.v).zip(&grad.v) {
+            // Tiny gradients can round to either sign in f32; the rest must move exactly so.
+            if g.abs() < 1e-3 * largest {
+                continue;
+            }
+            let expected = -0.002 * g / (g.abs() + 1e-8);
+            assert!(
+                (a - b - expected).abs() < 2e-5,
+                "{name}: moved {} where Adam's first step is {expected}",
+                a - b
+            );
+            checked += 1;
+        }
+        assert!(checked * 2 > before.v.len(), "{name}: {checked} entries");
+    }
+    let reported = metric(one, "finetune/mse");
+    assert!(
+        (reported[&1] - mse).abs() <= 1e-4 * mse,
+        "{} vs {mse}",
+        reported[&1]
+    );
+
+    // Many steps: the error falls, and the one reported is that of the saved factors.
+    let many = &runs["many"];
+    let fits = &read_json(&many.join("summary.json"))["summary"]["fits"];
+    let summary = &fits.as_array().unwrap()[2];
+    let (before, after) = (
+        summary["mse_before"].as_f64().unwrap(),
+        summary["mse_after"].as_f64().unwrap(),
+    );
+    assert!(after < 0.9 * before, "mse {before} -> {after}");
+    let tuned = read_safetensors(&artifacts(many).join("finetuned/snmf.safetensors"));
+    let (g1, g2) = (
+        Mat::from_stored(&tuned["G1"]),
+        Mat::from_stored(&tuned["G2"]),
+    );
+    let h = Mat::from_stored(&tuned["F"]).t();
+    let (recomputed, _) = finetune_gradients(&x, &g1, &g2, &h);
+    assert!(
+        (recomputed - after).abs() <= 1e-4 * after,
+        "{recomputed} vs {after}"
+    );
+    let gap = Mat::from_stored(&tuned["G_tokens"]).relative_gap(&g1.matmul(&g2));
+    assert!(gap < 1e-5, "G_tokens off by {gap:e}");
+    let series = metric(many, "finetune/mse");
+    assert_eq!(series.len(), 300);
+    assert!(series[&300] < series[&1]);
+    assert!(artifacts(many).join("finetuned/features.json").exists());
+}
+
 const SENTENCES: &str = r#"{"text": "the cat sat on the mat"}
 {"text": "a model reads tokens"}
 {"text": "attention moves information between positions and layers"}
@@ -848,6 +956,16 @@ fn bad_parameters_and_inputs_get_one_clear_line() {
             "layers = []",
             "layers is empty",
         ),
+        (
+            "data = \"x.safetensors\"",
+            "rank = 4\nfinetune_steps = 10",
+            "finetune_steps = 10 fine-tunes a hierarchy; give ranks with at least two levels",
+        ),
+        (
+            "data = \"x.safetensors\"",
+            "ranks = [4, 2]\nfinetune_steps = 10\nfinetune_lr = -1.0",
+            "finetune_lr must be positive",
+        ),
     ];
     for (i, (data, param, expected)) in cases.iter().enumerate() {
         let exp = write_file(
@@ -877,5 +995,14 @@ fn the_example_runs_on_the_quickstart_model() {
         "layer1/steering.json",
     ] {
         assert!(artifacts(run).join(file).is_file(), "{file} missing");
+    }
+    let tree = &runs_by_name(&out)["snmf-tree"];
+    for file in [
+        "layer1/r16/snmf.safetensors",
+        "layer1/r4/features.json",
+        "layer1/finetuned/snmf.safetensors",
+        "layer1/finetuned/features.json",
+    ] {
+        assert!(artifacts(tree).join(file).is_file(), "{file} missing");
     }
 }

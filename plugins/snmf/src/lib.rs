@@ -6,6 +6,7 @@
 //! The math runs on the host: this crate holds tensor handles, index lists and scalars.
 
 mod collect;
+mod finetune;
 mod fit;
 mod init;
 mod interpret;
@@ -19,6 +20,7 @@ use loupe_plugin_api::prelude::*;
 use serde_json::{Value, json};
 
 use collect::{Collected, Matrix};
+use finetune::{FinetuneConfig, finetune};
 use fit::{FitConfig, FitResult, fit};
 use interpret::{Readout, top_tokens};
 use params::Params;
@@ -113,6 +115,7 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
     // Level l factorises level l−1's features (`H`, [rank, d]); tokens reach level l through G₁·…·G_l.
     let mut input: Option<Rc<Tensor>> = None;
     let mut g_tokens: Option<Rc<Tensor>> = None;
+    let mut level_gs: Vec<Rc<Tensor>> = Vec::new();
     for (level, &rank) in ranks.iter().enumerate() {
         let label = if hierarchical {
             format!("{}r{rank}/", matrix.prefix)
@@ -157,10 +160,72 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
             result.iterations,
             result.best_iteration
         ));
+        level_gs.push(Rc::clone(g));
         input = Some(Rc::clone(h));
         g_tokens = Some(tokens_g);
     }
+    if hierarchical && p.finetune_steps > 0 {
+        let last_h = input.expect("a hierarchy has levels");
+        summaries.push(finetune_hierarchy(
+            p, matrix, collected, &readout, level_gs, last_h,
+        )?);
+    }
     Ok(summaries)
+}
+
+/// The joint fine-tune of a hierarchy's levels, saved and described like a level under `finetuned/`.
+fn finetune_hierarchy(
+    p: &Params,
+    matrix: &Matrix,
+    collected: &Collected,
+    readout: &Option<Readout>,
+    level_gs: Vec<Rc<Tensor>>,
+    last_h: Rc<Tensor>,
+) -> Result<Value> {
+    let label = format!("{}finetuned/", matrix.prefix);
+    let cfg = FinetuneConfig {
+        steps: p.finetune_steps,
+        lr: p.finetune_lr,
+        log_every: p.log_every,
+        label: matrix.prefix.clone(),
+    };
+    let tuned = finetune(&matrix.x, level_gs, last_h, &cfg)?;
+    let mut g_tokens = Rc::clone(&tuned.ws[0]);
+    for w in &tuned.ws[1..] {
+        g_tokens = Rc::new(g_tokens.matmul(w)?);
+    }
+    let f = tuned.h.transpose(0, 1)?;
+    let names: Vec<String> = (1..=tuned.ws.len()).map(|l| format!("G{l}")).collect();
+    let mut saved: Vec<(&str, &Tensor)> = vec![("F", &f), ("G_tokens", &*g_tokens)];
+    saved.extend(
+        names
+            .iter()
+            .map(String::as_str)
+            .zip(tuned.ws.iter().map(|w| &**w)),
+    );
+    report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
+    describe(p, &label, &tuned.h, &g_tokens, collected, readout.as_ref())?;
+    let (n, d) = (matrix.x.shape()[0], matrix.x.shape()[1]);
+    let norm_sq = fit::frobenius_sq(&matrix.x)?;
+    let relative = |mse: f64| mse * (n * d) as f64 / norm_sq;
+    info(&format!(
+        "{}fine-tune: {} Adam steps took the relative error from {:.4} to {:.4}",
+        matrix.prefix,
+        p.finetune_steps,
+        relative(tuned.mse_before),
+        relative(tuned.mse_after)
+    ));
+    Ok(json!({
+        "artifacts": format!("{label}snmf.safetensors"),
+        "layer": matrix.layer,
+        "hook": matrix.hook,
+        "finetune_steps": p.finetune_steps,
+        "finetune_lr": p.finetune_lr,
+        "mse_before": tuned.mse_before,
+        "mse_after": tuned.mse_after,
+        "relative_error_before": relative(tuned.mse_before),
+        "relative_error_after": relative(tuned.mse_after),
+    }))
 }
 
 /// `features.json`: per feature its top tokens in context (model runs) and vocabulary projection.

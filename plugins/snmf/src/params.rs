@@ -37,6 +37,8 @@ pub struct Params {
     pub sample_top_k: usize,
     pub sample_top_p: f64,
     pub temperature: f64,
+    pub finetune_steps: u64,
+    pub finetune_lr: f64,
     pub log_every: u64,
     pub dump_steps: u64,
 }
@@ -77,6 +79,8 @@ pub fn manifest() -> Manifest {
     .param(Param::int("sample_top_k", 30, "Sampling: keep the k most likely tokens"))
     .param(Param::float("sample_top_p", 0.3, "Sampling: then the smallest set of those holding this probability"))
     .param(Param::float("temperature", 1.0, "Sampling temperature"))
+    .param(Param::int("finetune_steps", 0, "Hierarchical SNMF: Adam steps of the joint fine-tune of all levels (G₁…G_L and the last F) on the mean squared error against the activations, after the level-by-level fits; nonnegativity is not enforced during it (0: no fine-tune; the reference's default is 500)"))
+    .param(Param::float("finetune_lr", 1e-3, "Adam learning rate of the joint fine-tune"))
     .param(Param::int("log_every", 10, "Report the loss every this many iterations"))
     .param(Param::int("dump_steps", 0, "Save every intermediate of the first N iterations (steps/<t>.safetensors) to check the update rules"))
 }
@@ -139,6 +143,20 @@ impl Params {
             if v.is_nan() || v <= 0.0 {
                 return Err(bad(format!("{name} must be positive, got {v}")));
             }
+        }
+        if self.finetune_steps > 0 && self.ranks.len() < 2 {
+            return Err(bad(format!(
+                "finetune_steps = {} fine-tunes a hierarchy; give ranks with at least two levels, e.g. ranks = [{}, {}]",
+                self.finetune_steps,
+                self.rank,
+                (self.rank / 2).max(1)
+            )));
+        }
+        if self.finetune_steps > 0 && !(self.finetune_lr.is_finite() && self.finetune_lr > 0.0) {
+            return Err(bad(format!(
+                "finetune_lr must be positive, got {}",
+                self.finetune_lr
+            )));
         }
         let non_negative = [("tol", self.tol), ("reg", self.reg)];
         for (name, v) in non_negative {

@@ -1,0 +1,136 @@
+//! The optional joint fine-tune of a hierarchy (spec Part A §A4): every level's token weights
+//! `W₁ = G₁ [n, r₁], W₂ = G₂ [r₁, r₂], …, W_L = G_L` and the last level's features `H = F_Lᵀ [r_L, d]`
+//! are trained together with Adam (PyTorch's arithmetic and defaults) to minimise the mean squared
+//! error of `W₁·W₂⋯W_L·H` against the activations `X` `[n, d]`. As in the reference, nonnegativity is
+//! not enforced during the fine-tune, so token weights may turn negative.
+//!
+//! Gradients by hand: with `S_i = W_{i+1}⋯W_L·H` and `B₁ = 2/(n·d)·(W₁·S₁ − X)`, the gradient of `W_i` is
+//! `B_i·S_iᵀ` and `B_{i+1} = W_iᵀ·B_i`; `H`'s is `B_{L+1}`. Nothing larger than `X` is formed.
+
+use std::rc::Rc;
+
+use loupe_plugin_api::prelude::*;
+
+pub struct FinetuneConfig {
+    pub steps: u64,
+    pub lr: f64,
+    pub log_every: u64,
+    /// Prefix of the metric (`{label}finetune/mse`).
+    pub label: String,
+}
+
+/// A parameter with its Adam moments; it starts as a handle on the fitted factor.
+struct Trained {
+    value: Rc<Tensor>,
+    m: Tensor,
+    v: Tensor,
+}
+
+impl Trained {
+    fn new(value: Rc<Tensor>) -> Result<Trained> {
+        let shape = value.shape();
+        Ok(Trained {
+            m: Tensor::zeros(&shape)?,
+            v: Tensor::zeros(&shape)?,
+            value,
+        })
+    }
+
+    fn update(&mut self, grad: &Tensor, adam: AdamConfig, step: u64) -> Result<()> {
+        let (value, m, v) = Tensor::adam_step(&self.value, grad, &self.m, &self.v, adam, step)?;
+        (self.value, self.m, self.v) = (Rc::new(value), m, v);
+        Ok(())
+    }
+}
+
+pub struct Finetuned {
+    /// `W₁ … W_L` after the fine-tune.
+    pub ws: Vec<Rc<Tensor>>,
+    /// `H = F_Lᵀ` after the fine-tune.
+    pub h: Rc<Tensor>,
+    /// Mean squared error before the first step and after the last.
+    pub mse_before: f64,
+    pub mse_after: f64,
+}
+
+/// The suffix products `S_i = W_{i+1}⋯W_L·H` for `i < L`, in level order (`S_L` is `H` itself).
+fn suffixes(ws: &[Trained], h: &Tensor) -> Result<Vec<Tensor>> {
+    let mut out: Vec<Tensor> = Vec::with_capacity(ws.len() - 1);
+    for w in ws[1..].iter().rev() {
+        let next = w.value.matmul(out.last().unwrap_or(h))?;
+        out.push(next);
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// `W₁⋯W_L·H − X`, and the suffix products.
+fn residual(x: &Tensor, ws: &[Trained], h: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
+    let suffixes = suffixes(ws, h)?;
+    let product = ws[0].value.matmul(suffixes.first().unwrap_or(h))?;
+    Ok((product.sub(x)?, suffixes))
+}
+
+/// Mean of the squared entries, each row summed on the host and the row sums added in f64.
+fn mean_square(t: &Tensor) -> Result<f64> {
+    let rows = t.mul(t)?.sum(-1, false)?.to_vec_f32()?;
+    Ok(rows.iter().map(|&v| v as f64).sum::<f64>() / t.numel() as f64)
+}
+
+pub fn finetune(
+    x: &Tensor,
+    ws: Vec<Rc<Tensor>>,
+    h: Rc<Tensor>,
+    cfg: &FinetuneConfig,
+) -> Result<Finetuned> {
+    let adam = AdamConfig {
+        lr: cfg.lr as f32,
+        ..AdamConfig::default()
+    };
+    let scale = 2.0 / x.numel() as f32;
+    let mut ws = ws
+        .into_iter()
+        .map(Trained::new)
+        .collect::<Result<Vec<_>>>()?;
+    let mut h = Trained::new(h)?;
+    let mut mse_before = f64::NAN;
+    for step in 1..=cfg.steps {
+        let (residual, suffixes) = residual(x, &ws, &h.value)?;
+        let mse = mean_square(&residual)?;
+        if !mse.is_finite() {
+            return Err(Error::other(
+                "snmf",
+                format!(
+                    "the fine-tune's error became {mse} at step {step}; lower finetune_lr or set finetune_steps = 0"
+                ),
+            ));
+        }
+        if step == 1 {
+            mse_before = mse;
+        }
+        if step % cfg.log_every == 0 || step == 1 {
+            report::metric(&format!("{}finetune/mse", cfg.label), step, mse);
+        }
+        // Backward through the chain, level by level; every gradient is taken before any update.
+        let mut upstream = residual.affine(scale, 0.0)?;
+        let mut grads = Vec::with_capacity(ws.len());
+        for (w, suffix) in ws.iter().zip(suffixes.iter().chain([&*h.value])) {
+            grads.push(upstream.matmul_t(suffix, false, true)?);
+            upstream = w.value.matmul_t(&upstream, true, false)?;
+        }
+        for (w, grad) in ws.iter_mut().zip(&grads) {
+            w.update(grad, adam, step)?;
+        }
+        h.update(&upstream, adam, step)?;
+        if step % cfg.steps.div_ceil(100) == 0 || step == cfg.steps {
+            report::progress(&format!("{}finetune", cfg.label), step, cfg.steps);
+        }
+    }
+    let mse_after = mean_square(&residual(x, &ws, &h.value)?.0)?;
+    Ok(Finetuned {
+        ws: ws.into_iter().map(|w| w.value).collect(),
+        h: h.value,
+        mse_before,
+        mse_after,
+    })
+}
