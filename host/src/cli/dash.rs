@@ -11,7 +11,7 @@ Panels: plugins (name, version, API version, status, last reload event), runs (q
 failed, with progress and ETA), the selected run (a live chart of one of its metrics and its log) and
 the device (backend, memory). Keys: Tab moves between panels, the arrows select, r starts a run from an
 experiment file in --experiments, c cancels the selected run (the others
-go on), m charts the next metric, ? shows help, q (or Ctrl-C) quits.
+go on), m charts the next metric, ? shows help, q (or Ctrl-C) quits, asking first while runs are going.
 
 Plugins and experiment files dropped into the directories are taken as `loupe watch` takes them; the
 dashboard shows the same event stream `loupe watch` prints.")]

@@ -221,7 +221,7 @@ fn ui_loop(
                     } else {
                         format!("{run} is no longer running")
                     };
-                    state.note(line);
+                    state.flash(line);
                 }
                 Action::None => {}
             }

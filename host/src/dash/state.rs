@@ -119,6 +119,10 @@ pub struct DashState {
     pub show_help: bool,
     /// The experiment picker: files to choose from and the highlighted one, while it is open.
     pub picker: Option<(Vec<PathBuf>, usize)>,
+    /// Quitting was asked for while runs were going: the next quit key confirms, any other stays.
+    pub confirm_quit: bool,
+    /// The answer to the last key, shown in the footer until the next key.
+    pub flash: Option<String>,
 }
 
 fn file_name(path: &Path) -> String {
@@ -138,6 +142,20 @@ impl DashState {
 
     pub fn focused(&self) -> Panel {
         self.panel.unwrap_or(Panel::Runs)
+    }
+
+    /// Runs queued or running: what quitting now would abandon.
+    pub fn runs_going(&self) -> usize {
+        self.runs
+            .iter()
+            .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
+            .count()
+    }
+
+    /// A note that answers a key: logged, and shown in the footer until the next key.
+    pub fn flash(&mut self, line: String) {
+        self.flash = Some(line.clone());
+        self.note(line);
     }
 
     pub fn note(&mut self, line: String) {
@@ -325,11 +343,26 @@ impl DashState {
         Some((name, points))
     }
 
+    /// Quits at once when nothing is going; otherwise asks for the quit key again first, since the
+    /// runs going would be abandoned.
+    fn quit(&mut self) -> Action {
+        if self.runs_going() == 0 {
+            return Action::Quit;
+        }
+        self.confirm_quit = true;
+        Action::None
+    }
+
     /// Handles a key (its character, or a name such as `Tab`, `Up`, `Enter`, `Esc`); `experiments`
     /// lists the files the picker offers.
     pub fn key(&mut self, key: &str, experiments: impl FnOnce() -> Vec<PathBuf>) -> Action {
+        self.flash = None;
+        let quit_key = matches!(key, "q" | "Esc" | "Ctrl-c");
+        if std::mem::take(&mut self.confirm_quit) {
+            return if quit_key { Action::Quit } else { Action::None };
+        }
         if key == "Ctrl-c" {
-            return Action::Quit;
+            return self.quit();
         }
         if self.show_help {
             self.show_help = false;
@@ -351,7 +384,7 @@ impl DashState {
         }
         let focused = self.focused();
         match key {
-            "q" | "Esc" => return Action::Quit,
+            "q" | "Esc" => return self.quit(),
             "?" => self.show_help = true,
             "Tab" => self.panel = Some(focused.next(1)),
             "BackTab" => self.panel = Some(focused.next(-1)),
@@ -360,7 +393,7 @@ impl DashState {
                 Some(run) if run.status == RunStatus::Running => {
                     return Action::Cancel(run.id.clone());
                 }
-                _ => self.note("select a running run (in the runs panel) to cancel it".into()),
+                _ => self.flash("select a running run (in the runs panel) to cancel it".into()),
             },
             "m" => self.selected_metric += 1,
             "Up" | "k" | "Down" | "j" => {
@@ -511,10 +544,45 @@ mod tests {
     }
 
     #[test]
+    fn quitting_with_runs_going_asks_first() {
+        let mut s = DashState::new(DeviceInfo::default());
+        let progress = EventBody::Progress {
+            stage: "fit".into(),
+            done: 1,
+            total: 10,
+        };
+        s.apply(&run_event("/e/a.toml", "r1", 1.0, progress));
+        assert_eq!(s.runs_going(), 1);
+        assert_eq!(s.key("q", Vec::new), Action::None);
+        assert!(s.confirm_quit);
+        // Any other key stays (and is not taken as a command).
+        assert_eq!(s.key("r", Vec::new), Action::None);
+        assert!(!s.confirm_quit && s.picker.is_none());
+        assert_eq!(s.key("Ctrl-c", Vec::new), Action::None);
+        assert_eq!(s.key("q", Vec::new), Action::Quit);
+        // Once nothing is going, quitting is immediate.
+        s.apply(&run_event(
+            "/e/a.toml",
+            "r1",
+            2.0,
+            EventBody::Finished {
+                ok: true,
+                elapsed_s: 2.0,
+                error: None,
+            },
+        ));
+        assert_eq!(s.runs_going(), 0);
+        assert_eq!(s.key("Esc", Vec::new), Action::Quit);
+    }
+
+    #[test]
     fn c_cancels_the_selected_running_run_only() {
         let mut s = DashState::new(DeviceInfo::default());
         assert_eq!(s.key("c", Vec::new), Action::None);
         assert!(s.notes.back().unwrap().contains("to cancel it"));
+        assert!(s.flash.as_deref().unwrap().contains("to cancel it"));
+        s.key("Tab", Vec::new);
+        assert_eq!(s.flash, None, "the next key clears the footer message");
         let progress = EventBody::Progress {
             stage: "fit".into(),
             done: 1,

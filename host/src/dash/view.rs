@@ -21,7 +21,7 @@ const HELP: &[&str] = &[
     "c                cancel the selected run",
     "m                chart the selected run's next metric",
     "?                this help (any key closes it)",
-    "q / Esc / Ctrl-C quit (runs going are abandoned)",
+    "q / Esc / Ctrl-C quit (asks first while runs go)",
     "",
     "Drop .wasm files into the plugin directory to (re)load",
     "them; drop .toml experiment files into the experiment",
@@ -80,8 +80,27 @@ pub fn draw(frame: &mut Frame, state: &DashState) {
     draw_device(frame, device, state);
     draw_runs(frame, runs, state);
     draw_run(frame, run, state);
-    frame.render_widget(Paragraph::new(KEYS), keys);
-    if state.show_help {
+    let footer = match &state.flash {
+        Some(message) => {
+            Paragraph::new(message.as_str()).style(Style::default().add_modifier(Modifier::BOLD))
+        }
+        None => Paragraph::new(KEYS),
+    };
+    frame.render_widget(footer, keys);
+    if state.confirm_quit {
+        let going = state.runs_going();
+        let runs = if going == 1 { "run is" } else { "runs are" };
+        draw_popup(
+            frame,
+            "quit?",
+            vec![
+                format!("{going} {runs} still going and would be abandoned"),
+                "(their run directories keep what they wrote).".into(),
+                String::new(),
+                "q / Esc / Ctrl-C: quit     any other key: stay".into(),
+            ],
+        );
+    } else if state.show_help {
         draw_popup(frame, "help", HELP.iter().map(|l| l.to_string()).collect());
     } else if let Some((files, at)) = &state.picker {
         let lines = if files.is_empty() {
@@ -538,5 +557,22 @@ mod tests {
         );
         // A small terminal still draws (everything shrinks) without panicking.
         render(40, 10, |f| draw(f, &state));
+
+        // Quitting while a run is going asks first; a message answering a key replaces the key line.
+        state.key("Esc", Vec::new);
+        state.key("q", Vec::new);
+        let screen = render(80, 24, |f| draw(f, &state));
+        assert!(screen.iter().any(|l| l.contains("┌quit?")), "{screen:#?}");
+        assert!(
+            screen
+                .iter()
+                .any(|l| l.contains("2 runs are still going and would be abandoned")),
+            "{screen:#?}"
+        );
+        state.key("x", Vec::new);
+        state.flash("cancelling 001-sae".into());
+        let screen = render(80, 24, |f| draw(f, &state));
+        assert!(!screen.iter().any(|l| l.contains("┌quit?")));
+        assert_eq!(screen[23].trim_end(), "cancelling 001-sae");
     }
 }
