@@ -169,6 +169,11 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
             .as_str()
             .is_some_and(|m| m.starts_with("watching"))
     });
+    watch.wait_for("the file already there named as left alone", |v| {
+        v["message"].as_str().is_some_and(|m| {
+            m.starts_with("1 experiment file is already in") && m.contains("left alone")
+        })
+    });
 
     // A plugin renamed into place is loaded.
     drop_file(&plugins.join("act-stats.wasm"), &plugin_bytes("act-stats"));

@@ -5,7 +5,7 @@
 pub mod state;
 pub mod view;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use crossterm::event::{self, Event as TermEvent, KeyCode, KeyEventKind, KeyModif
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::plugin::PluginEngine;
-use crate::watch::{Emit, HostEvent, ServiceConfig, queue, serve};
+use crate::watch::{Emit, HostEvent, ServiceConfig, experiment_files, queue, serve};
 use state::{Action, DashState, DeviceInfo};
 
 /// How often the screen is redrawn when nothing happens (for ETAs and the device panel).
@@ -52,19 +52,6 @@ fn device_info(backend: &str) -> DeviceInfo {
         used,
         total,
     }
-}
-
-/// The `.toml` files of `dir`, sorted.
-fn experiment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
 }
 
 /// The terminal in the dashboard's mode (raw input, alternate screen) for as long as this lives;

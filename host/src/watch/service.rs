@@ -93,6 +93,15 @@ pub fn serve(
         cfg.plugins_dir.display(),
         cfg.experiments_dir.display()
     )));
+    let waiting = super::experiment_files(&cfg.experiments_dir).len();
+    if waiting > 0 {
+        let files = if waiting == 1 { "file is" } else { "files are" };
+        emit(HostEvent::Note(format!(
+            "{waiting} experiment {files} already in {}: left alone, since only files dropped from now on run \
+             (drop one again, or `loupe run FILE`, to run it)",
+            cfg.experiments_dir.display()
+        )));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("loupe-runs")
