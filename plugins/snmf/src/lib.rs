@@ -167,7 +167,12 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
     if hierarchical && p.finetune_steps > 0 {
         let last_h = input.expect("a hierarchy has levels");
         summaries.push(finetune_hierarchy(
-            p, matrix, collected, &readout, level_gs, last_h,
+            p,
+            matrix,
+            collected,
+            readout.as_ref(),
+            level_gs,
+            last_h,
         )?);
     }
     Ok(summaries)
@@ -178,7 +183,7 @@ fn finetune_hierarchy(
     p: &Params,
     matrix: &Matrix,
     collected: &Collected,
-    readout: &Option<Readout>,
+    readout: Option<&Readout>,
     level_gs: Vec<Rc<Tensor>>,
     last_h: Rc<Tensor>,
 ) -> Result<Value> {
@@ -204,7 +209,7 @@ fn finetune_hierarchy(
             .zip(tuned.ws.iter().map(|w| &**w)),
     );
     report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
-    describe(p, &label, &tuned.h, &g_tokens, collected, readout.as_ref())?;
+    describe(p, &label, &tuned.h, &g_tokens, collected, readout)?;
     let (n, d) = (matrix.x.shape()[0], matrix.x.shape()[1]);
     let norm_sq = fit::frobenius_sq(&matrix.x)?;
     let relative = |mse: f64| mse * (n * d) as f64 / norm_sq;
