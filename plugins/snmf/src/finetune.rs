@@ -4,8 +4,11 @@
 //! error of `W₁·W₂⋯W_L·H` against the activations `X` `[n, d]`. As in the reference, nonnegativity is
 //! not enforced during the fine-tune, so token weights may turn negative.
 //!
-//! Gradients by hand: with `S_i = W_{i+1}⋯W_L·H` and `B₁ = 2/(n·d)·(W₁·S₁ − X)`, the gradient of `W_i` is
-//! `B_i·S_iᵀ` and `B_{i+1} = W_iᵀ·B_i`; `H`'s is `B_{L+1}`. Nothing larger than `X` is formed.
+//! Gradients by hand, in the order that keeps every product with the wide side `d` at the narrowest
+//! rank `r_L` (ranks decrease down a hierarchy): the tokens' weights `T = W₁⋯W_L` `[n, r_L]` first, then
+//! `P = T·H`. With `R = 2/(n·d)·(P − X)`: `∂H = Tᵀ·R` and `∂T = R·Hᵀ`, which goes back through the small
+//! chain `T = W₁⋯W_L`: with `M_i = W_{i+1}⋯W_L` `[r_i, r_L]` (`M_L = I`) and `B₁ = ∂T`, `∂W_i = B_i·M_iᵀ`
+//! and `B_{i+1} = W_iᵀ·B_i`. Three products of n·d·r_L each per step; nothing larger than `X` is formed.
 
 use std::rc::Rc;
 
@@ -48,27 +51,46 @@ pub struct Finetuned {
     pub ws: Vec<Rc<Tensor>>,
     /// `H = F_Lᵀ` after the fine-tune.
     pub h: Rc<Tensor>,
+    /// The tokens' weights on the last level's features, `W₁⋯W_L`.
+    pub tokens: Rc<Tensor>,
     /// Mean squared error before the first step and after the last.
     pub mse_before: f64,
     pub mse_after: f64,
 }
 
-/// The suffix products `S_i = W_{i+1}⋯W_L·H` for `i < L`, in level order (`S_L` is `H` itself).
-fn suffixes(ws: &[Trained], h: &Tensor) -> Result<Vec<Tensor>> {
-    let mut out: Vec<Tensor> = Vec::with_capacity(ws.len() - 1);
+/// `M_i = W_{i+1}⋯W_L` `[r_i, r_L]` for `i < L`, in level order (`M_L` is the identity, not formed).
+fn tails(ws: &[Trained]) -> Result<Vec<Rc<Tensor>>> {
+    let mut out: Vec<Rc<Tensor>> = Vec::with_capacity(ws.len());
     for w in ws[1..].iter().rev() {
-        let next = w.value.matmul(out.last().unwrap_or(h))?;
+        let next = match out.last() {
+            None => Rc::clone(&w.value),
+            Some(tail) => Rc::new(w.value.matmul(tail)?),
+        };
         out.push(next);
     }
     out.reverse();
     Ok(out)
 }
 
-/// `W₁⋯W_L·H − X`, and the suffix products.
-fn residual(x: &Tensor, ws: &[Trained], h: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-    let suffixes = suffixes(ws, h)?;
-    let product = ws[0].value.matmul(suffixes.first().unwrap_or(h))?;
-    Ok((product.sub(x)?, suffixes))
+/// One evaluation of the chain: the tokens' weights `T = W₁⋯W_L`, the tails `M_i`, and `T·H − X`.
+struct Chain {
+    tokens: Rc<Tensor>,
+    tails: Vec<Rc<Tensor>>,
+    residual: Tensor,
+}
+
+fn chain(x: &Tensor, ws: &[Trained], h: &Tensor) -> Result<Chain> {
+    let tails = tails(ws)?;
+    let tokens = match tails.first() {
+        Some(tail) => Rc::new(ws[0].value.matmul(tail)?),
+        None => Rc::clone(&ws[0].value),
+    };
+    let residual = tokens.matmul(h)?.sub(x)?;
+    Ok(Chain {
+        tokens,
+        tails,
+        residual,
+    })
 }
 
 /// Mean of the squared entries, each row summed on the host and the row sums added in f64.
@@ -95,7 +117,11 @@ pub fn finetune(
     let mut h = Trained::new(h)?;
     let mut mse_before = f64::NAN;
     for step in 1..=cfg.steps {
-        let (residual, suffixes) = residual(x, &ws, &h.value)?;
+        let Chain {
+            tokens,
+            tails,
+            residual,
+        } = chain(x, &ws, &h.value)?;
         let mse = mean_square(&residual)?;
         if !mse.is_finite() {
             return Err(Error::other(
@@ -111,25 +137,30 @@ pub fn finetune(
         if step % cfg.log_every == 0 || step == 1 {
             report::metric(&format!("{}finetune/mse", cfg.label), step, mse);
         }
-        // Backward through the chain, level by level; every gradient is taken before any update.
-        let mut upstream = residual.affine(scale, 0.0)?;
+        // Every gradient is taken before any update.
+        let r = residual.affine(scale, 0.0)?;
+        let grad_h = tokens.matmul_t(&r, true, false)?;
+        let mut upstream = r.matmul_t(&h.value, false, true)?;
         let mut grads = Vec::with_capacity(ws.len());
-        for (w, suffix) in ws.iter().zip(suffixes.iter().chain([&*h.value])) {
-            grads.push(upstream.matmul_t(suffix, false, true)?);
+        for (w, tail) in ws.iter().zip(&tails) {
+            grads.push(upstream.matmul_t(tail, false, true)?);
             upstream = w.value.matmul_t(&upstream, true, false)?;
         }
+        grads.push(upstream);
         for (w, grad) in ws.iter_mut().zip(&grads) {
             w.update(grad, adam, step)?;
         }
-        h.update(&upstream, adam, step)?;
+        h.update(&grad_h, adam, step)?;
         if step % cfg.steps.div_ceil(100) == 0 || step == cfg.steps {
             report::progress(&format!("{}finetune", cfg.label), step, cfg.steps);
         }
     }
-    let mse_after = mean_square(&residual(x, &ws, &h.value)?.0)?;
+    let last = chain(x, &ws, &h.value)?;
+    let mse_after = mean_square(&last.residual)?;
     Ok(Finetuned {
         ws: ws.into_iter().map(|w| w.value).collect(),
         h: h.value,
+        tokens: last.tokens,
         mse_before,
         mse_after,
     })

@@ -195,13 +195,10 @@ fn finetune_hierarchy(
         label: matrix.prefix.clone(),
     };
     let tuned = finetune(&matrix.x, level_gs, last_h, &cfg)?;
-    let mut g_tokens = Rc::clone(&tuned.ws[0]);
-    for w in &tuned.ws[1..] {
-        g_tokens = Rc::new(g_tokens.matmul(w)?);
-    }
+    let g_tokens: &Tensor = &tuned.tokens;
     let f = tuned.h.transpose(0, 1)?;
     let names: Vec<String> = (1..=tuned.ws.len()).map(|l| format!("G{l}")).collect();
-    let mut saved: Vec<(&str, &Tensor)> = vec![("F", &f), ("G_tokens", &*g_tokens)];
+    let mut saved: Vec<(&str, &Tensor)> = vec![("F", &f), ("G_tokens", g_tokens)];
     saved.extend(
         names
             .iter()
@@ -209,7 +206,7 @@ fn finetune_hierarchy(
             .zip(tuned.ws.iter().map(|w| &**w)),
     );
     report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
-    describe(p, &label, &tuned.h, &g_tokens, collected, readout)?;
+    describe(p, &label, &tuned.h, g_tokens, collected, readout)?;
     let (n, d) = (matrix.x.shape()[0], matrix.x.shape()[1]);
     let norm_sq = fit::frobenius_sq(&matrix.x)?;
     let relative = |mse: f64| mse * (n * d) as f64 / norm_sq;
