@@ -93,10 +93,10 @@ fn chain(x: &Tensor, ws: &[Trained], h: &Tensor) -> Result<Chain> {
     })
 }
 
-/// Mean of the squared entries, each row summed on the host and the row sums added in f64.
+/// Mean of the squared entries: one pass for the rows' norms, their squares added in f64.
 fn mean_square(t: &Tensor) -> Result<f64> {
-    let rows = t.mul(t)?.sum(-1, false)?.to_vec_f32()?;
-    Ok(rows.iter().map(|&v| v as f64).sum::<f64>() / t.numel() as f64)
+    let norms = t.l2_norm(-1, false)?.to_vec_f32()?;
+    Ok(norms.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / t.numel() as f64)
 }
 
 pub fn finetune(
@@ -137,10 +137,14 @@ pub fn finetune(
         if step % cfg.log_every == 0 || step == 1 {
             report::metric(&format!("{}finetune/mse", cfg.label), step, mse);
         }
-        // Every gradient is taken before any update.
-        let r = residual.affine(scale, 0.0)?;
-        let grad_h = tokens.matmul_t(&r, true, false)?;
-        let mut upstream = r.matmul_t(&h.value, false, true)?;
+        // Every gradient is taken before any update. The loss's factor 2/(n·d) is applied to the
+        // narrow products rather than to the [n, d] residual: one pass over the widest tensor less.
+        let grad_h = tokens
+            .matmul_t(&residual, true, false)?
+            .affine(scale, 0.0)?;
+        let mut upstream = residual
+            .matmul_t(&h.value, false, true)?
+            .affine(scale, 0.0)?;
         let mut grads = Vec::with_capacity(ws.len());
         for (w, tail) in ws.iter().zip(&tails) {
             grads.push(upstream.matmul_t(tail, false, true)?);
