@@ -116,6 +116,8 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
     let mut input: Option<Rc<Tensor>> = None;
     let mut g_tokens: Option<Rc<Tensor>> = None;
     let mut level_gs: Vec<Rc<Tensor>> = Vec::new();
+    // ‖X‖², which the first level's fit measures, for the fine-tune's relative errors.
+    let mut data_norm_sq = f64::NAN;
     for (level, &rank) in ranks.iter().enumerate() {
         let label = if hierarchical {
             format!("{}r{rank}/", matrix.prefix)
@@ -160,6 +162,9 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
             result.iterations,
             result.best_iteration
         ));
+        if level == 0 {
+            data_norm_sq = result.norm_sq;
+        }
         level_gs.push(Rc::clone(g));
         input = Some(Rc::clone(h));
         g_tokens = Some(tokens_g);
@@ -173,6 +178,7 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
             readout.as_ref(),
             level_gs,
             last_h,
+            data_norm_sq,
         )?);
     }
     Ok(summaries)
@@ -186,6 +192,7 @@ fn finetune_hierarchy(
     readout: Option<&Readout>,
     level_gs: Vec<Rc<Tensor>>,
     last_h: Rc<Tensor>,
+    norm_sq: f64,
 ) -> Result<Value> {
     let label = format!("{}finetuned/", matrix.prefix);
     let cfg = FinetuneConfig {
@@ -208,7 +215,6 @@ fn finetune_hierarchy(
     report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
     describe(p, &label, &tuned.h, g_tokens, collected, readout)?;
     let (n, d) = (matrix.x.shape()[0], matrix.x.shape()[1]);
-    let norm_sq = fit::frobenius_sq(&matrix.x)?;
     let relative = |mse: f64| mse * (n * d) as f64 / norm_sq;
     info(&format!(
         "{}fine-tune: {} Adam steps took the relative error from {:.4} to {:.4}",
