@@ -46,6 +46,26 @@ pub enum Error {
         bytes: usize,
         in_use: usize,
     },
+    #[error(
+        "{op}: a tensor of shape {shape} is too large (at most {} elements, each dimension at most {})",
+        Shape::MAX_NUMEL,
+        Shape::MAX_DIM
+    )]
+    TooLarge { op: &'static str, shape: Shape },
+    #[error(
+        "{op}: a {shape} result needs {bytes} bytes, more than the {remaining} bytes left in the caller's budget"
+    )]
+    OverBudget {
+        op: &'static str,
+        shape: Shape,
+        bytes: u64,
+        remaining: u64,
+    },
+    #[error("{op}: stopped because {reason}")]
+    Interrupted {
+        op: &'static str,
+        reason: crate::guard::StopReason,
+    },
     #[error("device {device} is not available: {why}")]
     DeviceUnavailable { device: Device, why: String },
 }

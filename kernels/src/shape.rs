@@ -7,8 +7,36 @@ use crate::{Error, Result};
 pub struct Shape(Vec<usize>);
 
 impl Shape {
+    /// The largest dimension: indices must fit an i32 (ids, `index_select`, `top_k`) and a dimension
+    /// must read back through the plugin API's u32 shapes unchanged.
+    pub const MAX_DIM: usize = i32::MAX as usize;
+    /// The most elements a tensor may have (2^48): far beyond any device, and small enough that byte
+    /// counts of f64 scratch space cannot overflow.
+    pub const MAX_NUMEL: usize = 1 << 48;
+
+    /// A shape taken as given. Use [`Shape::checked`] for dimensions that come from outside.
     pub fn new(dims: impl Into<Vec<usize>>) -> Self {
         Shape(dims.into())
+    }
+
+    /// A shape whose dimensions and element count are within [`Shape::MAX_DIM`] and
+    /// [`Shape::MAX_NUMEL`]: its element count, strides and byte size can be computed without
+    /// overflow. Every tensor the engine makes has such a shape. Zero-sized dimensions are fine.
+    pub fn checked(op: &'static str, dims: &[usize]) -> crate::Result<Shape> {
+        let mut numel: usize = 1;
+        let mut too_large = false;
+        for &d in dims {
+            too_large |= d > Self::MAX_DIM;
+            numel = numel.saturating_mul(d);
+        }
+        // A zero anywhere makes the product 0 however large the others; the dims must still fit.
+        if too_large || numel > Self::MAX_NUMEL {
+            return Err(Error::TooLarge {
+                op,
+                shape: Shape(dims.to_vec()),
+            });
+        }
+        Ok(Shape(dims.to_vec()))
     }
 
     pub fn dims(&self) -> &[usize] {
@@ -19,15 +47,16 @@ impl Shape {
         self.0.len()
     }
 
+    /// The element count; saturates at `usize::MAX` for a shape that was not [checked](Shape::checked).
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |n, &d| n.saturating_mul(d))
     }
 
     /// Row-major strides in elements.
     pub fn strides(&self) -> Vec<usize> {
-        let mut strides = vec![1; self.0.len()];
+        let mut strides = vec![1usize; self.0.len()];
         for i in (0..self.0.len().saturating_sub(1)).rev() {
-            strides[i] = strides[i + 1] * self.0[i + 1];
+            strides[i] = strides[i + 1].saturating_mul(self.0[i + 1]);
         }
         strides
     }
@@ -48,8 +77,9 @@ impl Shape {
 
     /// Splits the shape around `axis` into (product of outer dims, axis length, product of inner dims).
     pub(crate) fn split_at_axis(&self, axis: usize) -> (usize, usize, usize) {
-        let outer = self.0[..axis].iter().product();
-        let inner = self.0[axis + 1..].iter().product();
+        let product = |dims: &[usize]| dims.iter().fold(1usize, |n, &d| n.saturating_mul(d));
+        let outer = product(&self.0[..axis]);
+        let inner = product(&self.0[axis + 1..]);
         (outer, self.0[axis], inner)
     }
 
@@ -152,6 +182,26 @@ mod tests {
             Shape::from([3, 1]).broadcast_strides(&[2, 3, 4].into()),
             vec![0, 1, 0]
         );
+    }
+
+    #[test]
+    fn checked_shapes_refuse_what_cannot_be_counted() {
+        assert!(
+            Shape::checked("t", &[0, 5, 7]).is_ok(),
+            "zero-sized dims are fine"
+        );
+        assert!(Shape::checked("t", &[]).is_ok(), "a scalar");
+        let huge = [u32::MAX as usize; 4];
+        let e = Shape::checked("t", &huge).unwrap_err();
+        assert!(matches!(e, Error::TooLarge { op: "t", .. }), "{e}");
+        // An element count that overflows usize, hidden behind a zero, is still refused by its dims.
+        assert!(Shape::checked("t", &[0, usize::MAX, usize::MAX]).is_err());
+        assert!(Shape::checked("t", &[1 << 31]).is_err(), "a dim past i32");
+        assert!(
+            Shape::checked("t", &[1 << 25, 1 << 24]).is_err(),
+            "2^49 elements"
+        );
+        assert_eq!(Shape::new(huge.to_vec()).numel(), usize::MAX, "saturates");
     }
 
     #[test]

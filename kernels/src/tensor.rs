@@ -8,7 +8,7 @@ use rand_distr::{Distribution, StandardNormal, Uniform};
 
 use crate::cuda::{DeviceBuffer, backend};
 use crate::storage::{CpuBuffer, Storage};
-use crate::{DType, Device, Error, Result, Shape};
+use crate::{DType, Device, Error, Result, Shape, guard};
 
 /// An n-dimensional array on a device. Cloning is cheap (the storage is shared and immutable);
 /// every op returns a new tensor. Reading values back to the host is explicit: [`Tensor::to_vec_f32`].
@@ -18,19 +18,78 @@ pub struct Tensor {
     pub(crate) shape: Shape,
 }
 
-impl Tensor {
-    pub(crate) fn from_cpu(buffer: CpuBuffer, shape: Shape) -> Tensor {
-        Tensor {
-            storage: Arc::new(Storage::Cpu(buffer)),
-            shape,
-        }
+/// A tensor an op is about to make: its shape checked ([`Shape::checked`]) and its bytes charged to the
+/// caller's budget ([`guard`](crate::guard)). Ops reserve their outputs before computing them, and a
+/// tensor can only be built from a new buffer through a reservation, whose shape the buffer must fill
+/// exactly: no op can allocate first and check later, and no tensor's shape can disagree with its
+/// buffer.
+#[derive(Debug)]
+pub(crate) struct Reserved {
+    op: &'static str,
+    shape: Shape,
+    dtype: DType,
+}
+
+impl Reserved {
+    pub(crate) fn shape(&self) -> &Shape {
+        &self.shape
     }
 
-    pub(crate) fn from_gpu(buffer: DeviceBuffer, shape: impl Into<Shape>) -> Tensor {
-        Tensor {
+    pub(crate) fn numel(&self) -> usize {
+        self.shape.numel()
+    }
+}
+
+impl Tensor {
+    /// Checks `shape` and charges a `dtype` tensor of it to the current budget.
+    pub(crate) fn reserve(
+        op: &'static str,
+        shape: impl Into<Shape>,
+        dtype: DType,
+    ) -> Result<Reserved> {
+        let shape = Shape::checked(op, shape.into().dims())?;
+        guard::reserve(op, &shape, dtype)?;
+        Ok(Reserved { op, shape, dtype })
+    }
+
+    /// A CPU tensor from a buffer that must fill its reservation.
+    pub(crate) fn from_cpu(buffer: CpuBuffer, out: Reserved) -> Result<Tensor> {
+        let (len, dtype) = match &buffer {
+            CpuBuffer::F32(v) => (v.len(), DType::F32),
+            CpuBuffer::I32(v) => (v.len(), DType::I32),
+        };
+        filled(&out, len, dtype)?;
+        Ok(Tensor {
+            storage: Arc::new(Storage::Cpu(buffer)),
+            shape: out.shape,
+        })
+    }
+
+    /// A CUDA tensor from a device buffer that must fill its reservation.
+    pub(crate) fn from_gpu(buffer: DeviceBuffer, out: Reserved) -> Result<Tensor> {
+        filled(&out, buffer.len(), buffer.dtype())?;
+        Ok(Tensor {
             storage: Arc::new(Storage::Cuda(buffer)),
-            shape: shape.into(),
+            shape: out.shape,
+        })
+    }
+
+    /// The same storage under another shape of the same element count (no allocation).
+    pub(crate) fn view(&self, op: &'static str, shape: Shape) -> Result<Tensor> {
+        let shape = Shape::checked(op, shape.dims())?;
+        if shape.numel() != self.numel() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "internal error: a view of {} as {shape} (please report this)",
+                    self.shape
+                ),
+            ));
         }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape,
+        })
     }
 
     /// The device buffer of a CUDA tensor; `None` on the CPU.
@@ -51,12 +110,12 @@ impl Tensor {
         })
     }
 
-    pub(crate) fn cpu_f32(buffer: Vec<f32>, shape: impl Into<Shape>) -> Tensor {
-        Tensor::from_cpu(CpuBuffer::F32(buffer), shape.into())
+    pub(crate) fn cpu_f32(buffer: Vec<f32>, out: Reserved) -> Result<Tensor> {
+        Tensor::from_cpu(CpuBuffer::F32(buffer), out)
     }
 
-    pub(crate) fn cpu_i32(buffer: Vec<i32>, shape: impl Into<Shape>) -> Tensor {
-        Tensor::from_cpu(CpuBuffer::I32(buffer), shape.into())
+    pub(crate) fn cpu_i32(buffer: Vec<i32>, out: Reserved) -> Result<Tensor> {
+        Tensor::from_cpu(CpuBuffer::I32(buffer), out)
     }
 
     /// Moves host data onto `device` as an f32 tensor. `data.len()` must equal the shape's element count.
@@ -70,10 +129,11 @@ impl Tensor {
     }
 
     fn from_host(buffer: CpuBuffer, shape: Shape, device: Device) -> Result<Tensor> {
-        let len = match &buffer {
-            CpuBuffer::F32(v) => v.len(),
-            CpuBuffer::I32(v) => v.len(),
+        let (len, dtype) = match &buffer {
+            CpuBuffer::F32(v) => (v.len(), DType::F32),
+            CpuBuffer::I32(v) => (v.len(), DType::I32),
         };
+        let shape = Shape::checked("from_vec", shape.dims())?;
         if len != shape.numel() {
             return Err(Error::invalid(
                 "from_vec",
@@ -83,34 +143,53 @@ impl Tensor {
                 ),
             ));
         }
+        let out = Tensor::reserve("from_vec", shape, dtype)?;
+        Tensor::place(buffer, out, device)
+    }
+
+    /// Puts a host buffer that fills its reservation on `device`.
+    pub(crate) fn place(buffer: CpuBuffer, out: Reserved, device: Device) -> Result<Tensor> {
         match device {
-            Device::Cpu => Ok(Tensor::from_cpu(buffer, shape)),
+            Device::Cpu => Tensor::from_cpu(buffer, out),
             Device::Cuda(ordinal) => {
                 let gpu = backend(ordinal)?;
                 let buffer = match &buffer {
                     CpuBuffer::F32(v) => DeviceBuffer::from_f32(&gpu, v)?,
                     CpuBuffer::I32(v) => DeviceBuffer::from_i32(&gpu, v)?,
                 };
-                Ok(Tensor::from_gpu(buffer, shape))
+                Tensor::from_gpu(buffer, out)
             }
         }
     }
 
     /// A tensor of `value` everywhere.
     pub fn full(shape: impl Into<Shape>, value: f32, device: Device) -> Result<Tensor> {
-        let shape = shape.into();
+        let out = Tensor::reserve("full", shape, DType::F32)?;
         match device {
-            Device::Cpu => Self::from_vec_f32(vec![value; shape.numel()], shape, device),
+            Device::Cpu => Tensor::cpu_f32(vec![value; out.numel()], out),
             // Filled on the device: no host copy, and a request too big for the GPU fails there.
             Device::Cuda(ordinal) => {
-                let zeros =
-                    DeviceBuffer::zeros("full", &backend(ordinal)?, DType::F32, shape.numel())?;
-                let zeros = Tensor::from_gpu(zeros, shape);
+                let gpu = backend(ordinal)?;
+                let zeros = DeviceBuffer::zeros("full", &gpu, DType::F32, out.numel())?;
                 if value == 0.0 && value.is_sign_positive() {
-                    Ok(zeros)
+                    Tensor::from_gpu(zeros, out)
                 } else {
-                    zeros.affine(0.0, value)
+                    let filled = crate::cuda::ops::elementwise::affine(&zeros, 0.0, value)?;
+                    Tensor::from_gpu(filled, out)
                 }
+            }
+        }
+    }
+
+    /// A reserved tensor of zeros on `device`: the result of ops over empty axes, and the empty
+    /// results that need no kernel at all.
+    pub(crate) fn zeros_reserved(out: Reserved, device: Device) -> Result<Tensor> {
+        match (device, out.dtype) {
+            (Device::Cpu, DType::F32) => Tensor::cpu_f32(vec![0.0; out.numel()], out),
+            (Device::Cpu, DType::I32) => Tensor::cpu_i32(vec![0; out.numel()], out),
+            (Device::Cuda(ordinal), dtype) => {
+                let zeros = DeviceBuffer::zeros(out.op, &backend(ordinal)?, dtype, out.numel())?;
+                Tensor::from_gpu(zeros, out)
             }
         }
     }
@@ -138,15 +217,15 @@ impl Tensor {
                 format!("mean {mean} and std {std} must be finite, std >= 0"),
             ));
         }
-        let shape = shape.into();
+        let out = Tensor::reserve("randn", shape, DType::F32)?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let data = (0..shape.numel())
+        let data = (0..out.numel())
             .map(|_| {
                 let z: f32 = StandardNormal.sample(&mut rng);
                 mean + std * z
             })
             .collect();
-        Self::from_vec_f32(data, shape, device)
+        Tensor::place(CpuBuffer::F32(data), out, device)
     }
 
     /// Uniform samples in `[low, high)` from a seeded, portable generator.
@@ -159,10 +238,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         let dist = Uniform::new(low, high)
             .map_err(|e| Error::invalid("rand_uniform", format!("bounds [{low}, {high}): {e}")))?;
-        let shape = shape.into();
+        let out = Tensor::reserve("rand_uniform", shape, DType::F32)?;
         let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
-        let data = (0..shape.numel()).map(|_| dist.sample(&mut rng)).collect();
-        Self::from_vec_f32(data, shape, device)
+        let data = (0..out.numel()).map(|_| dist.sample(&mut rng)).collect();
+        Tensor::place(CpuBuffer::F32(data), out, device)
     }
 
     pub fn shape(&self) -> &Shape {
@@ -242,11 +321,12 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
+        let out = Tensor::reserve("to_device", self.shape.clone(), self.dtype())?;
         let buffer = match self.dtype() {
             DType::F32 => CpuBuffer::F32(self.to_vec_f32()?),
             DType::I32 => CpuBuffer::I32(self.to_vec_i32()?),
         };
-        Self::from_host(buffer, self.shape.clone(), device)
+        Tensor::place(buffer, out, device)
     }
 
     /// The f32 elements of a CPU tensor.
@@ -274,6 +354,20 @@ impl Tensor {
             }),
         }
     }
+}
+
+/// Checks that a new buffer fills its reservation exactly: the one place a shape meets its storage.
+fn filled(out: &Reserved, len: usize, dtype: DType) -> Result<()> {
+    if len != out.numel() || dtype != out.dtype {
+        return Err(Error::invalid(
+            out.op,
+            format!(
+                "internal error: a {dtype} buffer of {len} elements for a {} tensor of shape {} (please report this)",
+                out.dtype, out.shape
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A CUDA tensor reached CPU code: every op dispatches on the device first, so this is a bug.

@@ -1,6 +1,6 @@
 //! The `tensor` interface: every engine op on host-owned tensors, as error values rather than traps.
 
-use loupe_kernels::{AdamConfig, BinaryOp, DType, ReduceOp, Shape, Tensor, UnaryOp};
+use loupe_kernels::{AdamConfig, BinaryOp, DType, ReduceOp, Tensor, UnaryOp, guarded};
 use wasmtime::component::Resource;
 
 use super::bindings::loupe::plugin::tensor as wit;
@@ -78,110 +78,60 @@ impl From<Dtype> for DType {
     }
 }
 
-/// The bytes a `shape` of 4-byte elements needs, or an error if it cannot even be counted.
-fn bytes_of(op: &str, shape: &[usize]) -> Result<u64, ApiError> {
-    shape
-        .iter()
-        .try_fold(4u64, |acc, &d| acc.checked_mul(d as u64))
-        .ok_or_else(|| {
-            api_error(
-                ErrorKind::OutOfQuota,
-                op,
-                format!("{shape:?} is too large to allocate"),
-            )
-        })
-}
-
 impl RunState {
-    /// Refuses an op whose result would break the quota before any memory is touched.
-    fn precheck(&self, op: &str, shape: &[usize]) -> Result<(), ApiError> {
-        let bytes = bytes_of(op, shape)?;
-        self.quota.check(op, shape, bytes)
-    }
-
-    /// Runs an op that makes one tensor and hands the result out.
-    fn make(&mut self, op: &str, result: loupe_kernels::Result<Tensor>) -> Made {
-        match result {
+    /// Runs one op on the run's behalf and hands its result out. The engine reserves every output
+    /// against what is left of the run's tensor quota before allocating it, and long work stops at the
+    /// run's deadline or cancel (see [`RunState::guarded`]).
+    fn make(&mut self, op: &str, compute: impl FnOnce() -> loupe_kernels::Result<Tensor>) -> Made {
+        match self.guarded(compute) {
             Ok(t) => self.hand_out(op, t),
             Err(e) => Ok(Err(engine_error(op, e))),
         }
     }
 
-    /// Like [`Self::make`], after checking that the result's shape fits the quota.
-    fn make_sized(
-        &mut self,
-        op: &str,
-        out_shape: Option<Vec<usize>>,
-        compute: impl FnOnce() -> loupe_kernels::Result<Tensor>,
-    ) -> Made {
-        if let Some(shape) = out_shape
-            && let Err(e) = self.precheck(op, &shape)
-        {
-            return Ok(Err(e));
-        }
-        let result = compute();
-        self.make(op, result)
+    /// `compute` under the run's remaining tensor quota and its stop signal.
+    fn guarded<R>(
+        &self,
+        compute: impl FnOnce() -> loupe_kernels::Result<R>,
+    ) -> loupe_kernels::Result<R> {
+        let left = self.quota.limit().saturating_sub(self.quota.used());
+        guarded(Some(left), self.stop.clone(), compute).0
     }
-}
-
-/// The output shape of a broadcast, if the shapes broadcast (the op reports the error otherwise).
-fn broadcast(shapes: &[&[usize]]) -> Option<Vec<usize>> {
-    let mut out = Shape::new(shapes.first()?.to_vec());
-    for s in &shapes[1..] {
-        out = Shape::broadcast("broadcast", &out, &Shape::new(s.to_vec())).ok()?;
-    }
-    Some(out.dims().to_vec())
-}
-
-/// The output shape of a (batched) matmul, if the operands fit.
-fn matmul_shape(a: &[usize], b: &[usize], ta: bool, tb: bool) -> Option<Vec<usize>> {
-    if a.len() < 2 || b.len() < 2 {
-        return None;
-    }
-    let (ra, rb) = (a.len(), b.len());
-    let m = if ta { a[ra - 1] } else { a[ra - 2] };
-    let n = if tb { b[rb - 2] } else { b[rb - 1] };
-    let mut out = broadcast(&[&a[..ra - 2], &b[..rb - 2]])?;
-    out.extend([m, n]);
-    Some(out)
 }
 
 impl wit::Host for RunState {}
 
 impl wit::HostTensor for RunState {
     fn from_f32(&mut self, data: Vec<f32>, shape: Vec<u32>) -> Made {
-        let shape = dims(&shape);
-        let result = Tensor::from_vec_f32(data, shape, self.ctx.device);
-        self.make("tensor.from-f32", result)
-    }
-
-    fn from_s32(&mut self, data: Vec<i32>, shape: Vec<u32>) -> Made {
-        let shape = dims(&shape);
-        let result = Tensor::from_vec_i32(data, shape, self.ctx.device);
-        self.make("tensor.from-s32", result)
-    }
-
-    fn full(&mut self, shape: Vec<u32>, value: f32) -> Made {
-        let shape = dims(&shape);
         let device = self.ctx.device;
-        self.make_sized("tensor.full", Some(shape.clone()), || {
-            Tensor::full(shape, value, device)
+        self.make("tensor.from-f32", || {
+            Tensor::from_vec_f32(data, dims(&shape), device)
         })
     }
 
-    fn randn(&mut self, shape: Vec<u32>, mean: f32, std: f32, seed: u64) -> Made {
-        let shape = dims(&shape);
+    fn from_s32(&mut self, data: Vec<i32>, shape: Vec<u32>) -> Made {
         let device = self.ctx.device;
-        self.make_sized("tensor.randn", Some(shape.clone()), || {
-            Tensor::randn(shape, mean, std, seed, device)
+        self.make("tensor.from-s32", || {
+            Tensor::from_vec_i32(data, dims(&shape), device)
+        })
+    }
+
+    fn full(&mut self, shape: Vec<u32>, value: f32) -> Made {
+        let device = self.ctx.device;
+        self.make("tensor.full", || Tensor::full(dims(&shape), value, device))
+    }
+
+    fn randn(&mut self, shape: Vec<u32>, mean: f32, std: f32, seed: u64) -> Made {
+        let device = self.ctx.device;
+        self.make("tensor.randn", || {
+            Tensor::randn(dims(&shape), mean, std, seed, device)
         })
     }
 
     fn rand_uniform(&mut self, shape: Vec<u32>, low: f32, high: f32, seed: u64) -> Made {
-        let shape = dims(&shape);
         let device = self.ctx.device;
-        self.make_sized("tensor.rand-uniform", Some(shape.clone()), || {
-            Tensor::rand_uniform(shape, low, high, seed, device)
+        self.make("tensor.rand-uniform", || {
+            Tensor::rand_uniform(dims(&shape), low, high, seed, device)
         })
     }
 
@@ -196,16 +146,18 @@ impl wit::HostTensor for RunState {
     ) -> wasmtime::Result<Result<(Handle, Handle, Handle), ApiError>> {
         const OP: &str = "tensor.adam-step";
         let [param, grad, m, v] = [&param, &grad, &m, &v].map(|h| self.tensor(h));
+        let (param, grad, m, v) = (param?, grad?, m?, v?);
         let config = AdamConfig {
             lr: config.lr,
             beta1: config.beta1,
             beta2: config.beta2,
             eps: config.eps,
         };
-        let (p, m, v) = match Tensor::adam_step(&param?, &grad?, &m?, &v?, config, step) {
-            Ok(out) => out,
-            Err(e) => return Ok(Err(engine_error(OP, e))),
-        };
+        let (p, m, v) =
+            match self.guarded(|| Tensor::adam_step(&param, &grad, &m, &v, config, step)) {
+                Ok(out) => out,
+                Err(e) => return Ok(Err(engine_error(OP, e))),
+            };
         Ok(self.hand_out_all(OP, vec![p, m, v])?.map(|mut h| {
             let v = h.pop().expect("three handles");
             let m = h.pop().expect("three handles");
@@ -219,16 +171,15 @@ impl wit::HostTensor for RunState {
             .iter()
             .map(|p| self.tensor(p))
             .collect::<wasmtime::Result<Vec<_>>>()?;
-        let refs: Vec<&Tensor> = tensors.iter().collect();
-        let result = Tensor::concat(&refs, axis(axis_));
-        self.make("tensor.concat", result)
+        self.make("tensor.concat", || {
+            let refs: Vec<&Tensor> = tensors.iter().collect();
+            Tensor::concat(&refs, axis(axis_))
+        })
     }
 
     fn solve_spd(&mut self, a: Handle, b: Handle) -> Made {
         let (a, b) = (self.tensor(&a)?, self.tensor(&b)?);
-        // x has b's shape; the op reports a b that is not 2-D.
-        let out_shape = (b.rank() == 2).then(|| b.dims().to_vec());
-        self.make_sized("tensor.solve-spd", out_shape, || Tensor::solve_spd(&a, &b))
+        self.make("tensor.solve-spd", || Tensor::solve_spd(&a, &b))
     }
 
     fn sparse_matmul(&mut self, values: Handle, indices: Handle, table: Handle) -> Made {
@@ -237,14 +188,7 @@ impl wit::HostTensor for RunState {
             self.tensor(&indices)?,
             self.tensor(&table)?,
         );
-        // [n, d] from values [n, k] and table [m, d]; the op reports other ranks.
-        let out = match (v.dims(), t.dims()) {
-            (&[n, _], &[_, d]) => Some(vec![n, d]),
-            _ => None,
-        };
-        self.make_sized("tensor.sparse-matmul", out, || {
-            Tensor::sparse_matmul(&v, &i, &t)
-        })
+        self.make("tensor.sparse-matmul", || Tensor::sparse_matmul(&v, &i, &t))
     }
 
     fn gather_dot(&mut self, lhs: Handle, indices: Handle, table: Handle) -> Made {
@@ -253,9 +197,7 @@ impl wit::HostTensor for RunState {
             self.tensor(&indices)?,
             self.tensor(&table)?,
         );
-        // The result has the shape of indices [n, k].
-        let out = (i.rank() == 2).then(|| i.dims().to_vec());
-        self.make_sized("tensor.gather-dot", out, || Tensor::gather_dot(&x, &i, &t))
+        self.make("tensor.gather-dot", || Tensor::gather_dot(&x, &i, &t))
     }
 
     fn scatter_outer(&mut self, values: Handle, indices: Handle, rhs: Handle, rows: u32) -> Made {
@@ -264,19 +206,18 @@ impl wit::HostTensor for RunState {
             self.tensor(&indices)?,
             self.tensor(&rhs)?,
         );
-        // [rows, d] from rhs [n, d]: rows comes from the plugin, so this is the check that matters.
-        let out = match *x.dims() {
-            [_, d] => Some(vec![rows as usize, d]),
-            _ => None,
-        };
-        self.make_sized("tensor.scatter-outer", out, || {
+        self.make("tensor.scatter-outer", || {
             Tensor::scatter_outer(&v, &i, &x, rows as usize)
         })
     }
 
     fn shape(&mut self, this: Handle) -> wasmtime::Result<Vec<u32>> {
         let t = self.tensor(&this)?;
-        Ok(t.dims().iter().map(|&d| d as u32).collect())
+        // Every dimension fits a u32: the engine's shapes are checked against Shape::MAX_DIM.
+        Ok(t.dims()
+            .iter()
+            .map(|&d| u32::try_from(d).unwrap_or(u32::MAX))
+            .collect())
     }
 
     fn dtype(&mut self, this: Handle) -> wasmtime::Result<Dtype> {
@@ -291,25 +232,23 @@ impl wit::HostTensor for RunState {
     }
 
     fn unary(&mut self, this: Handle, op: wit::UnaryOp) -> Made {
-        let result = self.tensor(&this)?.unary(op.into());
-        self.make("tensor.unary", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.unary", || x.unary(op.into()))
     }
 
     fn binary(&mut self, this: Handle, op: wit::BinaryOp, rhs: Handle) -> Made {
         let (a, b) = (self.tensor(&this)?, self.tensor(&rhs)?);
-        self.make_sized("tensor.binary", broadcast(&[a.dims(), b.dims()]), || {
-            a.binary(op.into(), &b)
-        })
+        self.make("tensor.binary", || a.binary(op.into(), &b))
     }
 
     fn affine(&mut self, this: Handle, mul: f32, add: f32) -> Made {
-        let result = self.tensor(&this)?.affine(mul, add);
-        self.make("tensor.affine", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.affine", || x.affine(mul, add))
     }
 
     fn clamp(&mut self, this: Handle, min: f32, max: f32) -> Made {
-        let result = self.tensor(&this)?.clamp(min, max);
-        self.make("tensor.clamp", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.clamp", || x.clamp(min, max))
     }
 
     fn select(&mut self, this: Handle, on_true: Handle, on_false: Handle) -> Made {
@@ -318,47 +257,40 @@ impl wit::HostTensor for RunState {
             self.tensor(&on_true)?,
             self.tensor(&on_false)?,
         );
-        self.make_sized(
-            "tensor.select",
-            broadcast(&[c.dims(), t.dims(), f.dims()]),
-            || c.where_(&t, &f),
-        )
+        self.make("tensor.select", || c.where_(&t, &f))
     }
 
     fn matmul(&mut self, this: Handle, rhs: Handle, ta: bool, tb: bool) -> Made {
         let (a, b) = (self.tensor(&this)?, self.tensor(&rhs)?);
-        self.make_sized(
-            "tensor.matmul",
-            matmul_shape(a.dims(), b.dims(), ta, tb),
-            || a.matmul_t(&b, ta, tb),
-        )
+        self.make("tensor.matmul", || a.matmul_t(&b, ta, tb))
     }
 
     fn linear(&mut self, this: Handle, weight: Handle, bias: Option<Handle>) -> Made {
         let (x, w) = (self.tensor(&this)?, self.tensor(&weight)?);
         let bias = bias.map(|b| self.tensor(&b)).transpose()?;
-        let out = matmul_shape(x.dims(), w.dims(), false, false);
-        self.make_sized("tensor.linear", out, || x.linear(&w, bias.as_ref()))
+        self.make("tensor.linear", || x.linear(&w, bias.as_ref()))
     }
 
     fn reduce(&mut self, this: Handle, op: wit::ReduceOp, axis_: i32, keepdim: bool) -> Made {
-        let result = self.tensor(&this)?.reduce(op.into(), axis(axis_), keepdim);
-        self.make("tensor.reduce", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.reduce", || {
+            x.reduce(op.into(), axis(axis_), keepdim)
+        })
     }
 
     fn argmax(&mut self, this: Handle, axis_: i32, keepdim: bool) -> Made {
-        let result = self.tensor(&this)?.argmax(axis(axis_), keepdim);
-        self.make("tensor.argmax", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.argmax", || x.argmax(axis(axis_), keepdim))
     }
 
     fn softmax(&mut self, this: Handle, axis_: i32) -> Made {
-        let result = self.tensor(&this)?.softmax(axis(axis_));
-        self.make("tensor.softmax", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.softmax", || x.softmax(axis(axis_)))
     }
 
     fn log_softmax(&mut self, this: Handle, axis_: i32) -> Made {
-        let result = self.tensor(&this)?.log_softmax(axis(axis_));
-        self.make("tensor.log-softmax", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.log-softmax", || x.log_softmax(axis(axis_)))
     }
 
     fn layer_norm(&mut self, this: Handle, weight: Handle, bias: Handle, eps: f32) -> Made {
@@ -367,40 +299,34 @@ impl wit::HostTensor for RunState {
             self.tensor(&weight)?,
             self.tensor(&bias)?,
         );
-        let result = x.layer_norm(&w, &b, eps);
-        self.make("tensor.layer-norm", result)
+        self.make("tensor.layer-norm", || x.layer_norm(&w, &b, eps))
     }
 
     fn embedding(&mut self, this: Handle, ids: Handle) -> Made {
         let (table, ids) = (self.tensor(&this)?, self.tensor(&ids)?);
-        let mut out = ids.dims().to_vec();
-        out.push(table.dims().last().copied().unwrap_or(0));
-        self.make_sized("tensor.embedding", Some(out), || table.embedding(&ids))
+        self.make("tensor.embedding", || table.embedding(&ids))
     }
 
     fn attention_pattern(&mut self, this: Handle, k: Handle, scale: f32, causal: bool) -> Made {
         let (q, k) = (self.tensor(&this)?, self.tensor(&k)?);
-        // [batch, head, query, key] from q [batch, query, head, _] and k [batch, key, head, _].
-        let out = (q.rank() == 4 && k.rank() == 4)
-            .then(|| vec![q.dims()[0], q.dims()[2], q.dims()[1], k.dims()[1]]);
-        self.make_sized("tensor.attention-pattern", out, || {
+        self.make("tensor.attention-pattern", || {
             q.attention_pattern(&k, scale, causal)
         })
     }
 
     fn attention_values(&mut self, this: Handle, v: Handle) -> Made {
-        let result = self.tensor(&this)?.attention_values(&self.tensor(&v)?);
-        self.make("tensor.attention-values", result)
+        let (pattern, v) = (self.tensor(&this)?, self.tensor(&v)?);
+        self.make("tensor.attention-values", || pattern.attention_values(&v))
     }
 
     fn causal_mask(&mut self, this: Handle, fill: f32) -> Made {
-        let result = self.tensor(&this)?.causal_mask(fill);
-        self.make("tensor.causal-mask", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.causal-mask", || x.causal_mask(fill))
     }
 
     fn keep_top_k(&mut self, this: Handle, k: u32) -> Made {
-        let result = self.tensor(&this)?.keep_top_k(k as usize);
-        self.make("tensor.keep-top-k", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.keep-top-k", || x.keep_top_k(k as usize))
     }
 
     fn top_k(
@@ -409,7 +335,8 @@ impl wit::HostTensor for RunState {
         k: u32,
     ) -> wasmtime::Result<Result<(Handle, Handle), ApiError>> {
         const OP: &str = "tensor.top-k";
-        let (values, indices) = match self.tensor(&this)?.top_k(k as usize) {
+        let x = self.tensor(&this)?;
+        let (values, indices) = match self.guarded(|| x.top_k(k as usize)) {
             Ok(pair) => pair,
             Err(e) => return Ok(Err(engine_error(OP, e))),
         };
@@ -421,42 +348,35 @@ impl wit::HostTensor for RunState {
     }
 
     fn reshape(&mut self, this: Handle, shape: Vec<u32>) -> Made {
-        let result = self.tensor(&this)?.reshape(dims(&shape));
-        self.make("tensor.reshape", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.reshape", || x.reshape(dims(&shape)))
     }
 
     fn permute(&mut self, this: Handle, axes: Vec<u32>) -> Made {
-        let result = self.tensor(&this)?.permute(&dims(&axes));
-        self.make("tensor.permute", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.permute", || x.permute(&dims(&axes)))
     }
 
     fn transpose(&mut self, this: Handle, a: i32, b: i32) -> Made {
-        let result = self.tensor(&this)?.transpose(axis(a), axis(b));
-        self.make("tensor.transpose", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.transpose", || x.transpose(axis(a), axis(b)))
     }
 
     fn slice(&mut self, this: Handle, axis_: i32, start: u32, end: u32) -> Made {
-        let result = self
-            .tensor(&this)?
-            .slice(axis(axis_), start as usize, end as usize);
-        self.make("tensor.slice", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.slice", || {
+            x.slice(axis(axis_), start as usize, end as usize)
+        })
     }
 
     fn index_select(&mut self, this: Handle, axis_: i32, indices: Handle) -> Made {
         let (x, idx) = (self.tensor(&this)?, self.tensor(&indices)?);
-        let out = x.shape().axis("index_select", axis(axis_)).ok().map(|a| {
-            let mut d = x.dims().to_vec();
-            d[a] = idx.numel();
-            d
-        });
-        self.make_sized("tensor.index-select", out, || {
-            x.index_select(axis(axis_), &idx)
-        })
+        self.make("tensor.index-select", || x.index_select(axis(axis_), &idx))
     }
 
     fn to_dtype(&mut self, this: Handle, dtype: Dtype) -> Made {
-        let result = self.tensor(&this)?.to_dtype(dtype.into());
-        self.make("tensor.to-dtype", result)
+        let x = self.tensor(&this)?;
+        self.make("tensor.to-dtype", || x.to_dtype(dtype.into()))
     }
 
     fn to_f32(&mut self, this: Handle) -> wasmtime::Result<Result<Vec<f32>, ApiError>> {
@@ -465,8 +385,8 @@ impl wit::HostTensor for RunState {
         if let Err(e) = readback_fits(OP, &t) {
             return Ok(Err(e));
         }
-        Ok(t.to_dtype(DType::F32)
-            .and_then(|t| t.to_vec_f32())
+        Ok(self
+            .guarded(|| t.to_dtype(DType::F32).and_then(|t| t.to_vec_f32()))
             .map_err(|e| engine_error(OP, e)))
     }
 
@@ -476,16 +396,16 @@ impl wit::HostTensor for RunState {
         if let Err(e) = readback_fits(OP, &t) {
             return Ok(Err(e));
         }
-        Ok(t.to_dtype(DType::I32)
-            .and_then(|t| t.to_vec_i32())
+        Ok(self
+            .guarded(|| t.to_dtype(DType::I32).and_then(|t| t.to_vec_i32()))
             .map_err(|e| engine_error(OP, e)))
     }
 
     fn item(&mut self, this: Handle) -> wasmtime::Result<Result<f32, ApiError>> {
         const OP: &str = "tensor.item";
         let t = self.tensor(&this)?;
-        Ok(t.to_dtype(DType::F32)
-            .and_then(|t| t.to_scalar_f32())
+        Ok(self
+            .guarded(|| t.to_dtype(DType::F32).and_then(|t| t.to_scalar_f32()))
             .map_err(|e| engine_error(OP, e)))
     }
 

@@ -17,6 +17,8 @@ mod host_data;
 mod host_model;
 mod host_report;
 mod host_tensor;
+#[cfg(test)]
+mod host_tensor_fuzz;
 mod limits;
 mod load;
 mod manifest;

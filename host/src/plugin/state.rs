@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use loupe_kernels::{Device, Tensor};
+use std::time::{Duration, Instant};
+
+use loupe_kernels::{Device, StopSignal, Tensor};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -63,6 +65,9 @@ pub struct RunState {
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) memory: MemoryCap,
     pub(crate) quota: TensorQuota,
+    /// The run's deadline and cancel switch, for host work that must stop with the run: long ops,
+    /// blocking WASI calls, forward passes.
+    pub(crate) stop: StopSignal,
     pub(crate) ctx: RunContext,
 }
 
@@ -74,7 +79,11 @@ impl RunState {
     pub fn new(ctx: RunContext, limits: &Limits) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).build();
+        let deadline = Instant::now()
+            .checked_add(Duration::try_from_secs_f64(limits.time_s).unwrap_or(Duration::MAX));
+        let stop = StopSignal::new(deadline, ctx.cancel.clone());
         RunState {
+            stop,
             table: ResourceTable::new(),
             wasi,
             stderr,
@@ -180,7 +189,10 @@ pub(crate) fn engine_error(op: &str, e: loupe_kernels::Error) -> ApiError {
         E::AxisOutOfRange { .. } | E::InvalidArgument { .. } | E::IndexOutOfRange { .. } => {
             ErrorKind::InvalidArgument
         }
-        E::OutOfDeviceMemory { .. } => ErrorKind::OutOfQuota,
+        E::OutOfDeviceMemory { .. } | E::TooLarge { .. } | E::OverBudget { .. } => {
+            ErrorKind::OutOfQuota
+        }
+        E::Interrupted { .. } => ErrorKind::Internal,
         E::DeviceMismatch { .. } | E::DeviceUnavailable { .. } => ErrorKind::Internal,
     };
     // The engine names its op too (`binary: shapes ...`); once is enough.

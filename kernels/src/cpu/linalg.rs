@@ -4,7 +4,10 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use super::rows_per_task;
+use crate::guard::{StopReason, StopSignal};
 
 /// The factorisation stopped at `pivot`: the remaining matrix has a non-positive (or NaN) diagonal.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -13,28 +16,52 @@ pub(crate) struct NotPositiveDefinite {
     pub value: f64,
 }
 
+/// Why a solve gave up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum SolveError {
+    NotPositiveDefinite(NotPositiveDefinite),
+    /// The caller's stop signal fired between columns.
+    Stopped(StopReason),
+}
+
+impl From<NotPositiveDefinite> for SolveError {
+    fn from(e: NotPositiveDefinite) -> Self {
+        SolveError::NotPositiveDefinite(e)
+    }
+}
+
 /// `x` `[n, m]` with `a · x = b` for a symmetric positive-definite `a` `[n, n]` and `b` `[n, m]`, all
-/// row-major. Only the lower triangle of `a` is read.
+/// row-major. Only the lower triangle of `a` is read. `stop` is checked once per column of the
+/// factorisation and of the solves, so a large system gives up soon after its caller's deadline.
 pub(crate) fn solve_spd(
     a: &[f32],
     b: &[f32],
     n: usize,
     m: usize,
-) -> Result<Vec<f32>, NotPositiveDefinite> {
-    let l = cholesky(a, n)?;
+    stop: &StopSignal,
+) -> Result<Vec<f32>, SolveError> {
+    let l = cholesky(a, n, stop)?;
     // One column of `b` per task: each solve is two triangular sweeps over `l`.
     let mut columns = vec![0.0f64; m * n];
+    let stopped = AtomicBool::new(false);
     columns
         .par_chunks_mut(n.max(1))
         .with_min_len(rows_per_task(n * n))
         .enumerate()
         .for_each(|(j, col)| {
+            if stopped.load(Ordering::Relaxed) || stop.reason().is_some() {
+                stopped.store(true, Ordering::Relaxed);
+                return;
+            }
             for (i, c) in col.iter_mut().enumerate() {
                 *c = b[i * m + j] as f64;
             }
             forward(&l, col);
             backward(&l, col);
         });
+    if let Some(reason) = stop.reason().filter(|_| stopped.into_inner()) {
+        return Err(SolveError::Stopped(reason));
+    }
     let mut x = vec![0.0f32; n * m];
     for (j, col) in columns.chunks_exact(n.max(1)).enumerate().take(m) {
         for (i, &v) in col.iter().enumerate() {
@@ -47,15 +74,18 @@ pub(crate) fn solve_spd(
 /// The lower-triangular `l` with `l · lᵀ = a`, row-major `[n, n]` (upper triangle zero). Column by
 /// column (Crout): each entry below the diagonal is one dot product of two finished row prefixes, so
 /// the rows of a column are independent and run in parallel.
-fn cholesky(a: &[f32], n: usize) -> Result<Vec<f64>, NotPositiveDefinite> {
+fn cholesky(a: &[f32], n: usize, stop: &StopSignal) -> Result<Vec<f64>, SolveError> {
     let mut l = vec![0.0f64; n * n];
     for j in 0..n {
+        if let Some(reason) = stop.reason() {
+            return Err(SolveError::Stopped(reason));
+        }
         let (done, below) = l.split_at_mut((j + 1) * n);
         let row_j = &mut done[j * n..];
         let d = a[j * n + j] as f64 - dot(&row_j[..j], &row_j[..j]);
         // `is_finite` also catches NaN.
         if !d.is_finite() || d <= 0.0 {
-            return Err(NotPositiveDefinite { pivot: j, value: d });
+            return Err(NotPositiveDefinite { pivot: j, value: d }.into());
         }
         let diag = d.sqrt();
         row_j[j] = diag;

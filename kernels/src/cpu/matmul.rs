@@ -1,7 +1,11 @@
 use std::mem::MaybeUninit;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
+
+use crate::guard::{StopReason, StopSignal};
 
 /// One matrix operand: its elements, the offset of each batch's matrix, and row/column strides.
 pub(crate) struct Operand<'a> {
@@ -13,6 +17,9 @@ pub(crate) struct Operand<'a> {
 
 /// `out[b] = scale · lhs[b] (m×k) · rhs[b] (k×n)` for every batch `b`, written row-major into a fresh
 /// buffer.
+///
+/// Large products run in blocks of rows with `stop` checked between them; once it fires, the rows
+/// not yet computed are zeroed (so the buffer is still fully written) and the reason is returned.
 pub(crate) fn batched_matmul(
     lhs: &Operand,
     rhs: &Operand,
@@ -20,39 +27,54 @@ pub(crate) fn batched_matmul(
     k: usize,
     n: usize,
     scale: f32,
-) -> Vec<f32> {
+    stop: &StopSignal,
+) -> Result<Vec<f32>, StopReason> {
     let batches = lhs.batch_offsets.len();
     if m * n == 0 || k == 0 {
-        return vec![0.0; batches * m * n];
+        return Ok(vec![0.0; batches * m * n]);
     }
     let threads = rayon::current_num_threads();
+    let block = rows_per_block(n, k);
+    let stopped = AtomicBool::new(false);
     let run = |b: usize, dst: &mut [MaybeUninit<f32>], parallelism: Parallelism| {
         let (lo, ro) = (lhs.batch_offsets[b], rhs.batch_offsets[b]);
-        // SAFETY: the ops layer checked that every batch's lhs (m×k) and rhs (k×n) matrices, read with
-        // these strides from these offsets, lie inside their buffers, and `dst` holds exactly m×n.
-        // With `read_dst` false and k > 0 the GEMM writes every element of `dst`.
-        unsafe {
-            gemm(
-                m,
-                n,
-                k,
-                dst.as_mut_ptr().cast::<f32>(),
-                1,
-                n as isize,
-                false,
-                lhs.data.as_ptr().add(lo),
-                lhs.col_stride as isize,
-                lhs.row_stride as isize,
-                rhs.data.as_ptr().add(ro),
-                rhs.col_stride as isize,
-                rhs.row_stride as isize,
-                0.0,
-                scale,
-                false,
-                false,
-                false,
-                parallelism,
-            )
+        for r0 in (0..m).step_by(block) {
+            if stopped.load(Ordering::Relaxed) || stop.reason().is_some() {
+                stopped.store(true, Ordering::Relaxed);
+                for v in &mut dst[r0 * n..] {
+                    v.write(0.0);
+                }
+                return;
+            }
+            let rows = block.min(m - r0);
+            // SAFETY: every tensor's buffer holds exactly its shape's elements (checked where tensors
+            // are made), and the ops layer derived m, k, n, the strides and the batch offsets from
+            // those shapes, so rows r0..r0+rows of this batch's lhs (m×k) and its rhs (k×n) lie
+            // inside their buffers; `dst` holds exactly m×n. With `read_dst` false and k > 0 the GEMM
+            // writes every element of the block's rows.
+            unsafe {
+                gemm(
+                    rows,
+                    n,
+                    k,
+                    dst.as_mut_ptr().add(r0 * n).cast::<f32>(),
+                    1,
+                    n as isize,
+                    false,
+                    lhs.data.as_ptr().add(lo + r0 * lhs.row_stride),
+                    lhs.col_stride as isize,
+                    lhs.row_stride as isize,
+                    rhs.data.as_ptr().add(ro),
+                    rhs.col_stride as isize,
+                    rhs.row_stride as isize,
+                    0.0,
+                    scale,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            }
         }
     };
     let fill = |out: &mut [MaybeUninit<f32>]| {
@@ -73,8 +95,18 @@ pub(crate) fn batched_matmul(
             }
         }
     };
-    // SAFETY: the chunks cover the buffer and every GEMM writes its whole chunk (see above).
-    unsafe { super::fully_written(batches * m * n, fill) }
+    // SAFETY: the chunks cover the buffer, and every block of rows is written by its GEMM or zeroed.
+    let out = unsafe { super::fully_written(batches * m * n, fill) };
+    match stop.reason().filter(|_| stopped.into_inner()) {
+        Some(reason) => Err(reason),
+        None => Ok(out),
+    }
+}
+
+/// Rows per block of a large product: about 2^31 multiply-adds (tens of milliseconds), so a stop
+/// signal is seen soon; small products run in one block.
+pub(crate) fn rows_per_block(n: usize, k: usize) -> usize {
+    ((1usize << 31) / n.saturating_mul(k).max(1)).max(1)
 }
 
 /// `x (rows×k) · w (k×n) + bias`, the bias written into the output first and accumulated into by the
@@ -86,7 +118,8 @@ pub(crate) fn linear(
     rows: usize,
     k: usize,
     n: usize,
-) -> Vec<f32> {
+    stop: &StopSignal,
+) -> Result<Vec<f32>, StopReason> {
     let mut out = match bias {
         Some(b) => {
             let mut out = Vec::with_capacity(rows * n);
@@ -105,37 +138,44 @@ pub(crate) fn linear(
         None => vec![0.0; rows * n],
     };
     if rows * n == 0 || k == 0 {
-        return out;
+        return Ok(out);
     }
     let parallelism = if rows * n * k >= 1 << 15 {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
         Parallelism::None
     };
-    // SAFETY: `x` holds rows×k, `w` holds k×n and `out` rows×n elements, all row-major (checked by
-    // the ops layer).
-    unsafe {
-        gemm(
-            rows,
-            n,
-            k,
-            out.as_mut_ptr(),
-            1,
-            n as isize,
-            bias.is_some(),
-            x.as_ptr(),
-            1,
-            k as isize,
-            w.as_ptr(),
-            1,
-            n as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
-    };
-    out
+    for r0 in (0..rows).step_by(rows_per_block(n, k)) {
+        if let Some(reason) = stop.reason() {
+            return Err(reason);
+        }
+        let block = rows_per_block(n, k).min(rows - r0);
+        // SAFETY: `x` holds rows×k, `w` holds k×n and `out` rows×n elements, all row-major (buffers
+        // match their shapes by construction; the ops layer derived rows, k and n from them), so
+        // rows r0..r0+block of `x` and `out` lie inside them.
+        unsafe {
+            gemm(
+                block,
+                n,
+                k,
+                out.as_mut_ptr().add(r0 * n),
+                1,
+                n as isize,
+                bias.is_some(),
+                x.as_ptr().add(r0 * k),
+                1,
+                k as isize,
+                w.as_ptr(),
+                1,
+                n as isize,
+                1.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        };
+    }
+    Ok(out)
 }

@@ -1,6 +1,6 @@
 use super::same_device;
 use crate::cpu::attention::{self as cpu, Dims};
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Attention weights `softmax(scale · q · kᵀ)` over keys, per head: `self` (queries) is
@@ -40,18 +40,31 @@ impl Tensor {
             k_len,
             d_head,
         };
+        let out = Tensor::reserve(OP, [batch, heads, q_len, k_len], DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
         if let Some(q) = self.gpu() {
-            let out = crate::cuda::ops::nn::attention_pattern(
+            let pattern = crate::cuda::ops::nn::attention_pattern(
                 q,
                 k.gpu_operand(OP)?,
                 dims,
                 scale,
                 causal,
             )?;
-            return Ok(Tensor::from_gpu(out, [batch, heads, q_len, k_len]));
+            return Tensor::from_gpu(pattern, out);
         }
-        let out = cpu::pattern(self.f32_slice(OP)?, k.f32_slice(OP)?, dims, scale, causal);
-        Ok(Tensor::cpu_f32(out, [batch, heads, q_len, k_len]))
+        let stop = crate::guard::stop_signal();
+        let pattern = cpu::pattern(
+            self.f32_slice(OP)?,
+            k.f32_slice(OP)?,
+            dims,
+            scale,
+            causal,
+            &stop,
+        )
+        .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(pattern, out)
     }
 
     /// The attention-weighted values `z = pattern · v` per head: `self` (the pattern) is
@@ -82,12 +95,18 @@ impl Tensor {
             k_len,
             d_head,
         };
-        if let Some(pattern) = self.gpu() {
-            let out = crate::cuda::ops::nn::attention_values(pattern, v.gpu_operand(OP)?, dims)?;
-            return Ok(Tensor::from_gpu(out, [batch, q_len, heads, d_head]));
+        let out = Tensor::reserve(OP, [batch, q_len, heads, d_head], DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
         }
-        let out = cpu::weighted_values(self.f32_slice(OP)?, v.f32_slice(OP)?, dims);
-        Ok(Tensor::cpu_f32(out, [batch, q_len, heads, d_head]))
+        if let Some(pattern) = self.gpu() {
+            let z = crate::cuda::ops::nn::attention_values(pattern, v.gpu_operand(OP)?, dims)?;
+            return Tensor::from_gpu(z, out);
+        }
+        let stop = crate::guard::stop_signal();
+        let z = cpu::weighted_values(self.f32_slice(OP)?, v.f32_slice(OP)?, dims, &stop)
+            .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(z, out)
     }
 }
 

@@ -1,31 +1,34 @@
 use super::{BinaryOp, UnaryOp, same_device};
 use crate::cpu::elementwise as cpu;
 use crate::cuda::ops::elementwise as gpu;
-use crate::{Error, Result, Shape, Tensor};
+use crate::{DType, Error, Result, Shape, Tensor};
 
 impl Tensor {
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        let out = Tensor::reserve("unary", self.shape.clone(), DType::F32)?;
         if let Some(x) = self.gpu() {
-            return Ok(Tensor::from_gpu(gpu::unary(op, x)?, self.shape.clone()));
+            return Tensor::from_gpu(gpu::unary(op, x)?, out);
         }
         let x = self.f32_slice("unary")?;
-        Ok(Tensor::cpu_f32(cpu::unary(op, x), self.shape.clone()))
+        Tensor::cpu_f32(cpu::unary(op, x), out)
     }
 
     pub fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
         const OP: &str = "binary";
         same_device(OP, self, rhs)?;
-        let out = Shape::broadcast(OP, &self.shape, &rhs.shape)?;
+        let out = Tensor::reserve(
+            OP,
+            Shape::broadcast(OP, &self.shape, &rhs.shape)?,
+            DType::F32,
+        )?;
         if let Some(a) = self.gpu() {
             let b = rhs.gpu_operand(OP)?;
-            let buffer = gpu::binary(op, a, &self.shape, b, &rhs.shape, &out)?;
-            return Ok(Tensor::from_gpu(buffer, out));
+            let buffer = gpu::binary(op, a, &self.shape, b, &rhs.shape, out.shape())?;
+            return Tensor::from_gpu(buffer, out);
         }
         let (a, b) = (self.f32_slice(OP)?, rhs.f32_slice(OP)?);
-        Ok(Tensor::cpu_f32(
-            cpu::binary(op, a, &self.shape, b, &rhs.shape, &out),
-            out,
-        ))
+        let values = cpu::binary(op, a, &self.shape, b, &rhs.shape, out.shape());
+        Tensor::cpu_f32(values, out)
     }
 
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
@@ -70,17 +73,12 @@ impl Tensor {
 
     /// `x * mul + add` with scalars.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        let out = Tensor::reserve("affine", self.shape.clone(), DType::F32)?;
         if let Some(x) = self.gpu() {
-            return Ok(Tensor::from_gpu(
-                gpu::affine(x, mul, add)?,
-                self.shape.clone(),
-            ));
+            return Tensor::from_gpu(gpu::affine(x, mul, add)?, out);
         }
         let x = self.f32_slice("affine")?;
-        Ok(Tensor::cpu_f32(
-            cpu::map(x, |v| v * mul + add),
-            self.shape.clone(),
-        ))
+        Tensor::cpu_f32(cpu::map(x, |v| v * mul + add), out)
     }
 
     /// Limits every element to `[min, max]`.
@@ -91,17 +89,12 @@ impl Tensor {
                 format!("min {min} must not exceed max {max}"),
             ));
         }
+        let out = Tensor::reserve("clamp", self.shape.clone(), DType::F32)?;
         if let Some(x) = self.gpu() {
-            return Ok(Tensor::from_gpu(
-                gpu::clamp(x, min, max)?,
-                self.shape.clone(),
-            ));
+            return Tensor::from_gpu(gpu::clamp(x, min, max)?, out);
         }
         let x = self.f32_slice("clamp")?;
-        Ok(Tensor::cpu_f32(
-            cpu::map(x, |v| v.clamp(min, max)),
-            self.shape.clone(),
-        ))
+        Tensor::cpu_f32(cpu::map(x, |v| v.clamp(min, max)), out)
     }
 
     /// `self != 0 ? on_true : on_false`, the three shapes broadcast together. `self` is the condition.
@@ -111,6 +104,7 @@ impl Tensor {
         same_device(OP, self, on_false)?;
         let out = Shape::broadcast(OP, &self.shape, &on_true.shape)?;
         let out = Shape::broadcast(OP, &out, &on_false.shape)?;
+        let out = Tensor::reserve(OP, out, DType::F32)?;
         if let Some(cond) = self.gpu() {
             let (a, b) = (on_true.gpu_operand(OP)?, on_false.gpu_operand(OP)?);
             let buffer = gpu::select(
@@ -120,24 +114,22 @@ impl Tensor {
                 &on_true.shape,
                 b,
                 &on_false.shape,
-                &out,
+                out.shape(),
             )?;
-            return Ok(Tensor::from_gpu(buffer, out));
+            return Tensor::from_gpu(buffer, out);
         }
         let cond = self.f32_slice(OP)?;
         let (a, b) = (on_true.f32_slice(OP)?, on_false.f32_slice(OP)?);
-        Ok(Tensor::cpu_f32(
-            cpu::select(
-                cond,
-                &self.shape,
-                a,
-                &on_true.shape,
-                b,
-                &on_false.shape,
-                &out,
-            ),
-            out,
-        ))
+        let values = cpu::select(
+            cond,
+            &self.shape,
+            a,
+            &on_true.shape,
+            b,
+            &on_false.shape,
+            out.shape(),
+        );
+        Tensor::cpu_f32(values, out)
     }
 }
 

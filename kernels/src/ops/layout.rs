@@ -6,7 +6,7 @@ use crate::{DType, Error, Result, Shape, Tensor};
 impl Tensor {
     /// The same elements under a new shape with the same element count. Shares storage: no copy.
     pub fn reshape(&self, shape: impl Into<Shape>) -> Result<Tensor> {
-        let shape = shape.into();
+        let shape = Shape::checked("reshape", shape.into().dims())?;
         if shape.numel() != self.numel() {
             return Err(Error::shapes(
                 "reshape",
@@ -15,10 +15,7 @@ impl Tensor {
                 "element counts differ",
             ));
         }
-        Ok(Tensor {
-            storage: self.storage.clone(),
-            shape,
-        })
+        self.view("reshape", shape)
     }
 
     /// Reorders the axes: output axis `i` is input axis `perm[i]`.
@@ -38,14 +35,15 @@ impl Tensor {
             ));
         }
         let dims: Vec<usize> = perm.iter().map(|&p| self.dims()[p]).collect();
+        let out = Tensor::reserve("permute", dims, self.dtype())?;
         let buffer = match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(x)) => CpuBuffer::F32(cpu::permute(x, &self.shape, perm)),
             Storage::Cpu(CpuBuffer::I32(x)) => CpuBuffer::I32(cpu::permute(x, &self.shape, perm)),
             Storage::Cuda(x) => {
-                return Ok(Tensor::from_gpu(gpu::permute(x, &self.shape, perm)?, dims));
+                return Tensor::from_gpu(gpu::permute(x, &self.shape, perm)?, out);
             }
         };
-        Ok(Tensor::from_cpu(buffer, dims.into()))
+        Tensor::from_cpu(buffer, out)
     }
 
     /// Swaps two axes.
@@ -72,6 +70,7 @@ impl Tensor {
         }
         let mut dims = self.dims().to_vec();
         dims[axis] = end - start;
+        let out = Tensor::reserve("slice", dims, self.dtype())?;
         let buffer = match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(x)) => {
                 CpuBuffer::F32(cpu::slice(x, outer, len, inner, start, end))
@@ -80,11 +79,10 @@ impl Tensor {
                 CpuBuffer::I32(cpu::slice(x, outer, len, inner, start, end))
             }
             Storage::Cuda(x) => {
-                let out = gpu::slice(x, outer, len, inner, start, end)?;
-                return Ok(Tensor::from_gpu(out, dims));
+                return Tensor::from_gpu(gpu::slice(x, outer, len, inner, start, end)?, out);
             }
         };
-        Ok(Tensor::from_cpu(buffer, dims.into()))
+        Tensor::from_cpu(buffer, out)
     }
 
     /// Joins tensors along `axis`; all other axes must agree, and so must dtypes and devices.
@@ -116,13 +114,18 @@ impl Tensor {
         }
         let (outer, _, inner) = first.shape.split_at_axis(axis);
         let mut dims = first.dims().to_vec();
-        dims[axis] = parts.iter().map(|p| p.dims()[axis]).sum();
+        // Many references to one large tensor must not overflow the joined length.
+        dims[axis] = parts
+            .iter()
+            .try_fold(0usize, |n, p| n.checked_add(p.dims()[axis]))
+            .unwrap_or(usize::MAX);
+        let out = Tensor::reserve(OP, dims, first.dtype())?;
         if first.gpu().is_some() {
             let parts = parts
                 .iter()
                 .map(|p| Ok((p.gpu_operand(OP)?, p.dims()[axis])))
                 .collect::<Result<Vec<_>>>()?;
-            return Ok(Tensor::from_gpu(gpu::concat(&parts, outer, inner)?, dims));
+            return Tensor::from_gpu(gpu::concat(&parts, outer, inner)?, out);
         }
         let buffer = match first.dtype() {
             DType::F32 => {
@@ -140,7 +143,7 @@ impl Tensor {
                 CpuBuffer::I32(cpu::concat(&slices, outer, inner))
             }
         };
-        Ok(Tensor::from_cpu(buffer, dims.into()))
+        Tensor::from_cpu(buffer, out)
     }
 
     /// Picks the entries at i32 `indices` (1-D) along `axis`, in that order (repeats allowed).
@@ -166,6 +169,7 @@ impl Tensor {
         }
         let mut dims = self.dims().to_vec();
         dims[axis] = idx.len();
+        let out = Tensor::reserve(OP, dims, self.dtype())?;
         let buffer = match &*self.storage {
             Storage::Cpu(CpuBuffer::F32(x)) => {
                 CpuBuffer::F32(cpu::index_select(x, outer, len, inner, &idx))
@@ -174,19 +178,22 @@ impl Tensor {
                 CpuBuffer::I32(cpu::index_select(x, outer, len, inner, &idx))
             }
             Storage::Cuda(x) => {
-                let out = gpu::index_select(x, outer, len, inner, indices.gpu_operand(OP)?)?;
-                return Ok(Tensor::from_gpu(out, dims));
+                let values = gpu::index_select(x, outer, len, inner, indices.gpu_operand(OP)?)?;
+                return Tensor::from_gpu(values, out);
             }
         };
-        Ok(Tensor::from_cpu(buffer, dims.into()))
+        Tensor::from_cpu(buffer, out)
     }
 
     /// Converts between f32 and i32 (f32 → i32 truncates toward zero).
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        if dtype == self.dtype() {
+            return Ok(self.clone());
+        }
+        let out = Tensor::reserve("to_dtype", self.shape.clone(), dtype)?;
         let buffer = match (&*self.storage, dtype) {
-            (_, d) if d == self.dtype() => return Ok(self.clone()),
             (Storage::Cuda(x), to) => {
-                return Ok(Tensor::from_gpu(gpu_cast::cast(x, to)?, self.shape.clone()));
+                return Tensor::from_gpu(gpu_cast::cast(x, to)?, out);
             }
             (Storage::Cpu(CpuBuffer::F32(x)), DType::I32) => {
                 CpuBuffer::I32(x.iter().map(|&v| v as i32).collect())
@@ -196,7 +203,7 @@ impl Tensor {
             }
             _ => unreachable!("same-dtype conversions return early"),
         };
-        Ok(Tensor::from_cpu(buffer, self.shape.clone()))
+        Tensor::from_cpu(buffer, out)
     }
 }
 

@@ -1,8 +1,8 @@
 //! Linear solves: least-squares fits and ridge regressions (`(XᵀX + λI) w = Xᵀy`) in one op.
 
 use super::same_device;
-use crate::cpu::linalg as cpu;
-use crate::{Error, Result, Tensor};
+use crate::cpu::linalg::{self as cpu, SolveError};
+use crate::{DType, Error, Result, Tensor, guard};
 
 /// How far `a` may be from symmetric, relative to its diagonal, before it is refused.
 const SYMMETRY_TOL: f64 = 1e-3;
@@ -40,6 +40,9 @@ impl Tensor {
                 format!("b must have {n} rows, one per row of a"),
             ));
         }
+        let out = Tensor::reserve(OP, [n, m], DType::F32)?;
+        // The f64 factor [n, n] and solved columns [n, m] are scratch the caller's budget pays for too.
+        guard::reserve_scratch(OP, &[n, n + m], 8)?;
         // On a GPU the system is read back and solved here in f64: it is small (n is a factorisation's
         // rank or a regression's width), and a sequential Cholesky gains nothing from the device.
         let (a_host, b_host) = (a.f32_host(OP)?, b.f32_host(OP)?);
@@ -54,17 +57,19 @@ impl Tensor {
                 ),
             ));
         }
-        let x = cpu::solve_spd(a_values, b_values, n, m).map_err(|e| {
-            Error::invalid(
+        let stop = guard::stop_signal();
+        let x = cpu::solve_spd(a_values, b_values, n, m, &stop).map_err(|e| match e {
+            SolveError::Stopped(reason) => Error::Interrupted { op: OP, reason },
+            SolveError::NotPositiveDefinite(e) => Error::invalid(
                 OP,
                 format!(
                     "a [{n}, {n}] is not positive definite (pivot {} is {:.3e}); add a small ridge to \
                      its diagonal, e.g. a + 1e-4 · mean(diag(a)) · I",
                     e.pivot, e.value
                 ),
-            )
+            ),
         })?;
-        Tensor::from_vec_f32(x, [n, m], a.device())
+        Tensor::place(crate::storage::CpuBuffer::F32(x), out, a.device())
     }
 }
 

@@ -1,7 +1,7 @@
 use super::same_device;
 use crate::cpu::matmul::{Operand, batched_matmul};
 use crate::cuda::ops::matmul::{self as gpu, Gemm};
-use crate::{Error, Result, Shape, Tensor};
+use crate::{DType, Error, Result, Shape, Tensor};
 
 /// The precision a matmul multiplies in. Accumulation is always f32; method math uses `F32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -110,6 +110,12 @@ impl Tensor {
 
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
+        let out = Tensor::reserve(op, dims, DType::F32)?;
+        // An empty product, or one over an empty inner axis (all zeros, as in PyTorch), needs no
+        // GEMM: nothing is read, and no per-batch offsets are listed for a batch that may be huge.
+        if out.numel() == 0 || k == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
         let lhs_offsets = batch_offsets(&lhs_batch, &batch, la * lb);
         let rhs_offsets = batch_offsets(&rhs_batch, &batch, ra * rb);
         if let Some(a) = self.gpu() {
@@ -124,8 +130,7 @@ impl Tensor {
                 scale,
                 precision,
             };
-            let out = gpu::matmul(a, rhs.gpu_operand(op)?, &gemm)?;
-            return Ok(Tensor::from_gpu(out, dims));
+            return Tensor::from_gpu(gpu::matmul(a, rhs.gpu_operand(op)?, &gemm)?, out);
         }
         let (lhs_data, rhs_data) = (self.f32_slice(op)?, rhs.f32_slice(op)?);
         let rounded = (precision != MatmulPrecision::F32)
@@ -146,8 +151,10 @@ impl Tensor {
             row_stride: if transpose_rhs { 1 } else { rb },
             col_stride: if transpose_rhs { rb } else { 1 },
         };
-        let out = batched_matmul(&lhs, &rhs_op, m, k, n, scale);
-        Ok(Tensor::cpu_f32(out, dims))
+        let stop = crate::guard::stop_signal();
+        let product = batched_matmul(&lhs, &rhs_op, m, k, n, scale, &stop)
+            .map_err(|reason| Error::Interrupted { op, reason })?;
+        Tensor::cpu_f32(product, out)
     }
 
     /// The affine layer `self · weight + bias` for `self` of shape `[.., in]`, `weight` `[in, out]`
@@ -179,9 +186,24 @@ impl Tensor {
                 ));
             }
         }
-        let rows = self.numel() / k.max(1);
+        // The rows are the leading axes' product, not numel / k: with k = 0 that would say 0 rows.
+        let rows = self.dims()[..self.rank() - 1]
+            .iter()
+            .fold(1usize, |n, &d| n.saturating_mul(d));
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = n;
+        let out = Tensor::reserve(OP, dims, DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
+        if k == 0 {
+            // x · W over an empty inner axis is 0; the bias alone remains.
+            let zeros = Tensor::zeros_reserved(out, self.device())?;
+            return match bias {
+                Some(b) => zeros.add(b),
+                None => Ok(zeros),
+            };
+        }
         if let Some(x) = self.gpu() {
             let gemm = Gemm {
                 m: rows,
@@ -194,22 +216,24 @@ impl Tensor {
                 scale: 1.0,
                 precision: MatmulPrecision::F32,
             };
-            let product = Tensor::from_gpu(gpu::matmul(x, weight.gpu_operand(OP)?, &gemm)?, dims);
+            let product = Tensor::from_gpu(gpu::matmul(x, weight.gpu_operand(OP)?, &gemm)?, out)?;
             return match bias {
                 Some(b) => product.add(b),
                 None => Ok(product),
             };
         }
         let bias = bias.map(|b| b.f32_slice(OP)).transpose()?;
-        let out = crate::cpu::matmul::linear(
+        let values = crate::cpu::matmul::linear(
             self.f32_slice(OP)?,
             weight.f32_slice(OP)?,
             bias,
             rows,
             k,
             n,
-        );
-        Ok(Tensor::cpu_f32(out, dims))
+            &crate::guard::stop_signal(),
+        )
+        .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(values, out)
     }
 
     /// `self · rhs` without transposes.

@@ -1,7 +1,7 @@
 use super::same_device;
 use crate::cpu::nn as cpu;
 use crate::cuda::ops::{nn as gpu, rowwise as gpu_rows};
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
     /// Softmax along `axis`.
@@ -17,15 +17,15 @@ impl Tensor {
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor> {
         let axis = self.shape.axis(op, axis)?;
         let (_, len, inner) = self.shape.split_at_axis(axis);
+        let out = Tensor::reserve(op, self.shape.clone(), DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
         if let Some(x) = self.gpu() {
-            let out = gpu_rows::softmax(x, len, inner, log)?;
-            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+            return Tensor::from_gpu(gpu_rows::softmax(x, len, inner, log)?, out);
         }
         let x = self.f32_slice(op)?;
-        Ok(Tensor::cpu_f32(
-            cpu::softmax(x, len, inner, log),
-            self.shape.clone(),
-        ))
+        Tensor::cpu_f32(cpu::softmax(x, len, inner, log), out)
     }
 
     /// Layer normalisation over the last axis, then `* weight + bias` (both of the last axis' length).
@@ -47,19 +47,22 @@ impl Tensor {
                 ));
             }
         }
+        let out = Tensor::reserve(OP, self.shape.clone(), DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
         if let Some(x) = self.gpu() {
             let (w, b) = (weight.gpu_operand(OP)?, bias.gpu_operand(OP)?);
-            let out = gpu_rows::layer_norm(x, w, b, d, eps)?;
-            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+            return Tensor::from_gpu(gpu_rows::layer_norm(x, w, b, d, eps)?, out);
         }
-        let out = cpu::layer_norm(
+        let normed = cpu::layer_norm(
             self.f32_slice(OP)?,
             weight.f32_slice(OP)?,
             bias.f32_slice(OP)?,
             d,
             eps,
         );
-        Ok(Tensor::cpu_f32(out, self.shape.clone()))
+        Tensor::cpu_f32(normed, out)
     }
 
     /// Gathers rows of this `[vocab, d]` table for i32 `ids` of any shape: the result is `[..ids, d]`.
@@ -75,6 +78,7 @@ impl Tensor {
         let (vocab, d) = (self.dims()[0], self.dims()[1]);
         let mut dims = ids.dims().to_vec();
         dims.push(d);
+        let out = Tensor::reserve(OP, dims, DType::F32)?;
         // Ids are few: on a GPU they are read back for the range check, which keeps the kernel simple
         // and the error the CPU engine's.
         let id_values = ids.i32_host(OP)?;
@@ -85,14 +89,13 @@ impl Tensor {
                 size: vocab,
             });
         }
-        if let Some(table) = self.gpu() {
-            let out = gpu::embedding(table, ids.gpu_operand(OP)?, d)?;
-            return Ok(Tensor::from_gpu(out, dims));
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
         }
-        Ok(Tensor::cpu_f32(
-            cpu::embedding(&id_values, self.f32_slice(OP)?, d),
-            dims,
-        ))
+        if let Some(table) = self.gpu() {
+            return Tensor::from_gpu(gpu::embedding(table, ids.gpu_operand(OP)?, d)?, out);
+        }
+        Tensor::cpu_f32(cpu::embedding(&id_values, self.f32_slice(OP)?, d), out)
     }
 
     /// The length of the last axis, which must hold at least `k` entries.
@@ -116,14 +119,14 @@ impl Tensor {
     pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
         const OP: &str = "keep_top_k";
         let len = self.row_len_for_k(OP, k)?;
-        if let Some(x) = self.gpu() {
-            let out = gpu::keep_top_k(x, len, k)?;
-            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+        let out = Tensor::reserve(OP, self.shape.clone(), DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
         }
-        Ok(Tensor::cpu_f32(
-            cpu::keep_top_k(self.f32_slice(OP)?, len, k),
-            self.shape.clone(),
-        ))
+        if let Some(x) = self.gpu() {
+            return Tensor::from_gpu(gpu::keep_top_k(x, len, k)?, out);
+        }
+        Tensor::cpu_f32(cpu::keep_top_k(self.f32_slice(OP)?, len, k), out)
     }
 
     /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
@@ -132,17 +135,25 @@ impl Tensor {
         let len = self.row_len_for_k(OP, k)?;
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = k;
+        let out_values = Tensor::reserve(OP, dims.clone(), DType::F32)?;
+        let out_indices = Tensor::reserve(OP, dims, DType::I32)?;
+        if out_values.numel() == 0 {
+            return Ok((
+                Tensor::zeros_reserved(out_values, self.device())?,
+                Tensor::zeros_reserved(out_indices, self.device())?,
+            ));
+        }
         if let Some(x) = self.gpu() {
             let (values, indices) = gpu::top_k(x, len, k)?;
             return Ok((
-                Tensor::from_gpu(values, dims.clone()),
-                Tensor::from_gpu(indices, dims),
+                Tensor::from_gpu(values, out_values)?,
+                Tensor::from_gpu(indices, out_indices)?,
             ));
         }
         let (values, indices) = cpu::top_k(self.f32_slice(OP)?, len, k);
         Ok((
-            Tensor::cpu_f32(values, dims.clone()),
-            Tensor::cpu_i32(indices, dims),
+            Tensor::cpu_f32(values, out_values)?,
+            Tensor::cpu_i32(indices, out_indices)?,
         ))
     }
 
@@ -163,14 +174,15 @@ impl Tensor {
                 format!("fewer keys ({k}) than queries ({q})"),
             ));
         }
-        if let Some(x) = self.gpu() {
-            let out = crate::cuda::ops::elementwise::causal_mask(x, q, k, fill)?;
-            return Ok(Tensor::from_gpu(out, self.shape.clone()));
+        let out = Tensor::reserve(OP, self.shape.clone(), DType::F32)?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
         }
-        Ok(Tensor::cpu_f32(
-            cpu::causal_mask(self.f32_slice(OP)?, q, k, fill),
-            self.shape.clone(),
-        ))
+        if let Some(x) = self.gpu() {
+            let masked = crate::cuda::ops::elementwise::causal_mask(x, q, k, fill)?;
+            return Tensor::from_gpu(masked, out);
+        }
+        Tensor::cpu_f32(cpu::causal_mask(self.f32_slice(OP)?, q, k, fill), out)
     }
 }
 

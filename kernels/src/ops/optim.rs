@@ -2,7 +2,7 @@
 //! in one pass on the device instead of a dozen element-wise ops.
 
 use crate::cpu::optim::{self as cpu, AdamStep};
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 /// Adam's hyper-parameters, named as in `torch.optim.Adam`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -78,7 +78,13 @@ impl Tensor {
             step_size: (lr as f64 / (1.0 - (beta1 as f64).powi(t))) as f32,
             bias_correction2_sqrt: (1.0 - (beta2 as f64).powi(t)).sqrt() as f32,
         };
-        let shape = param.shape.clone();
+        let reserve = || Tensor::reserve(OP, param.shape.clone(), DType::F32);
+        let out = [reserve()?, reserve()?, reserve()?];
+        if param.numel() == 0 {
+            let [p, m, v] = out.map(|o| Tensor::zeros_reserved(o, param.device()));
+            return Ok((p?, m?, v?));
+        }
+        let [out_p, out_m, out_v] = out;
         if let Some(p) = param.gpu() {
             let (p, m, v) = crate::cuda::ops::nn::adam(
                 p,
@@ -88,9 +94,9 @@ impl Tensor {
                 &scalars,
             )?;
             return Ok((
-                Tensor::from_gpu(p, shape.clone()),
-                Tensor::from_gpu(m, shape.clone()),
-                Tensor::from_gpu(v, shape),
+                Tensor::from_gpu(p, out_p)?,
+                Tensor::from_gpu(m, out_m)?,
+                Tensor::from_gpu(v, out_v)?,
             ));
         }
         let (p, m, v) = cpu::adam(
@@ -101,9 +107,9 @@ impl Tensor {
             &scalars,
         );
         Ok((
-            Tensor::cpu_f32(p, shape.clone()),
-            Tensor::cpu_f32(m, shape.clone()),
-            Tensor::cpu_f32(v, shape),
+            Tensor::cpu_f32(p, out_p)?,
+            Tensor::cpu_f32(m, out_m)?,
+            Tensor::cpu_f32(v, out_v)?,
         ))
     }
 }

@@ -1,25 +1,40 @@
 use super::ReduceOp;
 use crate::cpu::reduce as cpu;
 use crate::cuda::ops::rowwise as gpu;
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 
 impl Tensor {
     /// Reduces along `axis` (negative counts from the end). With `keepdim` the axis stays with size 1.
     pub fn reduce(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
         let axis = self.shape.axis("reduce", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
-        let shape = reduced_shape(&self.shape, axis, keepdim);
-        if let Some(x) = self.gpu() {
-            return Ok(Tensor::from_gpu(
-                gpu::reduce(op, x, outer, len, inner)?,
-                shape,
+        if len == 0 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
+            // As in PyTorch: an empty axis has a sum (0) and a norm (0), a mean (NaN), but no extremes.
+            return Err(crate::Error::invalid(
+                "reduce",
+                format!(
+                    "axis {axis} of {} is empty: {op:?} of no values is undefined",
+                    self.shape
+                ),
             ));
         }
+        let out = Tensor::reserve(
+            "reduce",
+            reduced_shape(&self.shape, axis, keepdim),
+            DType::F32,
+        )?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
+        if len == 0 {
+            let empty = if op == ReduceOp::Mean { f32::NAN } else { 0.0 };
+            return Tensor::full(out.shape().clone(), empty, self.device());
+        }
+        if let Some(x) = self.gpu() {
+            return Tensor::from_gpu(gpu::reduce(op, x, outer, len, inner)?, out);
+        }
         let x = self.f32_slice("reduce")?;
-        Ok(Tensor::cpu_f32(
-            cpu::reduce(op, x, outer, len, inner),
-            shape,
-        ))
+        Tensor::cpu_f32(cpu::reduce(op, x, outer, len, inner), out)
     }
 
     pub fn sum(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
@@ -45,12 +60,19 @@ impl Tensor {
                 format!("axis {axis} of {} is empty", self.shape),
             ));
         }
-        let shape = reduced_shape(&self.shape, axis, keepdim);
+        let out = Tensor::reserve(
+            "argmax",
+            reduced_shape(&self.shape, axis, keepdim),
+            DType::I32,
+        )?;
+        if out.numel() == 0 {
+            return Tensor::zeros_reserved(out, self.device());
+        }
         if let Some(x) = self.gpu() {
-            return Ok(Tensor::from_gpu(gpu::argmax(x, outer, len, inner)?, shape));
+            return Tensor::from_gpu(gpu::argmax(x, outer, len, inner)?, out);
         }
         let x = self.f32_slice("argmax")?;
-        Ok(Tensor::cpu_i32(cpu::argmax(x, outer, len, inner), shape))
+        Tensor::cpu_i32(cpu::argmax(x, outer, len, inner), out)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::same_device;
 use crate::cpu::sparse as cpu;
 use crate::cuda::ops::sparse as gpu;
-use crate::{Error, Result, Shape, Tensor};
+use crate::{DType, Error, Result, Tensor};
 
 /// The `[rows, cols]` of a 2-D `t`, or a shape error naming it against `other`.
 fn matrix(op: &'static str, t: &Tensor, other: &Tensor, why: &str) -> Result<(usize, usize)> {
@@ -63,15 +63,17 @@ impl Tensor {
         let (n, k) = codes(OP, values, indices)?;
         same_device(OP, values, table)?;
         let (m, d) = matrix(OP, table, indices, "table must be 2-D [m, d]")?;
+        let out = Tensor::reserve(OP, [n, d], DType::F32)?;
+        // Empty, or sums over no codes: zeros, with no kernel launched.
+        if out.numel() == 0 || k == 0 {
+            return Tensor::zeros_reserved(out, values.device());
+        }
         if let Some(v) = values.gpu() {
             // The codes are [n, k] with small k: read back for the range check.
             let idx = indices.i32_host(OP)?;
             check_indices(OP, &idx, k, m, || format!("table is {}", table.shape))?;
             let (i, t) = (indices.gpu_operand(OP)?, table.gpu_operand(OP)?);
-            return Ok(Tensor::from_gpu(
-                gpu::sparse_matmul(v, i, t, n, k, d)?,
-                [n, d],
-            ));
+            return Tensor::from_gpu(gpu::sparse_matmul(v, i, t, n, k, d)?, out);
         }
         let (v, idx, tab) = (
             values.f32_slice(OP)?,
@@ -79,10 +81,7 @@ impl Tensor {
             table.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, m, || format!("table is {}", table.shape))?;
-        Ok(Tensor::cpu_f32(
-            cpu::sparse_matmul(v, idx, tab, n, k, d),
-            [n, d],
-        ))
+        Tensor::cpu_f32(cpu::sparse_matmul(v, idx, tab, n, k, d), out)
     }
 
     /// `out[i, j] = lhs[i] · table[indices[i, j]]` for f32 `lhs` `[n, d]`, i32 `indices` `[n, k]` and f32
@@ -110,12 +109,21 @@ impl Tensor {
                 "lhs [n, d] and table [m, d] must have one width d",
             ));
         }
+        let out = Tensor::reserve(OP, [n, k], DType::F32)?;
+        // Empty, or dot products of empty rows: zeros, with no kernel launched (the indices must
+        // still be in range).
+        if out.numel() == 0 || d == 0 {
+            check_indices(OP, &indices.i32_host(OP)?, k, m, || {
+                format!("table is {}", table.shape)
+            })?;
+            return Tensor::zeros_reserved(out, lhs.device());
+        }
         if let Some(x) = lhs.gpu() {
             // The codes are [n, k] with small k: read back for the range check.
             let idx = indices.i32_host(OP)?;
             check_indices(OP, &idx, k, m, || format!("table is {}", table.shape))?;
             let (i, t) = (indices.gpu_operand(OP)?, table.gpu_operand(OP)?);
-            return Ok(Tensor::from_gpu(gpu::gather_dot(x, i, t, n, k, d)?, [n, k]));
+            return Tensor::from_gpu(gpu::gather_dot(x, i, t, n, k, d)?, out);
         }
         let (x, idx, tab) = (
             lhs.f32_slice(OP)?,
@@ -123,7 +131,7 @@ impl Tensor {
             table.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, m, || format!("table is {}", table.shape))?;
-        Ok(Tensor::cpu_f32(cpu::gather_dot(x, idx, tab, k, d), [n, k]))
+        Tensor::cpu_f32(cpu::gather_dot(x, idx, tab, k, d), out)
     }
 
     /// `out[r] = Σ over (i, j) with indices[i, j] = r of values[i, j] · rhs[i]` for f32 `values` and
@@ -148,12 +156,13 @@ impl Tensor {
                 "values [n, k] and rhs [n, d] must have one row count n",
             ));
         }
-        let out_shape = Shape::new(vec![rows, d]);
-        if rows.checked_mul(d).is_none() {
-            return Err(Error::invalid(
-                OP,
-                format!("rows = {rows} times d = {d} overflows"),
-            ));
+        let out = Tensor::reserve(OP, [rows, d], DType::F32)?;
+        if out.numel() == 0 || n == 0 || k == 0 {
+            let idx = indices.i32_host(OP)?;
+            check_indices(OP, &idx, k, rows, || {
+                format!("the result has rows = {rows}")
+            })?;
+            return Tensor::zeros_reserved(out, values.device());
         }
         if let Some(v) = values.gpu() {
             // The codes are [n, k] with small k: read back for the range check.
@@ -161,8 +170,8 @@ impl Tensor {
             check_indices(OP, &idx, k, rows, || {
                 format!("the result has rows = {rows}")
             })?;
-            let out = gpu::scatter_outer(v, &idx, rhs.gpu_operand(OP)?, k, d, rows)?;
-            return Ok(Tensor::from_gpu(out, out_shape));
+            let grad = gpu::scatter_outer(v, &idx, rhs.gpu_operand(OP)?, k, d, rows)?;
+            return Tensor::from_gpu(grad, out);
         }
         let (v, idx, x) = (
             values.f32_slice(OP)?,
@@ -170,10 +179,7 @@ impl Tensor {
             rhs.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, rows, || format!("the result has rows = {rows}"))?;
-        Ok(Tensor::cpu_f32(
-            cpu::scatter_outer(v, idx, x, k, d, rows),
-            out_shape,
-        ))
+        Tensor::cpu_f32(cpu::scatter_outer(v, idx, x, k, d, rows), out)
     }
 }
 
