@@ -85,7 +85,35 @@ impl RunState {
     fn make(&mut self, op: &str, compute: impl FnOnce() -> loupe_kernels::Result<Tensor>) -> Made {
         match self.guarded(compute) {
             Ok(t) => self.hand_out(op, t),
-            Err(e) => Ok(Err(engine_error(op, e))),
+            Err(e) => Ok(Err(self.op_error(op, e))),
+        }
+    }
+
+    /// An engine error as the plugin sees it: a result over the budget reads as the run's quota.
+    fn op_error(&self, op: &str, e: loupe_kernels::Error) -> ApiError {
+        match e {
+            loupe_kernels::Error::OverBudget {
+                shape,
+                bytes,
+                remaining,
+                ..
+            } => self
+                .quota
+                .check_for(op, format_args!("a {shape} result"), bytes)
+                .err()
+                // The op's outputs and scratch together, rather than this one alone, broke it.
+                .unwrap_or_else(|| {
+                    api_error(
+                        ErrorKind::OutOfQuota,
+                        op,
+                        format!(
+                            "its results and scratch space need more than the {} MiB left of the \
+                             run's tensor quota; drop tensors or raise [run.limits] tensor_mb",
+                            remaining >> 20
+                        ),
+                    )
+                }),
+            e => engine_error(op, e),
         }
     }
 
@@ -156,7 +184,7 @@ impl wit::HostTensor for RunState {
         let (p, m, v) =
             match self.guarded(|| Tensor::adam_step(&param, &grad, &m, &v, config, step)) {
                 Ok(out) => out,
-                Err(e) => return Ok(Err(engine_error(OP, e))),
+                Err(e) => return Ok(Err(self.op_error(OP, e))),
             };
         Ok(self.hand_out_all(OP, vec![p, m, v])?.map(|mut h| {
             let v = h.pop().expect("three handles");
@@ -338,7 +366,7 @@ impl wit::HostTensor for RunState {
         let x = self.tensor(&this)?;
         let (values, indices) = match self.guarded(|| x.top_k(k as usize)) {
             Ok(pair) => pair,
-            Err(e) => return Ok(Err(engine_error(OP, e))),
+            Err(e) => return Ok(Err(self.op_error(OP, e))),
         };
         Ok(self.hand_out_all(OP, vec![values, indices])?.map(|mut h| {
             let indices = h.pop().expect("two handles");
@@ -387,7 +415,7 @@ impl wit::HostTensor for RunState {
         }
         Ok(self
             .guarded(|| t.to_dtype(DType::F32).and_then(|t| t.to_vec_f32()))
-            .map_err(|e| engine_error(OP, e)))
+            .map_err(|e| self.op_error(OP, e)))
     }
 
     fn to_s32(&mut self, this: Handle) -> wasmtime::Result<Result<Vec<i32>, ApiError>> {
@@ -398,7 +426,7 @@ impl wit::HostTensor for RunState {
         }
         Ok(self
             .guarded(|| t.to_dtype(DType::I32).and_then(|t| t.to_vec_i32()))
-            .map_err(|e| engine_error(OP, e)))
+            .map_err(|e| self.op_error(OP, e)))
     }
 
     fn item(&mut self, this: Handle) -> wasmtime::Result<Result<f32, ApiError>> {
@@ -406,7 +434,7 @@ impl wit::HostTensor for RunState {
         let t = self.tensor(&this)?;
         Ok(self
             .guarded(|| t.to_dtype(DType::F32).and_then(|t| t.to_scalar_f32()))
-            .map_err(|e| engine_error(OP, e)))
+            .map_err(|e| self.op_error(OP, e)))
     }
 
     fn drop(&mut self, this: Handle) -> wasmtime::Result<()> {

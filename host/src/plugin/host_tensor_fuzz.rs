@@ -95,7 +95,16 @@ struct Session {
     pool: Vec<Handle>,
     calls: Vec<String>,
     choices: Choices,
+    /// Per op number: calls that made a tensor, calls that came back as an error value.
+    made: [u32; OPS],
+    refused: [u32; OPS],
+    last_op: usize,
 }
+
+/// Op numbers `step` chooses from (the last one reads back).
+const OPS: usize = 34;
+/// The ops [`Session::fitted_call`] can give operands that fit.
+const FITTED: [usize; 11] = [5, 6, 7, 8, 14, 15, 20, 21, 22, 23, 30];
 
 /// The most tensors held at once; the oldest are dropped past it.
 const POOL: usize = 24;
@@ -112,7 +121,18 @@ impl Session {
             pool: Vec::new(),
             calls: Vec::new(),
             choices: Choices(seed),
+            made: [0; OPS],
+            refused: [0; OPS],
+            last_op: 0,
         }
+    }
+
+    /// Records a call about to be made (and prints it with `LOUPE_FUZZ_TRACE` set).
+    fn note(&mut self, call: String) {
+        if std::env::var_os("LOUPE_FUZZ_TRACE").is_some() {
+            eprintln!("{call}");
+        }
+        self.calls.push(call);
     }
 
     fn any(&mut self) -> Option<Handle> {
@@ -153,17 +173,156 @@ impl Session {
         }
     }
 
+    /// A tensor of `shape` made from host data: f32 values, or (`ids` = Some(bound)) i32 ids in
+    /// `0..bound`. Kept only for the call that needs it.
+    fn operand(&mut self, shape: &[usize], ids: Option<usize>) -> Result<Handle, String> {
+        let numel: usize = shape.iter().product();
+        let shape32 = shape.iter().map(|&d| d as u32).collect();
+        let made = match ids {
+            Some(bound) => {
+                let data = (0..numel).map(|i| (i % bound.max(1)) as i32).collect();
+                self.state.from_s32(data, shape32)
+            }
+            None => {
+                let data = (0..numel)
+                    .map(|i| ((i * 31) % 17) as f32 / 4.0 - 2.0)
+                    .collect();
+                self.state.from_f32(data, shape32)
+            }
+        };
+        match made {
+            Ok(Ok(h)) => Ok(h),
+            other => Err(format!(
+                "making a {shape:?} operand: {:?}",
+                other.map(|r| r.err())
+            )),
+        }
+    }
+
+    /// Operands that fit an op with several inputs (sizes drawn with zeros among them), so that the
+    /// engine's kernels, not only its shape checks, see random sizes. `None` for the other ops.
+    fn fitted_call(
+        &mut self,
+        which: usize,
+    ) -> Result<wasmtime::Result<Result<Handle, ApiError>>, String> {
+        let c = &mut self.choices;
+        let [n, m, k, d, t, h] = [0; 6].map(|_| c.pick(&[0usize, 1, 2, 3, 5]));
+        let flag = c.chance(50);
+        let mut call = || -> Result<_, String> {
+            let mut held = Vec::new();
+            let mut take =
+                |s: &mut Self, shape: &[usize], ids: Option<usize>| -> Result<Handle, String> {
+                    let h = s.operand(shape, ids)?;
+                    let b = borrow(&h);
+                    held.push(h);
+                    Ok(b)
+                };
+            let made = match which {
+                5 => {
+                    let a = take(self, &[n, n], None)?;
+                    let eye = take(self, &[n, n], None)?;
+                    let spd = self.state.matmul(a, eye, false, true);
+                    let spd = match spd {
+                        Ok(Ok(x)) => x,
+                        other => return Ok(other),
+                    };
+                    let b = take(self, &[n, m], None)?;
+                    let r = self.state.solve_spd(borrow(&spd), b);
+                    held.push(spd);
+                    r
+                }
+                6 => {
+                    let (v, i, tab) = (
+                        take(self, &[n, k], None)?,
+                        take(self, &[n, k], Some(m))?,
+                        take(self, &[m, d], None)?,
+                    );
+                    self.state.sparse_matmul(v, i, tab)
+                }
+                7 => {
+                    let (x, i, tab) = (
+                        take(self, &[n, d], None)?,
+                        take(self, &[n, k], Some(m))?,
+                        take(self, &[m, d], None)?,
+                    );
+                    self.state.gather_dot(x, i, tab)
+                }
+                8 => {
+                    let (v, i, x) = (
+                        take(self, &[n, k], None)?,
+                        take(self, &[n, k], Some(m))?,
+                        take(self, &[n, d], None)?,
+                    );
+                    self.state.scatter_outer(v, i, x, m as u32)
+                }
+                14 => {
+                    let (a, b) = (take(self, &[t, n, k], None)?, take(self, &[k, m], None)?);
+                    self.state.matmul(a, b, false, false)
+                }
+                15 => {
+                    let (x, w, b) = (
+                        take(self, &[t, n, k], None)?,
+                        take(self, &[k, m], None)?,
+                        take(self, &[m], None)?,
+                    );
+                    self.state.linear(x, w, flag.then_some(b))
+                }
+                20 => {
+                    let (x, w, b) = (
+                        take(self, &[n, d], None)?,
+                        take(self, &[d], None)?,
+                        take(self, &[d], None)?,
+                    );
+                    self.state.layer_norm(x, w, b, 1e-5)
+                }
+                21 => {
+                    let (table, ids) = (take(self, &[m, d], None)?, take(self, &[n, k], Some(m))?);
+                    self.state.embedding(table, ids)
+                }
+                22 => {
+                    let (q, kk) = (
+                        take(self, &[n, t, h, d], None)?,
+                        take(self, &[n, t, h, d], None)?,
+                    );
+                    self.state.attention_pattern(q, kk, 0.5, flag)
+                }
+                23 => {
+                    let (p, v) = (
+                        take(self, &[n, h, t, k], None)?,
+                        take(self, &[n, k, h, d], None)?,
+                    );
+                    self.state.attention_values(p, v)
+                }
+                30 => {
+                    let (x, i) = (take(self, &[n, m], None)?, take(self, &[k], Some(m))?);
+                    self.state.index_select(x, 1, i)
+                }
+                _ => unreachable!("only fitted ops"),
+            };
+            for h in held {
+                self.state.drop(h).map_err(|e| e.to_string())?;
+            }
+            Ok(made)
+        };
+        call()
+    }
+
     /// One random call. Returns an error message if the call broke a rule.
     fn step(&mut self) -> Result<(), String> {
         let c = &mut self.choices;
-        let which = c.below(34);
+        let which = c.below(OPS);
+        self.last_op = which;
         let (a, b, d) = (self.any(), self.any(), self.any());
         let (Some(a), Some(b), Some(d)) = (a, b, d) else {
             let made = self.from_data();
             return self.take(made);
         };
+        if self.choices.chance(50) && FITTED.contains(&which) {
+            self.note(format!("fitted op {which}"));
+            let made = self.fitted_call(which)?;
+            return self.take(made);
+        }
         let c = &mut self.choices;
-        let s = &mut self.state;
         let (shape, axis, x, y, n) = (c.shape(), c.axis(), c.float(), c.float(), c.count());
         let flag = c.chance(50);
         let flag2 = c.chance(50);
@@ -173,7 +332,9 @@ impl Session {
             b.rep(),
             d.rep()
         );
-        self.calls.push(desc);
+        self.note(desc);
+        let c = &mut self.choices;
+        let s = &mut self.state;
         let made = match which {
             0 => s.full(shape, x),
             1 => s.randn(shape, 0.0, y.abs(), n as u64),
@@ -215,6 +376,7 @@ impl Session {
                         self.checked(&i)?;
                         self.keep(v);
                         self.keep(i);
+                        self.made[which] += 1;
                         Ok(())
                     }
                     Ok(Err(e)) => error_value_is_sound(&e),
@@ -229,7 +391,10 @@ impl Session {
                     s.item(a).map(|r| r.map(|_| 1))
                 };
                 return match read {
-                    Ok(Ok(_)) => Ok(()),
+                    Ok(Ok(_)) => {
+                        self.made[which] += 1;
+                        Ok(())
+                    }
                     Ok(Err(e)) => error_value_is_sound(&e),
                     Err(trap) => Err(format!("trapped: {trap:#}")),
                 };
@@ -243,9 +408,13 @@ impl Session {
             Ok(Ok(h)) => {
                 self.checked(&h)?;
                 self.keep(h);
+                self.made[self.last_op] += 1;
                 Ok(())
             }
-            Ok(Err(e)) => error_value_is_sound(&e),
+            Ok(Err(e)) => {
+                self.refused[self.last_op] += 1;
+                error_value_is_sound(&e)
+            }
             Err(trap) => Err(format!("trapped: {trap:#}")),
         }
     }
@@ -254,7 +423,12 @@ impl Session {
     fn checked(&mut self, h: &Handle) -> Result<(), String> {
         let shape = self.state.shape(borrow(h)).map_err(|e| e.to_string())?;
         let numel = self.state.numel(borrow(h)).map_err(|e| e.to_string())?;
-        let product = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
+        // A zero-sized dimension makes the count 0 however large the others are.
+        let product = if shape.contains(&0) {
+            Some(0)
+        } else {
+            shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64))
+        };
         if product != Some(numel) {
             return Err(format!("shape {shape:?} does not match numel {numel}"));
         }
@@ -330,10 +504,12 @@ fn calls_per_seed() -> usize {
 #[test]
 fn random_calls_return_values_or_error_values_and_the_host_survives() {
     let calls = calls_per_seed();
+    let (mut made, mut refused) = ([0u32; OPS], [0u32; OPS]);
     for seed in [1, 2, 3, 0x5eed] {
         let mut session = Session::new(seed);
         for _ in 0..calls {
             let outcome = catch_unwind(AssertUnwindSafe(|| session.step()));
+
             let failure = match outcome {
                 Ok(Ok(())) => continue,
                 Ok(Err(why)) => why,
@@ -353,5 +529,22 @@ fn random_calls_return_values_or_error_values_and_the_host_survives() {
                 session.calls[recent..].join("\n  ")
             );
         }
+        for (op, n) in session.made.iter_mut().enumerate() {
+            made[op] += *n;
+            refused[op] += session.refused[op];
+        }
     }
+    // The fuzzer must reach the engine, not only its argument checks: every op made a tensor (or read
+    // one back) at least once, and a fair share of all calls succeeded.
+    let never: Vec<usize> = (0..OPS).filter(|&op| made[op] == 0).collect();
+    assert!(
+        never.is_empty() || calls < 1000,
+        "ops {never:?} never succeeded (made {made:?}, refused {refused:?})"
+    );
+    let (ok, errors): (u32, u32) = (made.iter().sum(), refused.iter().sum());
+    assert!(
+        ok * 5 >= ok + errors,
+        "only {ok} of {} calls succeeded",
+        ok + errors
+    );
 }

@@ -12,6 +12,8 @@ mod reduce;
 mod sparse;
 
 #[cfg(test)]
+mod empty;
+#[cfg(test)]
 pub(crate) mod test_util;
 
 use crate::{Error, Result, Tensor};
