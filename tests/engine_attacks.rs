@@ -55,14 +55,23 @@ fn shape_attacks_get_answers_or_error_values_and_the_host_goes_on() {
 
     // [4, 0] · [0, 3] is 12 zeros, and reading them through another product stays in bounds.
     assert_eq!(shape_of(s, "/empty-contraction/linear"), [4, 3]);
-    assert_eq!(values_of(s, "/empty-contraction/linear"), vec![Some(0.0); 12]);
-    assert_eq!(values_of(s, "/empty-contraction/then_matmul"), vec![Some(0.0); 8]);
+    assert_eq!(
+        values_of(s, "/empty-contraction/linear"),
+        vec![Some(0.0); 12]
+    );
+    assert_eq!(
+        values_of(s, "/empty-contraction/then_matmul"),
+        vec![Some(0.0); 8]
+    );
     assert_eq!(shape_of(s, "/empty-contraction/matmul_k0"), [2, 5, 7]);
 
     // PyTorch's answers over an empty axis: sum 0, mean NaN (null in JSON), max an error.
     assert_eq!(values_of(s, "/empty-reductions/sum"), vec![Some(0.0); 3]);
     assert_eq!(values_of(s, "/empty-reductions/mean"), vec![None; 3]);
-    assert!(error_of(s, "/empty-reductions/max").contains("empty"), "{s:#}");
+    assert!(
+        error_of(s, "/empty-reductions/max").contains("empty"),
+        "{s:#}"
+    );
     assert_eq!(shape_of(s, "/empty-reductions/softmax"), [3, 0]);
     assert_eq!(shape_of(s, "/empty-reductions/zero_outputs"), [4, 0]);
 

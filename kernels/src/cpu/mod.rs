@@ -51,3 +51,37 @@ impl SharedMut {
         unsafe { self.0.add(offset) }
     }
 }
+
+/// A stop signal shared by the tasks of one parallel loop: each task asks before its block of work,
+/// and once one sees the signal, the others skip theirs.
+pub(crate) struct Stopper<'a> {
+    signal: &'a crate::guard::StopSignal,
+    hit: std::sync::atomic::AtomicBool,
+}
+
+impl<'a> Stopper<'a> {
+    pub(crate) fn new(signal: &'a crate::guard::StopSignal) -> Self {
+        Stopper {
+            signal,
+            hit: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether to skip the next block (a clock read and two atomic loads).
+    pub(crate) fn should_stop(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.hit.load(Relaxed) || self.signal.reason().is_some() {
+            self.hit.store(true, Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// `value` if no block was skipped, else why.
+    pub(crate) fn finish<T>(self, value: T) -> Result<T, crate::guard::StopReason> {
+        match self.signal.reason().filter(|_| self.hit.into_inner()) {
+            Some(reason) => Err(reason),
+            None => Ok(value),
+        }
+    }
+}

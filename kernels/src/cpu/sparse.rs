@@ -5,7 +5,8 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::rows_per_task;
+use super::{Stopper, rows_per_task};
+use crate::guard::{StopReason, StopSignal};
 
 /// `out[i] = Σ_j values[i, j] · table[indices[i, j]]` for `values`, `indices` `[n, k]` and `table`
 /// `[m, d]`, all row-major; `[n, d]`.
@@ -16,16 +17,22 @@ pub(crate) fn sparse_matmul(
     n: usize,
     k: usize,
     d: usize,
-) -> Vec<f32> {
+    stop: &StopSignal,
+) -> Result<Vec<f32>, StopReason> {
     let mut out = vec![0.0; n * d];
     if k == 0 || d == 0 {
-        return out;
+        return Ok(out);
     }
+    let stopper = Stopper::new(stop);
     out.par_chunks_mut(d)
         .zip(values.par_chunks(k).zip(indices.par_chunks(k)))
         .with_min_len(rows_per_task(k * d))
-        .for_each(|(o, (v, idx))| mix_rows(o, v, idx, table, |r| r as usize));
-    out
+        .for_each(|(o, (v, idx))| {
+            if !stopper.should_stop() {
+                mix_rows(o, v, idx, table, |r| r as usize)
+            }
+        });
+    stopper.finish(out)
 }
 
 /// `out[i, j] = lhs[i] · table[indices[i, j]]` for `lhs` `[n, d]`, `indices` `[n, k]` and `table`
@@ -36,16 +43,22 @@ pub(crate) fn gather_dot(
     table: &[f32],
     k: usize,
     d: usize,
-) -> Vec<f32> {
+    stop: &StopSignal,
+) -> Result<Vec<f32>, StopReason> {
     let mut out = vec![0.0; indices.len()];
     if k == 0 || d == 0 {
-        return out;
+        return Ok(out);
     }
+    let stopper = Stopper::new(stop);
     out.par_chunks_mut(k)
         .zip(lhs.par_chunks(d).zip(indices.par_chunks(k)))
         .with_min_len(rows_per_task(k * d))
-        .for_each(|(o, (x, idx))| dots_into(o, x, idx, table));
-    out
+        .for_each(|(o, (x, idx))| {
+            if !stopper.should_stop() {
+                dots_into(o, x, idx, table)
+            }
+        });
+    stopper.finish(out)
 }
 
 /// `out[r] = Σ over (i, j) with indices[i, j] = r of values[i, j] · rhs[i]` for `values`, `indices`
@@ -61,10 +74,11 @@ pub(crate) fn scatter_outer(
     k: usize,
     d: usize,
     rows: usize,
-) -> Vec<f32> {
+    stop: &StopSignal,
+) -> Result<Vec<f32>, StopReason> {
     let mut out = vec![0.0; rows * d];
     if k == 0 || d == 0 || rows == 0 {
-        return out;
+        return Ok(out);
     }
     // `start[r]..start[r + 1]` is row r's bucket in `coeffs` / `sources`.
     let mut start = vec![0usize; rows + 1];
@@ -89,15 +103,18 @@ pub(crate) fn scatter_outer(
             *slot += 1;
         }
     }
+    let stopper = Stopper::new(stop);
     out.par_chunks_mut(d)
         .enumerate()
         .with_min_len(rows_per_task(d))
         .for_each(|(r, o)| {
             // Rows no index points at are not touched: they stay zero, without a page fault.
             let bucket = start[r]..start[r + 1];
-            mix_rows(o, &coeffs[bucket.clone()], &sources[bucket], rhs, |i| i);
+            if !bucket.is_empty() && !stopper.should_stop() {
+                mix_rows(o, &coeffs[bucket.clone()], &sources[bucket], rhs, |i| i);
+            }
         });
-    out
+    stopper.finish(out)
 }
 
 /// `out = Σ_t coeffs[t] · src[row(ids[t])]`, rows of `src` being `out.len()` long; `out` is left as

@@ -155,6 +155,24 @@ fn long_ops_stop_when_the_guard_says_so() {
     ] {
         assert!(matches!(r, Err(Error::Interrupted { .. })), "{name}: {r:?}");
     }
+    let (codes, idx) = (t(&[1.0; 4], &[2, 2]), ids(&[0, 1, 1, 0], &[2, 2]));
+    let sparse = [
+        guarded(None, stopped.clone(), || {
+            Tensor::sparse_matmul(&codes, &idx, &a)
+        })
+        .0,
+        guarded(None, stopped.clone(), || {
+            Tensor::gather_dot(&a.slice(0, 0, 2).unwrap(), &idx, &a)
+        })
+        .0,
+        guarded(None, stopped.clone(), || {
+            Tensor::scatter_outer(&codes, &idx, &a.slice(0, 0, 2).unwrap(), 8)
+        })
+        .0,
+    ];
+    for r in sparse {
+        assert!(matches!(r, Err(Error::Interrupted { .. })), "{r:?}");
+    }
     let q = Tensor::randn([1, 4, 2, 3], 0.0, 1.0, 0, Device::Cpu).unwrap();
     let r = guarded(None, stopped, || q.attention_pattern(&q, 1.0, true)).0;
     assert!(matches!(r, Err(Error::Interrupted { .. })), "{r:?}");

@@ -5,7 +5,7 @@
 use super::same_device;
 use crate::cpu::sparse as cpu;
 use crate::cuda::ops::sparse as gpu;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor, guard};
 
 /// The `[rows, cols]` of a 2-D `t`, or a shape error naming it against `other`.
 fn matrix(op: &'static str, t: &Tensor, other: &Tensor, why: &str) -> Result<(usize, usize)> {
@@ -81,7 +81,9 @@ impl Tensor {
             table.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, m, || format!("table is {}", table.shape))?;
-        Tensor::cpu_f32(cpu::sparse_matmul(v, idx, tab, n, k, d), out)
+        let decoded = cpu::sparse_matmul(v, idx, tab, n, k, d, &guard::stop_signal())
+            .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(decoded, out)
     }
 
     /// `out[i, j] = lhs[i] · table[indices[i, j]]` for f32 `lhs` `[n, d]`, i32 `indices` `[n, k]` and f32
@@ -131,7 +133,9 @@ impl Tensor {
             table.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, m, || format!("table is {}", table.shape))?;
-        Tensor::cpu_f32(cpu::gather_dot(x, idx, tab, k, d), out)
+        let dots = cpu::gather_dot(x, idx, tab, k, d, &guard::stop_signal())
+            .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(dots, out)
     }
 
     /// `out[r] = Σ over (i, j) with indices[i, j] = r of values[i, j] · rhs[i]` for f32 `values` and
@@ -164,6 +168,8 @@ impl Tensor {
             })?;
             return Tensor::zeros_reserved(out, values.device());
         }
+        // Row buckets (rows + 1 offsets) and the sorted (coefficient, source) pairs, 8 bytes each.
+        guard::reserve_scratch(OP, &[rows + 1 + 2 * n * k], 8)?;
         if let Some(v) = values.gpu() {
             // The codes are [n, k] with small k: read back for the range check.
             let idx = indices.i32_host(OP)?;
@@ -179,7 +185,9 @@ impl Tensor {
             rhs.f32_slice(OP)?,
         );
         check_indices(OP, idx, k, rows, || format!("the result has rows = {rows}"))?;
-        Tensor::cpu_f32(cpu::scatter_outer(v, idx, x, k, d, rows), out)
+        let grad = cpu::scatter_outer(v, idx, x, k, d, rows, &guard::stop_signal())
+            .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        Tensor::cpu_f32(grad, out)
     }
 }
 
