@@ -91,3 +91,38 @@ fn shape_attacks_get_answers_or_error_values_and_the_host_goes_on() {
     let after = read_json(&by_name["after"].join("summary.json"));
     assert_eq!(after["ok"], true, "{after:#}");
 }
+
+/// One host call that would run for minutes — a Cholesky solve or a product of two 8192 × 8192
+/// matrices — stops at the run's one-second deadline: the run fails with the time-limit message,
+/// soon after it, and the next run starts.
+#[test]
+fn long_host_calls_stop_at_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = misbehaving_plugins().join("shape-attacks.wasm");
+    let run = |attack: &str| {
+        format!(
+            "[[run]]\nname = \"{attack}\"\nplugin = \"{}\"\n[run.params]\nattack = \"{attack}\"\n\
+             [run.limits]\ntime_s = 1\n\n",
+            wasm.display()
+        )
+    };
+    for attack in ["long-solve", "long-matmul"] {
+        let exp = run(attack) + &run("empty-reductions").replace("time_s = 1", "time_s = 60");
+        let exp_path = dir.path().join(format!("{attack}.toml"));
+        std::fs::write(&exp_path, exp).unwrap();
+        let runs = dir.path().join(attack);
+        let start = std::time::Instant::now();
+        let out = loupe_run(&exp_path, &runs, &["--device", "cpu"]);
+        let wall = start.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        let by_name = runs_by_name(&runs);
+        let summary = read_json(&by_name[attack].join("summary.json"));
+        let error = summary["error"].as_str().unwrap_or_default();
+        assert!(error.contains("time limit of 1 s"), "{attack}: {summary:#}");
+        let next = read_json(&by_name["empty-reductions"].join("summary.json"));
+        assert_eq!(next["ok"], true, "{next:#}");
+        // Generous for a loaded 2-core machine; without the stop checks each takes minutes.
+        assert!(wall < 15.0, "{attack}: loupe run took {wall:.1} s");
+    }
+}

@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 #[derive(Deserialize)]
 struct Params {
     attack: String,
+    n: u32,
 }
 
 struct ShapeAttacks;
@@ -95,6 +96,29 @@ fn past_u32_dims() -> Value {
     })
 }
 
+/// `n × I + 1` (symmetric positive definite), built on the host from an `n`-long index.
+fn spd(n: u32) -> Raw {
+    let index: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let rows = Raw::from_f32(&index, &[n, 1]).expect("an index");
+    let cols = Raw::from_f32(&index, &[1, n]).expect("an index");
+    let eye = rows
+        .binary(loupe_plugin_api::bindings::loupe::plugin::tensor::BinaryOp::Equal, &cols)
+        .expect("eye");
+    eye.affine(n as f32, 1.0).expect("spd")
+}
+
+/// One host call that runs for minutes unless the host stops it: an `n × n` Cholesky solve.
+fn long_solve(n: u32) -> Value {
+    let a = spd(n);
+    json!({ "solve": outcome(Raw::solve_spd(&a, &a)) })
+}
+
+/// One host call of `2n³` multiply-adds: an `n × n` product.
+fn long_matmul(n: u32) -> Value {
+    let x = Raw::randn(&[n, n], 0.0, 1.0, 0).expect("x");
+    json!({ "matmul": outcome(x.matmul(&x, false, true)) })
+}
+
 impl Plugin for ShapeAttacks {
     type Params = Params;
 
@@ -108,11 +132,18 @@ impl Plugin for ShapeAttacks {
         .param(Param::string(
             "attack",
             "all",
-            "all | empty-contraction | empty-reductions | overflowing-shapes | many-references | past-u32-dims",
+            "all | empty-contraction | empty-reductions | overflowing-shapes | many-references | past-u32-dims \
+             | long-solve | long-matmul (the last two are not in all)",
         ))
+        .param(Param::int("n", 8192, "long-solve, long-matmul: the matrix side"))
     }
 
     fn run(p: Params) -> Result<Value> {
+        match p.attack.as_str() {
+            "long-solve" => return Ok(long_solve(p.n)),
+            "long-matmul" => return Ok(long_matmul(p.n)),
+            _ => {}
+        }
         let attacks: [(&str, fn() -> Value); 5] = [
             ("empty-contraction", empty_contraction),
             ("empty-reductions", empty_reductions),
