@@ -152,7 +152,7 @@ impl Session {
     }
 
     /// Makes a tensor from host data of a small random shape (sometimes with the wrong length).
-    fn from_data(&mut self) -> wasmtime::Result<Result<Handle, ApiError>> {
+    fn make_from_data(&mut self) -> wasmtime::Result<Result<Handle, ApiError>> {
         let shape: Vec<u32> = (0..self.choices.below(4))
             .map(|_| self.choices.pick(&[0, 1, 2, 3, 4, 6]))
             .collect();
@@ -314,7 +314,7 @@ impl Session {
         self.last_op = which;
         let (a, b, d) = (self.any(), self.any(), self.any());
         let (Some(a), Some(b), Some(d)) = (a, b, d) else {
-            let made = self.from_data();
+            let made = self.make_from_data();
             return self.take(made);
         };
         if self.choices.chance(50) && FITTED.contains(&which) {
