@@ -6,10 +6,23 @@ use std::path::{Path, PathBuf};
 
 use crate::events::{EventBody, Level};
 use crate::plugin::RegistryEvent;
+use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped};
 use crate::watch::HostEvent;
 
 /// Log lines kept per run, and host notes kept.
 const LOG_LINES: usize = 200;
+
+/// Metric series kept per run: a plugin inventing names past this has the rest left off the chart.
+pub const MAX_METRICS_PER_RUN: usize = 64;
+
+/// Points kept per metric series: past this, every other point is dropped (the chart keeps the
+/// series' whole span at half the resolution), so a long run's chart costs bounded memory.
+pub const MAX_POINTS_PER_METRIC: usize = 4096;
+
+/// A name the plugin chose, as the dashboard draws it: escaped, one line, short.
+fn shown_name(text: &str) -> String {
+    shown_capped(text, MAX_SHOWN_NAME_CHARS)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Panel {
@@ -158,8 +171,9 @@ impl DashState {
         self.note(line);
     }
 
+    /// A line for the notes panel; escaped here, since errors in it can quote plugin text.
     pub fn note(&mut self, line: String) {
-        self.notes.push_back(line);
+        self.notes.push_back(shown(&line));
         while self.notes.len() > LOG_LINES {
             self.notes.pop_front();
         }
@@ -212,7 +226,7 @@ impl DashState {
                 for row in self.runs.iter_mut() {
                     if row.status == RunStatus::Queued && &row.experiment == path {
                         row.status = RunStatus::Failed;
-                        row.log.push_back(error.clone());
+                        row.log.push_back(shown(error));
                     }
                 }
                 self.note(format!("{}: not run: {error}", file_name(path)));
@@ -232,9 +246,9 @@ impl DashState {
                 ..
             } => {
                 let row = self.plugin_row(path);
-                row.name = name.clone();
-                row.version = version.clone();
-                row.api = api_version.clone();
+                row.name = shown_name(name);
+                row.version = shown_name(version);
+                row.api = shown_name(api_version);
                 row.status = "ready";
                 row.last = line.clone();
             }
@@ -287,8 +301,9 @@ impl DashState {
         row.t = row.t.max(event.t);
         match &event.body {
             EventBody::Started { plugin, device, .. } => {
-                row.plugin = plugin.clone();
-                row.log.push_back(format!("started {plugin} on {device}"));
+                row.plugin = shown_name(plugin);
+                row.log
+                    .push_back(format!("started {} on {device}", row.plugin));
             }
             EventBody::Log { level, message } => {
                 let prefix = match level {
@@ -296,19 +311,17 @@ impl DashState {
                     Level::Error => "error: ",
                     Level::Info | Level::Debug => "",
                 };
-                row.log.push_back(format!("{prefix}{message}"));
+                row.log.push_back(format!("{prefix}{}", shown(message)));
             }
             EventBody::Progress { stage, done, total } => {
-                row.progress = Some((stage.clone(), *done, *total));
+                row.progress = Some((shown_name(stage), *done, *total));
             }
             EventBody::Metric { name, step, value } => {
-                row.metrics
-                    .entry(name.clone())
-                    .or_default()
-                    .push((*step as f64, *value));
+                add_point(&mut row.metrics, name, (*step as f64, *value));
             }
             EventBody::Artifact { name, bytes } => {
-                row.log.push_back(format!("wrote {name} ({bytes} bytes)"));
+                row.log
+                    .push_back(format!("wrote {} ({bytes} bytes)", shown(name)));
             }
             EventBody::Finished { ok, error, .. } => {
                 let cancelled = error.as_deref().is_some_and(|e| e.contains("cancelled"));
@@ -318,7 +331,7 @@ impl DashState {
                     (false, false) => RunStatus::Failed,
                 };
                 row.log.push_back(match error {
-                    Some(e) => format!("failed: {e}"),
+                    Some(e) => format!("failed: {}", shown(e)),
                     None => format!("finished in {:.1} s", row.t),
                 });
             }
@@ -415,6 +428,24 @@ impl DashState {
         }
         Action::None
     }
+}
+
+/// Adds a point to a run's metric series, within [`MAX_METRICS_PER_RUN`] series of at most
+/// [`MAX_POINTS_PER_METRIC`] points each.
+fn add_point(metrics: &mut BTreeMap<String, Vec<(f64, f64)>>, name: &str, point: (f64, f64)) {
+    let name = shown_name(name);
+    if !metrics.contains_key(&name) && metrics.len() >= MAX_METRICS_PER_RUN {
+        return;
+    }
+    let series = metrics.entry(name).or_default();
+    if series.len() >= MAX_POINTS_PER_METRIC {
+        let mut i = 0;
+        series.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    series.push(point);
 }
 
 #[cfg(test)]
