@@ -24,6 +24,7 @@ use crate::plugin::{
     CancelFlag, LoadedPlugin, PluginEngine, PluginRegistry, RunContext, find_plugins,
 };
 use crate::suggest::closest_names;
+use crate::text::shown;
 
 pub struct RunnerOptions {
     /// Where plugins are looked up by name.
@@ -64,6 +65,9 @@ pub struct Runner<'e> {
     engine: &'e PluginEngine,
     options: RunnerOptions,
     plugins: HashMap<PathBuf, Arc<LoadedPlugin>>,
+    /// Without a shared registry: the plugin directory put in service as `loupe watch` would (same
+    /// rules, same choice between two files claiming one name), scanned at the first name looked up.
+    scanned: Option<PluginRegistry>,
     models: HashMap<(PathBuf, String), Arc<LoadedModel>>,
 }
 
@@ -73,6 +77,7 @@ impl<'e> Runner<'e> {
             engine,
             options,
             plugins: HashMap::new(),
+            scanned: None,
             models: HashMap::new(),
         }
     }
@@ -147,7 +152,7 @@ impl<'e> Runner<'e> {
     }
 
     /// A path (`x/plugin.wasm`, relative to the experiment file) or a name looked up in the plugin
-    /// directory: first as `<name>.wasm`, then by the manifests' names.
+    /// directory as the registry resolves it: a manifest's name, else a file's stem.
     fn find_plugin(&mut self, spec: &str, base: &Path) -> Result<Arc<LoadedPlugin>, String> {
         if spec.ends_with(".wasm") || spec.contains('/') {
             return self.load_plugin(&base.join(spec));
@@ -171,20 +176,31 @@ impl<'e> Runner<'e> {
             });
         }
         let dir = self.options.plugins_dir.clone();
-        let direct = dir.join(format!("{spec}.wasm"));
-        if direct.is_file() {
-            return self.load_plugin(&direct);
+        if self.scanned.is_none() {
+            // The directory itself must be there: its absence is the message, not "no plugin".
+            let files = find_plugins(&dir).map_err(|e| e.to_string())?;
+            let mut registry = PluginRegistry::new();
+            for file in &files {
+                registry.load(self.engine, file);
+            }
+            self.scanned = Some(registry);
         }
-        let files = find_plugins(&dir).map_err(|e| e.to_string())?;
-        let mut names = Vec::new();
-        for file in files {
-            if let Ok(p) = self.load_plugin(&file) {
-                if p.manifest.name == spec {
-                    return Ok(p);
-                }
-                names.push(p.manifest.name.clone());
+        let registry = self
+            .scanned
+            .as_ref()
+            .ok_or("the plugin directory was not scanned")?;
+        // A second file claiming the name is refused, as `loupe watch` refuses it: say so.
+        for entry in registry.entries() {
+            if registry.waiting_for(&entry.path) == Some(spec)
+                && let Some(error) = &entry.error
+            {
+                eprintln!("loupe: warning: {}", shown(error));
             }
         }
+        if let Some(plugin) = registry.get(spec) {
+            return Ok(plugin);
+        }
+        let names = registry.names();
         Err(if names.is_empty() {
             format!(
                 "no plugin `{spec}`: {} holds no loadable plugins; build them with scripts/build-plugins.sh",
