@@ -26,6 +26,13 @@ use crate::plugin::{
 use crate::suggest::closest_names;
 use crate::text::shown;
 
+/// The largest `summary.json` a plugin's returned summary may make, pretty-printed; a bigger one
+/// fails the run (results that size belong in artifacts).
+pub const MAX_SUMMARY_BYTES: u64 = 16 << 20;
+
+/// The longest error message a run keeps, in bytes: a plugin's error text is cut to it, with a marker.
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
+
 pub struct RunnerOptions {
     /// Where plugins are looked up by name.
     pub plugins_dir: PathBuf,
@@ -329,9 +336,23 @@ impl<'e> Runner<'e> {
             }
         };
         let elapsed_s = recorder.elapsed();
+        let outcome = outcome.and_then(|summary| {
+            match super::rundir::pretty_json_size(&summary, MAX_SUMMARY_BYTES) {
+                Some(_) => Ok(summary),
+                None => Err(format!(
+                    "the plugin's summary is over {} MiB as summary.json; return a smaller summary and save large results as artifacts",
+                    MAX_SUMMARY_BYTES >> 20
+                )),
+            }
+        });
         let (ok, error, summary) = match outcome {
             Ok(summary) => (true, None, summary),
-            Err(e) => (false, Some(e), Value::Null),
+            // The message may quote the plugin at any length: it is kept, cut, in three places.
+            Err(e) => (
+                false,
+                Some(crate::text::cut(&e, MAX_ERROR_BYTES).into_owned()),
+                Value::Null,
+            ),
         };
         recorder.emit(EventBody::Finished {
             ok,
