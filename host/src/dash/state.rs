@@ -634,4 +634,78 @@ mod tests {
         assert_eq!(s.runs[0].status, RunStatus::Cancelled);
         assert_eq!(s.key("c", Vec::new), Action::None);
     }
+
+    #[test]
+    fn plugin_text_is_drawn_escaped_and_metrics_stay_bounded() {
+        let forged = "\r\x1b[2K✓ done\n[loupe] fake\x1b]0;t\x07\u{202e}";
+        let mut s = DashState::new(DeviceInfo::default());
+        let body = |body| run_event("/e/a.toml", "r1", 1.0, body);
+        s.apply(&body(EventBody::Started {
+            plugin: format!("p{forged}"),
+            plugin_version: "1".into(),
+            method: "m".into(),
+            model: None,
+            device: "cpu".into(),
+            dir: "/runs/r1".into(),
+        }));
+        s.apply(&body(EventBody::Log {
+            level: Level::Warn,
+            message: forged.into(),
+        }));
+        s.apply(&body(EventBody::Progress {
+            stage: forged.into(),
+            done: 1,
+            total: 2,
+        }));
+        s.apply(&body(EventBody::Finished {
+            ok: false,
+            elapsed_s: 1.0,
+            error: Some(forged.into()),
+        }));
+        s.apply(&HostEvent::Plugin(RegistryEvent::Failed {
+            path: "/p/x.wasm".into(),
+            error: forged.into(),
+            kept: None,
+        }));
+        let row = &s.runs[0];
+        let mut shown: Vec<&str> = row.log.iter().map(String::as_str).collect();
+        shown.extend(s.notes.iter().map(String::as_str));
+        shown.push(&row.plugin);
+        shown.push(&row.progress.as_ref().unwrap().0);
+        shown.push(&s.plugins[0].last);
+        for text in shown {
+            assert!(
+                !text.chars().any(crate::text::is_unsafe),
+                "drawn raw: {text:?}"
+            );
+        }
+        assert!(
+            row.log
+                .iter()
+                .any(|l| l.starts_with("warning: \\r\\x1b[2K"))
+        );
+
+        // Endless metric names and points: bounded series of bounded length.
+        for i in 0..(MAX_POINTS_PER_METRIC * 3) as u64 {
+            s.apply(&body(EventBody::Metric {
+                name: format!("m{}", i % (MAX_METRICS_PER_RUN as u64 * 2)),
+                step: i,
+                value: 0.0,
+            }));
+            s.apply(&body(EventBody::Metric {
+                name: "loss".into(),
+                step: i,
+                value: i as f64,
+            }));
+        }
+        let metrics = &s.runs[0].metrics;
+        assert_eq!(metrics.len(), MAX_METRICS_PER_RUN);
+        let loss = &metrics["loss"];
+        assert!(loss.len() <= MAX_POINTS_PER_METRIC, "{}", loss.len());
+        assert_eq!(loss[0].0, 0.0, "the series keeps its start");
+        assert_eq!(
+            loss.last().unwrap().0,
+            (MAX_POINTS_PER_METRIC * 3 - 1) as f64
+        );
+    }
 }

@@ -407,3 +407,36 @@ pub fn scan_shared(
         Err(e) => vec![scan_failed(dir, e)],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A load that fails the way a broken file does, after checking whether the lock is free.
+    fn failing_load(
+        registry: &Mutex<PluginRegistry>,
+    ) -> impl Fn(&Path) -> Result<LoadedPlugin, PluginError> + '_ {
+        move |path: &Path| {
+            assert!(
+                registry.try_lock().is_ok(),
+                "the registry's lock is held while {} loads",
+                path.display()
+            );
+            Err(PluginError::NotWasm {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    #[test]
+    fn loading_into_a_shared_registry_never_holds_its_lock() {
+        let registry = Mutex::new(PluginRegistry::new());
+        let path = Path::new("/plugins/slow.wasm");
+        let events = load_shared_with(&registry, path, failing_load(&registry));
+        assert!(
+            matches!(&events[..], [RegistryEvent::Failed { kept: None, .. }]),
+            "{events:?}"
+        );
+        assert!(lock(&registry).entries()[0].error.is_some());
+    }
+}
