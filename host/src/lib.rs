@@ -11,5 +11,6 @@ pub mod plugin;
 pub mod runner;
 pub mod suggest;
 pub mod tensor_file;
+pub mod text;
 pub mod tokenizer;
 pub mod watch;

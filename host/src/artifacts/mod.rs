@@ -6,13 +6,14 @@
 //! file beside it that is then renamed — so a reader never sees one half-written. A per-directory byte
 //! budget bounds how much one run can write.
 
+pub(crate) mod counting;
 mod encode;
 mod name;
 #[cfg(test)]
 mod tests;
 
 use std::fs;
-use std::io::Write;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +21,10 @@ use loupe_kernels::Tensor;
 
 /// The budget [`ArtifactDir::new`] gives a run: 4 GiB.
 pub const DEFAULT_BUDGET_BYTES: u64 = 4 << 30;
+
+/// Sizing an encoding counts at least this far, so that a refusal near the budget can say the exact
+/// size.
+const SIZING_FLOOR: u64 = 1 << 20;
 
 /// The longest artifact name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 200;
@@ -77,6 +82,17 @@ pub enum ArtifactError {
         bytes: u64,
         budget: u64,
         used: u64,
+    },
+    /// Encoding the artifact passed the budget left to the run by far (found out while sizing it,
+    /// before anything was written, by a count that stopped at `counted` bytes).
+    #[error(
+        "artifact `{name}`: as encoded it is more than {counted} bytes, past the {left} bytes left of the run's artifact budget of {budget} bytes; write less"
+    )]
+    OverBudget {
+        name: String,
+        counted: u64,
+        left: u64,
+        budget: u64,
     },
     /// A tensor's values could not be read back from its device.
     #[error(
@@ -194,10 +210,13 @@ impl ArtifactDir {
     }
 
     /// Writes `json` (which must parse as one JSON document) pretty-printed, with a final newline.
+    /// Its size as encoded is charged to the budget before anything is written, and the text is
+    /// never expanded in memory: it is checked in place and encoded straight to the file.
     pub fn write_json(&self, name: &str, json: &str) -> Result<u64, ArtifactError> {
         let path = self.path_for(name, ArtifactKind::Json)?;
-        let bytes = encode::json(name, json)?;
-        self.write_atomic(name, &path, &bytes)
+        encode::check_json(name, json)?;
+        let size = self.sized(name, |w| encode::pretty_json(json, w))?;
+        self.write_atomic_with(name, &path, size, |w| encode::pretty_json(json, w))
     }
 
     /// Writes a CSV file: the header, then each row, as RFC 4180 records ending in CRLF. A field that
@@ -210,8 +229,9 @@ impl ArtifactDir {
         rows: &[Vec<String>],
     ) -> Result<u64, ArtifactError> {
         let path = self.path_for(name, ArtifactKind::Csv)?;
-        let bytes = encode::csv(name, header, rows)?;
-        self.write_atomic(name, &path, &bytes)
+        encode::check_csv(name, header, rows)?;
+        let size = self.sized(name, |w| encode::csv(header, rows, w))?;
+        self.write_atomic_with(name, &path, size, |w| encode::csv(header, rows, w))
     }
 
     /// Writes an f32 tensor `[h, w]` (grayscale) or `[h, w, 3]` (RGB) as an 8-bit PNG: values are
@@ -222,27 +242,44 @@ impl ArtifactDir {
         self.write_atomic(name, &path, &bytes)
     }
 
-    /// Writes named f32/i32 tensors as one safetensors file (through
-    /// [`write_safetensors`](crate::tensor_file::write_safetensors)). Tensor names must be non-empty,
-    /// unique, and not `__metadata__` (the format reserves it).
+    /// Writes named f32/i32 tensors as one safetensors file, laid out as
+    /// [`write_safetensors`](crate::tensor_file::write_safetensors) lays it out. Tensor names must be
+    /// non-empty, unique, and not `__metadata__` (the format reserves it). The file's exact size is
+    /// charged first; the data is then streamed one tensor at a time, never buffered whole.
     pub fn write_tensors(
         &self,
         name: &str,
         tensors: &[(String, Tensor)],
     ) -> Result<u64, ArtifactError> {
         let path = self.path_for(name, ArtifactKind::Tensors)?;
-        let size = encode::safetensors_size(name, tensors)?;
-        self.reserve(name, size)?;
-        let result = self.create_parent(name, &path).and_then(|()| {
-            crate::tensor_file::write_safetensors(&path, tensors)
-                .map_err(|e| safetensors_error(name, &path, e))
-        });
-        match result {
-            Ok(()) => Ok(size),
-            Err(e) => {
-                self.release(size);
-                Err(e)
-            }
+        let layout = encode::tensors_layout(name, tensors)?;
+        self.write_atomic_with(name, &path, layout.size(), |w| {
+            encode::tensors(&layout, tensors, w)
+        })
+    }
+
+    /// The size `encode` writes, found by encoding into a counter. The count stops once it passes
+    /// what is left of the budget (or [`SIZING_FLOOR`], if more), so sizing a request too big costs
+    /// no more work than the budget; below that, the size is exact and the charge refuses it.
+    fn sized(
+        &self,
+        name: &str,
+        encode: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<u64, ArtifactError> {
+        let left = self.budget.saturating_sub(self.bytes_written());
+        let counted = left.max(SIZING_FLOOR);
+        match counting::encoded_size(counted, encode) {
+            Ok(Some(size)) => Ok(size),
+            Ok(None) => Err(ArtifactError::OverBudget {
+                name: shown(name),
+                counted,
+                left,
+                budget: self.budget,
+            }),
+            Err(e) => Err(ArtifactError::Encode {
+                name: shown(name),
+                why: one_line(&e.to_string()),
+            }),
         }
     }
 
@@ -276,21 +313,28 @@ impl ArtifactDir {
         })
     }
 
-    /// Charges the budget, then writes `bytes` to `<dir>/.<file name>.tmp-<pid>-<counter>` (created
-    /// fresh, never through an existing file), syncs it, and renames it onto `path`. On failure the
-    /// temporary file is removed and the charge given back.
+    /// Charges the budget, then writes `bytes` atomically (see [`write_atomic_with`](Self::write_atomic_with)).
     fn write_atomic(&self, name: &str, path: &Path, bytes: &[u8]) -> Result<u64, ArtifactError> {
-        let size = bytes.len() as u64;
+        self.write_atomic_with(name, path, bytes.len() as u64, |w| w.write_all(bytes))
+    }
+
+    /// Charges `size` bytes to the budget, then has `write` write them to
+    /// `<dir>/.<file name>.tmp-<pid>-<counter>` (created fresh, never through an existing file),
+    /// syncs it, and renames it onto `path`. A writer that would go past `size` is stopped. On
+    /// failure the temporary file is removed and the charge given back.
+    fn write_atomic_with(
+        &self,
+        name: &str,
+        path: &Path,
+        size: u64,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<u64, ArtifactError> {
         self.reserve(name, size)?;
         let result = self
             .create_parent(name, path)
-            .and_then(|()| write_via_temp(path, bytes))
+            .and_then(|()| write_via_temp(path, size, write))
             .map_err(|e| match e {
-                ArtifactError::Io { path, error, .. } => ArtifactError::Io {
-                    name: shown(name),
-                    path,
-                    error,
-                },
+                ArtifactError::Io { path, error, .. } => io_failure(name, path, error),
                 other => other,
             });
         match result {
@@ -303,7 +347,36 @@ impl ArtifactDir {
     }
 }
 
-fn write_via_temp(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
+/// An I/O failure while writing an artifact, sorted: a tensor that could not be read back, an
+/// encoder that wrote more than was charged (a bug), or the file system.
+fn io_failure(name: &str, path: PathBuf, error: std::io::Error) -> ArtifactError {
+    if let Some(read) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<encode::TensorReadFailed>())
+    {
+        return ArtifactError::TensorRead {
+            name: shown(name),
+            error: read.0.clone(),
+        };
+    }
+    if counting::is_over_limit(&error) {
+        return ArtifactError::Encode {
+            name: shown(name),
+            why: "the encoder wrote more than the size it was charged for".into(),
+        };
+    }
+    ArtifactError::Io {
+        name: shown(name),
+        path,
+        error,
+    }
+}
+
+fn write_via_temp(
+    path: &Path,
+    size: u64,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), ArtifactError> {
     let io = |path: &Path, error| ArtifactError::Io {
         name: String::new(),
         path: path.to_path_buf(),
@@ -318,60 +391,26 @@ fn write_via_temp(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError> {
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut file = fs::OpenOptions::new()
+    let file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
         .map_err(|e| io(&tmp, e))?;
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
+    let mut out = counting::Limited::new(BufWriter::new(file), size);
+    let written = write(&mut out)
+        .and_then(|()| out.flush())
+        .and_then(|()| {
+            out.into_inner()
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+        })
         .map_err(|e| io(&tmp, e));
-    drop(file);
     let result = written.and_then(|()| fs::rename(&tmp, path).map_err(|e| io(path, e)));
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     result
-}
-
-/// Sorts a `write_safetensors` failure into the variant that says what went wrong. Its message carries
-/// the full path, which plugins should not see, so only the root cause is kept.
-fn safetensors_error(name: &str, path: &Path, e: anyhow::Error) -> ArtifactError {
-    let e = match e.downcast::<std::io::Error>() {
-        Ok(error) => {
-            return ArtifactError::Io {
-                name: shown(name),
-                path: path.to_path_buf(),
-                error,
-            };
-        }
-        Err(e) => e,
-    };
-    if let Some(error) = e.downcast_ref::<loupe_kernels::Error>() {
-        return ArtifactError::TensorRead {
-            name: shown(name),
-            error: one_line(&error.to_string()),
-        };
-    }
-    let root = e.root_cause();
-    let error = match root.downcast_ref::<safetensors::SafeTensorError>() {
-        Some(safetensors::SafeTensorError::IoError(io)) => {
-            Some(std::io::Error::new(io.kind(), io.to_string()))
-        }
-        _ => None,
-    };
-    match error {
-        Some(error) => ArtifactError::Io {
-            name: shown(name),
-            path: path.to_path_buf(),
-            error,
-        },
-        None => ArtifactError::Encode {
-            name: shown(name),
-            why: one_line(&root.to_string()),
-        },
-    }
 }
 
 /// A name as error messages show it: control and non-ASCII characters escaped, at most 80 characters.

@@ -6,7 +6,8 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use super::run::DEFAULT_PLUGINS_DIR;
-use crate::plugin::{LoadedPlugin, PluginEngine, find_plugins};
+use crate::plugin::{LoadedPlugin, PluginEngine, PluginRegistry, RegistryEvent, find_plugins};
+use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped, terminal_json};
 
 #[derive(Subcommand)]
 pub enum PluginsCommand {
@@ -28,22 +29,23 @@ pub enum PluginsCommand {
     },
 }
 
+/// A plugin's listing. Everything in a manifest is the plugin's own text: escaped, one line each.
 fn describe(p: &LoadedPlugin, json: bool) -> String {
     if json {
-        return serde_json::json!({
+        return terminal_json(&serde_json::json!({
             "file": p.path.display().to_string(),
             "sha256": p.sha256,
             "api_version": p.api_version,
             "manifest": p.manifest,
-        })
-        .to_string();
+        }));
     }
     let m = &p.manifest;
+    let name = |s: &str| shown_capped(s, MAX_SHOWN_NAME_CHARS);
     let mut out = format!(
         "{} {} (method {}, loupe:plugin@{}) — {}\n  file: {}\n  {}\n",
-        m.name,
-        m.version,
-        m.method,
+        name(&m.name),
+        name(&m.version),
+        name(&m.method),
         p.api_version,
         if p.from_cache {
             format!(
@@ -53,20 +55,31 @@ fn describe(p: &LoadedPlugin, json: bool) -> String {
         } else {
             format!("compiled in {:.0} ms", p.load_time.as_secs_f64() * 1e3)
         },
-        p.path.display(),
-        m.description
+        shown(&p.path.display().to_string()),
+        shown(&m.description)
     );
     for param in &m.params {
-        let default = param
-            .default
-            .as_ref()
-            .map_or("required".to_string(), |d| format!("default {d}"));
+        let default = param.default.as_ref().map_or("required".to_string(), |d| {
+            format!("default {}", shown(&terminal_json(d)))
+        });
         out.push_str(&format!(
             "    {} ({}, {default}): {}\n",
-            param.name, param.ty, param.help
+            name(&param.name),
+            param.ty,
+            shown(&param.help)
         ));
     }
     out
+}
+
+/// A file that did not load (or was refused), as a listing.
+fn describe_broken(file: &std::path::Path, error: &str, json: bool) -> String {
+    if json {
+        terminal_json(&serde_json::json!({ "file": file.display().to_string(), "error": error }))
+            + "\n"
+    } else {
+        format!("BROKEN {}\n\n", shown(error))
+    }
 }
 
 pub fn run(cmd: PluginsCommand) -> Result<()> {
@@ -80,21 +93,21 @@ pub fn run(cmd: PluginsCommand) -> Result<()> {
                     plugins.display()
                 );
             }
+            // Loaded as `loupe run` and `loupe watch` put them in service: two files claiming one
+            // name are listed with the second refused.
+            let mut registry = PluginRegistry::new();
             let mut broken = 0;
             for file in files {
-                match engine.load(&file) {
-                    Ok(p) => print!("{}{}", describe(&p, json), if json { "\n" } else { "" }),
-                    Err(e) => {
+                match registry.load(&engine, &file) {
+                    RegistryEvent::Loaded { .. } => match registry.at(&file) {
+                        Some(p) => print!("{}{}", describe(&p, json), if json { "\n" } else { "" }),
+                        None => continue,
+                    },
+                    RegistryEvent::Failed { error, .. } => {
                         broken += 1;
-                        if json {
-                            println!(
-                                "{}",
-                                serde_json::json!({ "file": file.display().to_string(), "error": e.to_string() })
-                            );
-                        } else {
-                            println!("BROKEN {e}\n");
-                        }
+                        print!("{}", describe_broken(&file, &error, json));
                     }
+                    RegistryEvent::Removed { .. } => {}
                 }
             }
             if broken > 0 && !json {
@@ -112,7 +125,7 @@ pub fn run(cmd: PluginsCommand) -> Result<()> {
                 }
                 Ok(())
             }
-            Err(e) => bail!("{e}"),
+            Err(e) => bail!("{}", shown(&e.to_string())),
         },
     }
 }

@@ -13,6 +13,7 @@ use super::run::DEFAULT_PLUGINS_DIR;
 use crate::events::EventSink;
 use crate::plugin::PluginEngine;
 use crate::runner::{Cancellations, HumanConsole, JsonLines};
+use crate::text::{shown, terminal_json};
 use crate::watch::{Emit, HostEvent, ServiceConfig, serve};
 
 /// Short: only a completed write (the writer closing the file) or a rename makes a file ready, so the
@@ -128,10 +129,11 @@ pub fn run(args: WatchArgs) -> Result<()> {
         if let HostEvent::Run { event: e, .. } = &event {
             runs.lock().unwrap_or_else(|p| p.into_inner()).emit(e);
         } else if let Some((text, value)) = describe(&event) {
+            // Plugin names, versions and load errors are the plugin's text: escaped for the terminal.
             if json {
-                println!("{value}");
+                println!("{}", terminal_json(&value));
             } else {
-                eprintln!("loupe watch: {text}");
+                eprintln!("loupe watch: {}", shown(&text));
             }
         }
     });

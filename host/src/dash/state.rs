@@ -6,10 +6,23 @@ use std::path::{Path, PathBuf};
 
 use crate::events::{EventBody, Level};
 use crate::plugin::RegistryEvent;
+use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped};
 use crate::watch::HostEvent;
 
 /// Log lines kept per run, and host notes kept.
 const LOG_LINES: usize = 200;
+
+/// Metric series kept per run: a plugin inventing names past this has the rest left off the chart.
+pub const MAX_METRICS_PER_RUN: usize = 64;
+
+/// Points kept per metric series: past this, every other point is dropped (the chart keeps the
+/// series' whole span at half the resolution), so a long run's chart costs bounded memory.
+pub const MAX_POINTS_PER_METRIC: usize = 4096;
+
+/// A name the plugin chose, as the dashboard draws it: escaped, one line, short.
+fn shown_name(text: &str) -> String {
+    shown_capped(text, MAX_SHOWN_NAME_CHARS)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Panel {
@@ -158,8 +171,9 @@ impl DashState {
         self.note(line);
     }
 
+    /// A line for the notes panel; escaped here, since errors in it can quote plugin text.
     pub fn note(&mut self, line: String) {
-        self.notes.push_back(line);
+        self.notes.push_back(shown(&line));
         while self.notes.len() > LOG_LINES {
             self.notes.pop_front();
         }
@@ -212,7 +226,7 @@ impl DashState {
                 for row in self.runs.iter_mut() {
                     if row.status == RunStatus::Queued && &row.experiment == path {
                         row.status = RunStatus::Failed;
-                        row.log.push_back(error.clone());
+                        row.log.push_back(shown(error));
                     }
                 }
                 self.note(format!("{}: not run: {error}", file_name(path)));
@@ -232,9 +246,9 @@ impl DashState {
                 ..
             } => {
                 let row = self.plugin_row(path);
-                row.name = name.clone();
-                row.version = version.clone();
-                row.api = api_version.clone();
+                row.name = shown_name(name);
+                row.version = shown_name(version);
+                row.api = shown_name(api_version);
                 row.status = "ready";
                 row.last = line.clone();
             }
@@ -287,8 +301,9 @@ impl DashState {
         row.t = row.t.max(event.t);
         match &event.body {
             EventBody::Started { plugin, device, .. } => {
-                row.plugin = plugin.clone();
-                row.log.push_back(format!("started {plugin} on {device}"));
+                row.plugin = shown_name(plugin);
+                row.log
+                    .push_back(format!("started {} on {device}", row.plugin));
             }
             EventBody::Log { level, message } => {
                 let prefix = match level {
@@ -296,19 +311,17 @@ impl DashState {
                     Level::Error => "error: ",
                     Level::Info | Level::Debug => "",
                 };
-                row.log.push_back(format!("{prefix}{message}"));
+                row.log.push_back(format!("{prefix}{}", shown(message)));
             }
             EventBody::Progress { stage, done, total } => {
-                row.progress = Some((stage.clone(), *done, *total));
+                row.progress = Some((shown_name(stage), *done, *total));
             }
             EventBody::Metric { name, step, value } => {
-                row.metrics
-                    .entry(name.clone())
-                    .or_default()
-                    .push((*step as f64, *value));
+                add_point(&mut row.metrics, name, (*step as f64, *value));
             }
             EventBody::Artifact { name, bytes } => {
-                row.log.push_back(format!("wrote {name} ({bytes} bytes)"));
+                row.log
+                    .push_back(format!("wrote {} ({bytes} bytes)", shown(name)));
             }
             EventBody::Finished { ok, error, .. } => {
                 let cancelled = error.as_deref().is_some_and(|e| e.contains("cancelled"));
@@ -318,7 +331,7 @@ impl DashState {
                     (false, false) => RunStatus::Failed,
                 };
                 row.log.push_back(match error {
-                    Some(e) => format!("failed: {e}"),
+                    Some(e) => format!("failed: {}", shown(e)),
                     None => format!("finished in {:.1} s", row.t),
                 });
             }
@@ -415,6 +428,24 @@ impl DashState {
         }
         Action::None
     }
+}
+
+/// Adds a point to a run's metric series, within [`MAX_METRICS_PER_RUN`] series of at most
+/// [`MAX_POINTS_PER_METRIC`] points each.
+fn add_point(metrics: &mut BTreeMap<String, Vec<(f64, f64)>>, name: &str, point: (f64, f64)) {
+    let name = shown_name(name);
+    if !metrics.contains_key(&name) && metrics.len() >= MAX_METRICS_PER_RUN {
+        return;
+    }
+    let series = metrics.entry(name).or_default();
+    if series.len() >= MAX_POINTS_PER_METRIC {
+        let mut i = 0;
+        series.retain(|_| {
+            i += 1;
+            i % 2 == 1
+        });
+    }
+    series.push(point);
 }
 
 #[cfg(test)]
@@ -602,5 +633,79 @@ mod tests {
         ));
         assert_eq!(s.runs[0].status, RunStatus::Cancelled);
         assert_eq!(s.key("c", Vec::new), Action::None);
+    }
+
+    #[test]
+    fn plugin_text_is_drawn_escaped_and_metrics_stay_bounded() {
+        let forged = "\r\x1b[2K✓ done\n[loupe] fake\x1b]0;t\x07\u{202e}";
+        let mut s = DashState::new(DeviceInfo::default());
+        let body = |body| run_event("/e/a.toml", "r1", 1.0, body);
+        s.apply(&body(EventBody::Started {
+            plugin: format!("p{forged}"),
+            plugin_version: "1".into(),
+            method: "m".into(),
+            model: None,
+            device: "cpu".into(),
+            dir: "/runs/r1".into(),
+        }));
+        s.apply(&body(EventBody::Log {
+            level: Level::Warn,
+            message: forged.into(),
+        }));
+        s.apply(&body(EventBody::Progress {
+            stage: forged.into(),
+            done: 1,
+            total: 2,
+        }));
+        s.apply(&body(EventBody::Finished {
+            ok: false,
+            elapsed_s: 1.0,
+            error: Some(forged.into()),
+        }));
+        s.apply(&HostEvent::Plugin(RegistryEvent::Failed {
+            path: "/p/x.wasm".into(),
+            error: forged.into(),
+            kept: None,
+        }));
+        let row = &s.runs[0];
+        let mut shown: Vec<&str> = row.log.iter().map(String::as_str).collect();
+        shown.extend(s.notes.iter().map(String::as_str));
+        shown.push(&row.plugin);
+        shown.push(&row.progress.as_ref().unwrap().0);
+        shown.push(&s.plugins[0].last);
+        for text in shown {
+            assert!(
+                !text.chars().any(crate::text::is_unsafe),
+                "drawn raw: {text:?}"
+            );
+        }
+        assert!(
+            row.log
+                .iter()
+                .any(|l| l.starts_with("warning: \\r\\x1b[2K"))
+        );
+
+        // Endless metric names and points: bounded series of bounded length.
+        for i in 0..(MAX_POINTS_PER_METRIC * 3) as u64 {
+            s.apply(&body(EventBody::Metric {
+                name: format!("m{}", i % (MAX_METRICS_PER_RUN as u64 * 2)),
+                step: i,
+                value: 0.0,
+            }));
+            s.apply(&body(EventBody::Metric {
+                name: "loss".into(),
+                step: i,
+                value: i as f64,
+            }));
+        }
+        let metrics = &s.runs[0].metrics;
+        assert_eq!(metrics.len(), MAX_METRICS_PER_RUN);
+        let loss = &metrics["loss"];
+        assert!(loss.len() <= MAX_POINTS_PER_METRIC, "{}", loss.len());
+        assert_eq!(loss[0].0, 0.0, "the series keeps its start");
+        assert_eq!(
+            loss.last().unwrap().0,
+            (MAX_POINTS_PER_METRIC * 3 - 1) as f64
+        );
     }
 }

@@ -31,7 +31,8 @@ impl RunState {
     ) -> Answer<()> {
         match result {
             Ok(bytes) => {
-                self.ctx.recorder.emit(EventBody::Artifact {
+                // The plugin decides how many artifacts it writes: their events count as its own.
+                self.ctx.recorder.plugin_event(EventBody::Artifact {
                     name: name.to_string(),
                     bytes,
                 });
@@ -42,7 +43,9 @@ impl RunState {
                     ArtifactError::Io { .. }
                     | ArtifactError::Encode { .. }
                     | ArtifactError::TensorRead { .. } => ErrorKind::Io,
-                    ArtifactError::BudgetExceeded { .. } => ErrorKind::OutOfQuota,
+                    ArtifactError::BudgetExceeded { .. } | ArtifactError::OverBudget { .. } => {
+                        ErrorKind::OutOfQuota
+                    }
                     _ => ErrorKind::InvalidArgument,
                 };
                 Ok(Err(api_error(kind, op, e.to_string())))

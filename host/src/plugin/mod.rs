@@ -33,6 +33,8 @@ pub use execute::RunFailure;
 pub use limits::Limits;
 pub use load::{LoadedPlugin, find_plugins};
 pub use manifest::{ParamSpec, ParamType, PluginManifest};
-pub use registry::{PluginEntry, PluginRegistry, RegistryEvent};
+pub use registry::{
+    PluginEntry, PluginRegistry, RegistryEvent, load_shared, remove_shared, scan_shared,
+};
 pub use state::{CancelFlag, RunContext, RunState};
 pub use version::{HOST_API_VERSION, compatible};

@@ -2,14 +2,25 @@
 //! leaves the version loaded from it before in service (and says so); removing a file takes its
 //! plugin out of service. Runs hold an `Arc` of the plugin they started with, so replacing it never
 //! touches a run in progress.
+//!
+//! One name, one file: a plugin whose manifest name is already in service from another file is
+//! refused, with both files named. A scan loads files in file-name order, so there the first file
+//! in name order keeps the name; afterwards, the file in service keeps it until it is removed (or
+//! stops claiming it), and then the refused files are tried again. `loupe run`, `loupe plugins list`
+//! and `loupe watch` all resolve names through this registry, so they agree on which file serves.
+//!
+//! Loading runs plugin code (`manifest()`), which may be slow: [`load_shared`] and [`scan_shared`]
+//! load outside the registry's lock and take it only to put the result in service.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::engine::PluginEngine;
+use super::error::PluginError;
 use super::load::{LoadedPlugin, find_plugins};
+use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped};
 
 /// What one change to the plugin directory did.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,20 +50,24 @@ pub enum RegistryEvent {
 }
 
 impl RegistryEvent {
-    /// One line for people.
+    /// One line for people, plugin text escaped (see [`crate::text`]).
     pub fn describe(&self) -> String {
+        let name = |s: &str| shown_capped(s, MAX_SHOWN_NAME_CHARS);
         match self {
             RegistryEvent::Loaded {
                 path,
-                name,
+                name: plugin,
                 version,
                 api_version,
                 from_cache,
                 load_time,
                 replaced,
             } => format!(
-                "plugin {name} {version} (API {api_version}) ready from {} in {:.0} ms{}{}",
-                path.display(),
+                "plugin {} {} (API {}) ready from {} in {:.0} ms{}{}",
+                name(plugin),
+                name(version),
+                name(api_version),
+                shown(&path.display().to_string()),
                 load_time.as_secs_f64() * 1e3,
                 if *from_cache {
                     ", compiled code from the cache"
@@ -61,22 +76,27 @@ impl RegistryEvent {
                 },
                 replaced
                     .as_ref()
-                    .map(|v| format!(", replacing {v}"))
+                    .map(|v| format!(", replacing {}", shown(v)))
                     .unwrap_or_default()
             ),
             RegistryEvent::Failed { error, kept, .. } => match kept {
-                Some((name, version)) => {
-                    format!("{error}; {name} {version} stays in service")
-                }
-                None => error.clone(),
+                Some((plugin, version)) => format!(
+                    "{}; {} {} stays in service",
+                    shown(error),
+                    name(plugin),
+                    name(version)
+                ),
+                None => shown(error),
             },
             RegistryEvent::Removed {
                 path,
-                name,
+                name: plugin,
                 version,
             } => format!(
-                "plugin {name} {version} removed ({} is gone)",
-                path.display()
+                "plugin {} {} removed ({} is gone)",
+                name(plugin),
+                name(version),
+                shown(&path.display().to_string())
             ),
         }
     }
@@ -117,6 +137,8 @@ impl RegistryEvent {
 struct Slot {
     current: Option<Arc<LoadedPlugin>>,
     last_error: Option<String>,
+    /// The name its last load claimed but another file held: tried again once that name is free.
+    waiting_for: Option<String>,
 }
 
 /// A plugin file's state, for listings.
@@ -137,55 +159,120 @@ impl PluginRegistry {
         Self::default()
     }
 
-    /// Loads every `.wasm` file of `dir`; one event per file.
+    /// Loads every `.wasm` file of `dir`, in file-name order; one event per file.
     pub fn scan(&mut self, engine: &PluginEngine, dir: &Path) -> Vec<RegistryEvent> {
         match find_plugins(dir) {
             Ok(files) => files.iter().map(|f| self.load(engine, f)).collect(),
-            Err(e) => vec![RegistryEvent::Failed {
-                path: dir.to_path_buf(),
-                error: e.to_string(),
-                kept: None,
-            }],
+            Err(e) => vec![scan_failed(dir, e)],
         }
     }
 
     /// (Re)loads `path`: on success its plugin replaces the one loaded from it before; on failure that
     /// one stays in service.
     pub fn load(&mut self, engine: &PluginEngine, path: &Path) -> RegistryEvent {
+        let loaded = engine.load(path);
+        self.admit(path, loaded)
+    }
+
+    /// Puts the outcome of loading `path` in service: a plugin replaces the one loaded from that file
+    /// before, unless another file already serves its name (then it is refused, naming both files);
+    /// a failure leaves the version before in service.
+    pub fn admit(
+        &mut self,
+        path: &Path,
+        loaded: Result<LoadedPlugin, PluginError>,
+    ) -> RegistryEvent {
+        let holder = match &loaded {
+            Ok(plugin) => self.holder_of(&plugin.manifest.name, path),
+            Err(_) => None,
+        };
         let slot = self.slots.entry(path.to_path_buf()).or_default();
-        match engine.load(path) {
-            Ok(plugin) => {
-                let replaced = slot
-                    .current
-                    .as_ref()
-                    .map(|p| format!("{} {}", p.manifest.name, p.manifest.version));
-                let event = RegistryEvent::Loaded {
-                    path: path.to_path_buf(),
-                    name: plugin.manifest.name.clone(),
-                    version: plugin.manifest.version.clone(),
-                    api_version: plugin.api_version.clone(),
-                    from_cache: plugin.from_cache,
-                    load_time: plugin.load_time,
-                    replaced,
-                };
-                slot.current = Some(Arc::new(plugin));
-                slot.last_error = None;
-                event
-            }
-            Err(e) => {
-                let error = e.to_string();
+        slot.waiting_for = None;
+        let kept = |slot: &Slot| {
+            slot.current
+                .as_ref()
+                .map(|p| (p.manifest.name.clone(), p.manifest.version.clone()))
+        };
+        let plugin = match (loaded, holder) {
+            (Ok(plugin), None) => plugin,
+            (Ok(plugin), Some(holder)) => {
+                let name = plugin.manifest.name;
+                let error = format!(
+                    "{}: plugin name `{name}` is already in service from {}; one name, one file: \
+                     remove or rename one of them (the file in service keeps the name; at a scan, \
+                     the first in file-name order)",
+                    path.display(),
+                    holder.display()
+                );
                 slot.last_error = Some(error.clone());
-                let kept = slot
-                    .current
-                    .as_ref()
-                    .map(|p| (p.manifest.name.clone(), p.manifest.version.clone()));
-                RegistryEvent::Failed {
+                slot.waiting_for = Some(name);
+                return RegistryEvent::Failed {
                     path: path.to_path_buf(),
                     error,
-                    kept,
-                }
+                    kept: kept(slot),
+                };
             }
-        }
+            (Err(e), _) => {
+                let error = e.to_string();
+                slot.last_error = Some(error.clone());
+                return RegistryEvent::Failed {
+                    path: path.to_path_buf(),
+                    error,
+                    kept: kept(slot),
+                };
+            }
+        };
+        let replaced = slot
+            .current
+            .as_ref()
+            .map(|p| format!("{} {}", p.manifest.name, p.manifest.version));
+        let event = RegistryEvent::Loaded {
+            path: path.to_path_buf(),
+            name: plugin.manifest.name.clone(),
+            version: plugin.manifest.version.clone(),
+            api_version: plugin.api_version.clone(),
+            from_cache: plugin.from_cache,
+            load_time: plugin.load_time,
+            replaced,
+        };
+        slot.current = Some(Arc::new(plugin));
+        slot.last_error = None;
+        event
+    }
+
+    /// The file, other than `path`, whose plugin in service is named `name`.
+    fn holder_of(&self, name: &str, path: &Path) -> Option<PathBuf> {
+        self.slots
+            .iter()
+            .find(|(p, s)| {
+                p.as_path() != path && s.current.as_ref().is_some_and(|c| c.manifest.name == name)
+            })
+            .map(|(p, _)| p.clone())
+    }
+
+    /// Files refused because another file held the name they claim, where that name is free now:
+    /// what to load again so that the registry ends where a fresh scan would.
+    pub fn freed(&self) -> Vec<PathBuf> {
+        let in_service = |name: &str| {
+            self.slots
+                .values()
+                .any(|s| s.current.as_ref().is_some_and(|c| c.manifest.name == name))
+        };
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.waiting_for.as_deref().is_some_and(|n| !in_service(n)))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// The name `path`'s last load claimed while another file held it.
+    pub fn waiting_for(&self, path: &Path) -> Option<&str> {
+        self.slots.get(path)?.waiting_for.as_deref()
+    }
+
+    /// The plugin in service from the file `path`.
+    pub fn at(&self, path: &Path) -> Option<Arc<LoadedPlugin>> {
+        self.slots.get(path)?.current.clone()
     }
 
     /// Takes the plugin of a removed file out of service; `None` when none was loaded from it.
@@ -234,5 +321,122 @@ impl PluginRegistry {
                 error: slot.last_error.clone(),
             })
             .collect()
+    }
+}
+
+fn scan_failed(dir: &Path, e: PluginError) -> RegistryEvent {
+    RegistryEvent::Failed {
+        path: dir.to_path_buf(),
+        error: e.to_string(),
+        kept: None,
+    }
+}
+
+fn lock(registry: &Mutex<PluginRegistry>) -> MutexGuard<'_, PluginRegistry> {
+    registry.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Loads `path` into a registry others use at the same time: the loading (compiling, running the
+/// plugin's `manifest()`) happens outside the lock, which is taken only to put the result in
+/// service. Files waiting for a name this frees are loaded again; one event per load.
+pub fn load_shared(
+    registry: &Mutex<PluginRegistry>,
+    engine: &PluginEngine,
+    path: &Path,
+) -> Vec<RegistryEvent> {
+    load_shared_with(registry, path, |p| engine.load(p))
+}
+
+/// [`load_shared`] with the loading step given (the tests count on it never seeing the lock held).
+fn load_shared_with(
+    registry: &Mutex<PluginRegistry>,
+    path: &Path,
+    load: impl Fn(&Path) -> Result<LoadedPlugin, PluginError>,
+) -> Vec<RegistryEvent> {
+    let loaded = load(path);
+    let event = lock(registry).admit(path, loaded);
+    let mut events = vec![event];
+    events.extend(retry_freed(registry, &load));
+    events
+}
+
+/// Takes `path`'s plugin out of a shared registry; files waiting for the name it held are loaded
+/// again (outside the lock).
+pub fn remove_shared(
+    registry: &Mutex<PluginRegistry>,
+    engine: &PluginEngine,
+    path: &Path,
+) -> Vec<RegistryEvent> {
+    let removed = lock(registry).remove(path);
+    let mut events: Vec<RegistryEvent> = removed.into_iter().collect();
+    events.extend(retry_freed(registry, &|p: &Path| engine.load(p)));
+    events
+}
+
+/// Loads, in file-name order, the files whose claimed name became free, until none is left: each
+/// load takes the name, fails for another reason, or claims a name still held. (Files whose new
+/// versions swap names with each other could keep freeing names for one another: the number of
+/// files bounds the rounds.)
+fn retry_freed(
+    registry: &Mutex<PluginRegistry>,
+    load: &impl Fn(&Path) -> Result<LoadedPlugin, PluginError>,
+) -> Vec<RegistryEvent> {
+    let mut events = Vec::new();
+    let rounds = lock(registry).slots.len();
+    for _ in 0..rounds {
+        let Some(next) = lock(registry).freed().into_iter().next() else {
+            break;
+        };
+        let loaded = load(&next);
+        events.push(lock(registry).admit(&next, loaded));
+    }
+    events
+}
+
+/// [`PluginRegistry::scan`] for a shared registry: each file loaded outside the lock.
+pub fn scan_shared(
+    registry: &Mutex<PluginRegistry>,
+    engine: &PluginEngine,
+    dir: &Path,
+) -> Vec<RegistryEvent> {
+    match find_plugins(dir) {
+        Ok(files) => files
+            .iter()
+            .flat_map(|f| load_shared(registry, engine, f))
+            .collect(),
+        Err(e) => vec![scan_failed(dir, e)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A load that fails the way a broken file does, after checking whether the lock is free.
+    fn failing_load(
+        registry: &Mutex<PluginRegistry>,
+    ) -> impl Fn(&Path) -> Result<LoadedPlugin, PluginError> + '_ {
+        move |path: &Path| {
+            assert!(
+                registry.try_lock().is_ok(),
+                "the registry's lock is held while {} loads",
+                path.display()
+            );
+            Err(PluginError::NotWasm {
+                path: path.to_path_buf(),
+            })
+        }
+    }
+
+    #[test]
+    fn loading_into_a_shared_registry_never_holds_its_lock() {
+        let registry = Mutex::new(PluginRegistry::new());
+        let path = Path::new("/plugins/slow.wasm");
+        let events = load_shared_with(&registry, path, failing_load(&registry));
+        assert!(
+            matches!(&events[..], [RegistryEvent::Failed { kept: None, .. }]),
+            "{events:?}"
+        );
+        assert!(lock(&registry).entries()[0].error.is_some());
     }
 }

@@ -8,18 +8,24 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, EventBody, EventSink, Level};
+use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped, terminal_json};
 
-/// Every event as one JSON object per line on stdout.
+/// Every event as one JSON object per line on stdout, with every character a terminal would act on
+/// escaped (the text parses back unchanged).
 pub struct JsonLines;
 
 impl EventSink for JsonLines {
     fn emit(&mut self, event: &Event) {
-        if let Ok(line) = serde_json::to_string(event) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
-        }
+        let line = terminal_json(event);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
     }
+}
+
+/// A name the plugin chose (stage, plugin, version), as the terminal shows it.
+fn shown_name(text: &str) -> String {
+    shown_capped(text, MAX_SHOWN_NAME_CHARS)
 }
 
 /// How often a plain (non-terminal) progress line is printed per stage.
@@ -53,6 +59,7 @@ impl HumanConsole {
         }
     }
 
+    /// Prints one line for `run`; `text` holds plugin text already made safe by [`shown`].
     fn say(&self, run: &str, text: String) {
         let line = format!("[{run}] {text}");
         match self.bars.get(run) {
@@ -129,17 +136,23 @@ impl EventSink for HumanConsole {
                 device,
                 dir,
                 ..
-            } => println!("[{run}] started {plugin} {plugin_version} on {device} → {dir}"),
+            } => println!(
+                "[{run}] started {} {} on {device} → {dir}",
+                shown_name(plugin),
+                shown_name(plugin_version)
+            ),
             EventBody::Log { level, message } => match level {
                 Level::Debug => {}
-                Level::Info => self.say(run, message.clone()),
-                other => self.say(run, format!("{other}: {message}")),
+                Level::Info => self.say(run, shown(message)),
+                other => self.say(run, format!("{other}: {}", shown(message))),
             },
-            EventBody::Progress { stage, done, total } => self.progress(run, stage, *done, *total),
+            EventBody::Progress { stage, done, total } => {
+                self.progress(run, &shown_name(stage), *done, *total)
+            }
             EventBody::Metric { .. } => {}
             EventBody::Artifact { name, bytes } => self.say(
                 run,
-                format!("wrote artifacts/{name} ({})", human_bytes(*bytes)),
+                format!("wrote artifacts/{} ({})", shown(name), human_bytes(*bytes)),
             ),
             EventBody::Finished {
                 ok,
@@ -152,7 +165,9 @@ impl EventSink for HumanConsole {
                 self.clocks.remove(run);
                 match (ok, error) {
                     (true, _) => println!("[{run}] done in {elapsed_s:.1} s"),
-                    (false, Some(e)) => println!("[{run}] FAILED after {elapsed_s:.1} s: {e}"),
+                    (false, Some(e)) => {
+                        println!("[{run}] FAILED after {elapsed_s:.1} s: {}", shown(e))
+                    }
                     (false, None) => println!("[{run}] FAILED after {elapsed_s:.1} s"),
                 }
             }

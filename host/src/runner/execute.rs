@@ -24,6 +24,14 @@ use crate::plugin::{
     CancelFlag, LoadedPlugin, PluginEngine, PluginRegistry, RunContext, find_plugins,
 };
 use crate::suggest::closest_names;
+use crate::text::shown;
+
+/// The largest `summary.json` a plugin's returned summary may make, pretty-printed; a bigger one
+/// fails the run (results that size belong in artifacts).
+pub const MAX_SUMMARY_BYTES: u64 = 16 << 20;
+
+/// The longest error message a run keeps, in bytes: a plugin's error text is cut to it, with a marker.
+pub const MAX_ERROR_BYTES: usize = 16 * 1024;
 
 pub struct RunnerOptions {
     /// Where plugins are looked up by name.
@@ -64,6 +72,9 @@ pub struct Runner<'e> {
     engine: &'e PluginEngine,
     options: RunnerOptions,
     plugins: HashMap<PathBuf, Arc<LoadedPlugin>>,
+    /// Without a shared registry: the plugin directory put in service as `loupe watch` would (same
+    /// rules, same choice between two files claiming one name), scanned at the first name looked up.
+    scanned: Option<PluginRegistry>,
     models: HashMap<(PathBuf, String), Arc<LoadedModel>>,
 }
 
@@ -73,6 +84,7 @@ impl<'e> Runner<'e> {
             engine,
             options,
             plugins: HashMap::new(),
+            scanned: None,
             models: HashMap::new(),
         }
     }
@@ -147,7 +159,7 @@ impl<'e> Runner<'e> {
     }
 
     /// A path (`x/plugin.wasm`, relative to the experiment file) or a name looked up in the plugin
-    /// directory: first as `<name>.wasm`, then by the manifests' names.
+    /// directory as the registry resolves it: a manifest's name, else a file's stem.
     fn find_plugin(&mut self, spec: &str, base: &Path) -> Result<Arc<LoadedPlugin>, String> {
         if spec.ends_with(".wasm") || spec.contains('/') {
             return self.load_plugin(&base.join(spec));
@@ -171,20 +183,31 @@ impl<'e> Runner<'e> {
             });
         }
         let dir = self.options.plugins_dir.clone();
-        let direct = dir.join(format!("{spec}.wasm"));
-        if direct.is_file() {
-            return self.load_plugin(&direct);
+        if self.scanned.is_none() {
+            // The directory itself must be there: its absence is the message, not "no plugin".
+            let files = find_plugins(&dir).map_err(|e| e.to_string())?;
+            let mut registry = PluginRegistry::new();
+            for file in &files {
+                registry.load(self.engine, file);
+            }
+            self.scanned = Some(registry);
         }
-        let files = find_plugins(&dir).map_err(|e| e.to_string())?;
-        let mut names = Vec::new();
-        for file in files {
-            if let Ok(p) = self.load_plugin(&file) {
-                if p.manifest.name == spec {
-                    return Ok(p);
-                }
-                names.push(p.manifest.name.clone());
+        let registry = self
+            .scanned
+            .as_ref()
+            .ok_or("the plugin directory was not scanned")?;
+        // A second file claiming the name is refused, as `loupe watch` refuses it: say so.
+        for entry in registry.entries() {
+            if registry.waiting_for(&entry.path) == Some(spec)
+                && let Some(error) = &entry.error
+            {
+                eprintln!("loupe: warning: {}", shown(error));
             }
         }
+        if let Some(plugin) = registry.get(spec) {
+            return Ok(plugin);
+        }
+        let names = registry.names();
         Err(if names.is_empty() {
             format!(
                 "no plugin `{spec}`: {} holds no loadable plugins; build them with scripts/build-plugins.sh",
@@ -313,9 +336,23 @@ impl<'e> Runner<'e> {
             }
         };
         let elapsed_s = recorder.elapsed();
+        let outcome = outcome.and_then(|summary| {
+            match super::rundir::pretty_json_size(&summary, MAX_SUMMARY_BYTES) {
+                Some(_) => Ok(summary),
+                None => Err(format!(
+                    "the plugin's summary is over {} MiB as summary.json; return a smaller summary and save large results as artifacts",
+                    MAX_SUMMARY_BYTES >> 20
+                )),
+            }
+        });
         let (ok, error, summary) = match outcome {
             Ok(summary) => (true, None, summary),
-            Err(e) => (false, Some(e), Value::Null),
+            // The message may quote the plugin at any length: it is kept, cut, in three places.
+            Err(e) => (
+                false,
+                Some(crate::text::cut(&e, MAX_ERROR_BYTES).into_owned()),
+                Value::Null,
+            ),
         };
         recorder.emit(EventBody::Finished {
             ok,

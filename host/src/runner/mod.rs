@@ -11,9 +11,12 @@ mod slots;
 
 pub use cancel::Cancellations;
 pub use console::{HumanConsole, JsonLines};
-pub use execute::{RunReport, Runner, RunnerOptions};
+pub use execute::{MAX_ERROR_BYTES, MAX_SUMMARY_BYTES, RunReport, Runner, RunnerOptions};
 pub use experiment::{DataSpec, Experiment, RunConfig};
 pub use params::Override;
-pub use recorder::{Recorder, SharedSink};
+pub use recorder::{
+    MAX_EVENT_NAME_BYTES, MAX_LOG_BYTES, MAX_PLUGIN_EVENT_BYTES, MAX_PLUGIN_EVENTS,
+    MAX_PROGRESS_STAGES, Recorder, SharedSink,
+};
 pub use rundir::RunDir;
 pub use slots::{DeviceSlots, Slot};

@@ -1,5 +1,7 @@
 //! A run's directory: `<out>/<id>/` with `config.json`, `events.jsonl`, `artifacts/` and `summary.json`.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -65,15 +67,33 @@ impl RunDir {
         self.path.join("artifacts")
     }
 
-    /// Writes `<dir>/<file>` atomically, pretty-printed.
+    /// Writes `<dir>/<file>` atomically, pretty-printed, encoded straight into the file (the caller
+    /// bounds its size: see [`pretty_json_size`]).
     pub fn write_json(&self, file: &str, value: &serde_json::Value) -> Result<(), String> {
         let path = self.path.join(file);
         let tmp = self.path.join(format!(".{file}.tmp"));
-        let text = serde_json::to_string_pretty(value).unwrap_or_default() + "\n";
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("{}: cannot write: {e}", path.display()))
+        let write = || -> std::io::Result<()> {
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            serde_json::to_writer_pretty(&mut out, value)?;
+            out.write_all(b"\n")?;
+            out.flush()?;
+            std::fs::rename(&tmp, &path)
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            format!("{}: cannot write: {e}", path.display())
+        })
     }
+}
+
+/// The size of `value` pretty-printed, if at most `limit` bytes: counted without building the text,
+/// and stopping once past `limit`.
+pub fn pretty_json_size(value: &serde_json::Value, limit: u64) -> Option<u64> {
+    crate::artifacts::counting::encoded_size(limit, |w| {
+        serde_json::to_writer_pretty(w, value).map_err(std::io::Error::from)
+    })
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]

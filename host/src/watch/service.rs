@@ -12,7 +12,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use super::{Change, DirWatcher, changes};
 use crate::events::{Event, EventSink};
-use crate::plugin::{PluginEngine, PluginRegistry, RegistryEvent};
+use crate::plugin::{
+    PluginEngine, PluginRegistry, RegistryEvent, load_shared, remove_shared, scan_shared,
+};
 use crate::runner::{Cancellations, DeviceSlots, Experiment, Runner, RunnerOptions, SharedSink};
 
 /// Something the host did.
@@ -84,7 +86,9 @@ pub fn serve(
 ) -> Result<(), String> {
     let registry = Arc::new(Mutex::new(PluginRegistry::new()));
     let watcher = DirWatcher::new(&[&cfg.plugins_dir, &cfg.experiments_dir], cfg.debounce)?;
-    let scanned = lock(&registry).scan(&engine, &cfg.plugins_dir);
+    // Loading runs plugin code: it happens outside the registry's lock, so runs looking up a plugin
+    // never wait for a slow manifest.
+    let scanned = scan_shared(&registry, &engine, &cfg.plugins_dir);
     for event in scanned {
         emit(HostEvent::Plugin(event));
     }
@@ -140,10 +144,6 @@ async fn dispatch(
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// Hands file changes to the registry (plugins) and the queue (experiments).
 fn watch_loop(
     cfg: &ServiceConfig,
@@ -162,11 +162,11 @@ fn watch_loop(
             if change.path().parent() != Some(cfg.plugins_dir.as_path()) {
                 continue;
             }
-            let event = match &change {
-                Change::Ready(path) => Some(lock(registry).load(engine, path)),
-                Change::Gone(path) => lock(registry).remove(path),
+            let events: Vec<RegistryEvent> = match &change {
+                Change::Ready(path) => load_shared(registry, engine, path),
+                Change::Gone(path) => remove_shared(registry, engine, path),
             };
-            if let Some(event) = event {
+            for event in events {
                 emit(HostEvent::Plugin(event));
             }
         }
