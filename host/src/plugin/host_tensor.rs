@@ -99,7 +99,7 @@ impl RunState {
                 ..
             } => self
                 .quota
-                .check_for(op, format_args!("a {shape} result"), bytes)
+                .check_for(op, format_args!("a {shape} tensor"), bytes)
                 .err()
                 // The op's outputs and scratch together, rather than this one alone, broke it.
                 .unwrap_or_else(|| {
