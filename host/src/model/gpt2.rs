@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use loupe_kernels::{Device, Tensor};
+use loupe_kernels::{Device, StopSignal, Tensor};
 
 use super::hooks::HookPlan;
 use super::{
@@ -217,6 +217,17 @@ impl Gpt2 {
 
     /// Runs the model on `ids` (`[batch, pos]`, i32), capturing and editing activations as `spec` asks.
     pub fn forward(&self, ids: &Tensor, spec: &RunSpec) -> Result<RunOutput, ModelError> {
+        self.forward_until(ids, spec, &StopSignal::never())
+    }
+
+    /// [`Gpt2::forward`] that gives up between layers once `stop` fires (a plugin's run reached its
+    /// deadline or was cancelled): a pass over a huge batch must not outlive the run.
+    pub fn forward_until(
+        &self,
+        ids: &Tensor,
+        spec: &RunSpec,
+        stop: &StopSignal,
+    ) -> Result<RunOutput, ModelError> {
         let plan = HookPlan::new(&self.hook_names, spec)?;
         let mut pass = Pass {
             plan: &plan,
@@ -281,6 +292,7 @@ impl Gpt2 {
             }
             let e = |what: &str| engine(&format!("blocks.{l}: {what}"));
             let name = |hook: &str| format!("blocks.{l}.{hook}");
+            stop.check("forward").map_err(e("before the layer"))?;
 
             let resid_pre = hook!(name("hook_resid_pre"), resid);
             let ln1 = hook!(
@@ -354,6 +366,8 @@ impl Gpt2 {
             );
         }
 
+        stop.check("forward")
+            .map_err(engine("before the final layer norm"))?;
         let final_norm = resid
             .layer_norm(&self.ln_f.0, &self.ln_f.1, eps)
             .map_err(engine("ln_f"))?;

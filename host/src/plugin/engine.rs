@@ -52,6 +52,8 @@ impl PluginEngine {
         // A std guest imports WASI's cli and io interfaces even when it does no I/O. Its context grants
         // nothing (no preopened directories, no network addresses, no environment): see `RunState::new`.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        // Its waits (sleeps, polls) stop with the run, though the epoch deadline cannot reach them.
+        super::wasi_wait::add_to_linker(&mut linker).map_err(engine_error)?;
         Plugin::add_to_linker::<RunState, HasSelf<RunState>>(&mut linker, |s| s)
             .map_err(engine_error)?;
 

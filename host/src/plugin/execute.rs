@@ -1,13 +1,13 @@
 //! One run of a plugin: a fresh instance, its limits, and a clear account of how it ended.
 
-use std::sync::atomic::Ordering;
-
+use loupe_kernels::StopReason;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::ApiError;
+use super::contain::{contained, panic_failure};
 use super::engine::PluginEngine;
-use super::limits::Limits;
-use super::load::{LoadedPlugin, deadline_ticks, one_line};
+use super::limits::{Limits, count_limit_message};
+use super::load::{LoadedPlugin, one_line};
 use super::state::{RunContext, RunState};
 
 /// Why a run failed, in one line.
@@ -30,44 +30,45 @@ impl LoadedPlugin {
         limits: &Limits,
         params: &str,
     ) -> (RunContext, Result<serde_json::Value, RunFailure>) {
-        let cancel = ctx.cancel.clone();
-        let mut store = Store::new(&engine.engine, RunState::new(ctx, limits));
-        store.limiter(|s| &mut s.memory);
-        let deadline = deadline_ticks(limits.time_s);
-        match cancel {
-            None => {
-                store.set_epoch_deadline(deadline);
-                store.epoch_deadline_trap();
-            }
-            Some(flag) => {
-                // Checked every epoch tick: cancelled, or past the time limit, or on we go.
-                let mut ticks = 0;
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_callback(move |_| {
-                    ticks += 1;
-                    if flag.load(Ordering::Relaxed) {
-                        Err(wasmtime::Error::new(Cancelled))
-                    } else if ticks >= deadline {
-                        Err(Trap::Interrupt.into())
-                    } else {
-                        Ok(UpdateDeadline::Continue(1))
-                    }
-                });
-            }
-        }
-
-        let outcome = match self.pre.instantiate(&mut store) {
+        let mut store = limited_store(engine, ctx, limits);
+        let outcome = contained(|| match self.pre.instantiate(&mut store) {
             Ok(instance) => instance.loupe_plugin_method().call_run(&mut store, params),
             Err(e) => Err(e),
-        };
-        let result = match outcome {
-            Ok(Ok(summary)) => parse_summary(&summary),
-            Ok(Err(e)) => Err(api_failure(&e)),
-            Err(trap) => Err(describe_trap(&trap, store.data(), limits)),
+        });
+        // A run that failed once its time was up or it was cancelled failed for that reason, even if
+        // the plugin got to return the error of the host call that stopped first.
+        let stop = store.data().stop.reason();
+        let result = match (outcome, stop) {
+            (Ok(Ok(Ok(summary))), _) => parse_summary(&summary),
+            (Err(panic), _) => Err(RunFailure(panic_failure("this run", &panic))),
+            (Ok(_), Some(reason)) => Err(stopped(reason, limits)),
+            (Ok(Ok(Err(e))), None) => Err(api_failure(&e)),
+            (Ok(Err(trap)), None) => Err(describe_trap(&trap, store.data(), limits)),
         };
         // Dropping the store frees every tensor the plugin still held.
         (store.into_data().ctx, result)
     }
+}
+
+/// A fresh store for one call into a plugin, with its limits: the memory cap on every memory and
+/// table of the instance, and a deadline and cancel switch checked at every epoch tick.
+pub(crate) fn limited_store(
+    engine: &PluginEngine,
+    ctx: RunContext,
+    limits: &Limits,
+) -> Store<RunState> {
+    let mut store = Store::new(&engine.engine, RunState::new(ctx, limits));
+    store.limiter(|s| &mut s.memory);
+    // The stop signal measures wall-clock time, so a run that spent its time blocked in a host call
+    // is stopped at the first check after it returns.
+    let stop = store.data().stop.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| match stop.reason() {
+        None => Ok(UpdateDeadline::Continue(1)),
+        Some(StopReason::Cancelled) => Err(wasmtime::Error::new(Cancelled)),
+        Some(StopReason::Deadline) => Err(Trap::Interrupt.into()),
+    });
+    store
 }
 
 fn api_failure(e: &ApiError) -> RunFailure {
@@ -86,7 +87,7 @@ fn parse_summary(text: &str) -> Result<serde_json::Value, RunFailure> {
 
 /// Why a cancelled run stopped.
 #[derive(Debug)]
-struct Cancelled;
+pub(crate) struct Cancelled;
 
 impl std::fmt::Display for Cancelled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -96,24 +97,36 @@ impl std::fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+/// Why a run that reached its deadline or was cancelled ended.
+fn stopped(reason: StopReason, limits: &Limits) -> RunFailure {
+    RunFailure(match reason {
+        StopReason::Cancelled => "cancelled by the user".into(),
+        StopReason::Deadline => format!(
+            "the plugin exceeded its time limit of {} s and was stopped (raise [run.limits] time_s)",
+            limits.time_s
+        ),
+    })
+}
+
 /// Turns a trap into what the user needs to know: which limit was hit, or where the plugin panicked.
 fn describe_trap(e: &wasmtime::Error, state: &RunState, limits: &Limits) -> RunFailure {
     if let Some(asked) = state.memory.hit {
         return RunFailure(format!(
-            "the plugin exceeded its memory limit: it asked for {} MiB, the limit is {} MiB (raise [run.limits] memory_mb)",
+            "the plugin exceeded its memory limit: it asked for {} MiB in all (linear memories and \
+             tables), the limit is {} MiB (raise [run.limits] memory_mb)",
             asked >> 20,
             limits.memory_mb
         ));
     }
+    if let Some(refused) = count_limit_message(e) {
+        return RunFailure(refused);
+    }
     if e.downcast_ref::<Cancelled>().is_some() {
-        return RunFailure("cancelled by the user".into());
+        return stopped(StopReason::Cancelled, limits);
     }
     let stderr = state.stderr_text();
     let message = match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => format!(
-            "the plugin exceeded its time limit of {} s and was stopped (raise [run.limits] time_s)",
-            limits.time_s
-        ),
+        Some(Trap::Interrupt) => return stopped(StopReason::Deadline, limits),
         Some(Trap::StackOverflow) => {
             "the plugin overflowed its call stack (runaway recursion?) and was stopped".to_string()
         }

@@ -5,6 +5,7 @@ use wasmtime::component::Resource;
 
 use super::bindings::loupe::plugin::data as wit;
 use super::bindings::{ApiError, ErrorKind};
+use super::contain::fault_point;
 use super::state::{RunState, TensorEntry, api_error};
 use crate::data::{Dataset, DatasetKind, DirectoryDataset, FileError};
 
@@ -57,6 +58,7 @@ fn file_error(op: &str, e: FileError) -> ApiError {
 
 impl wit::Host for RunState {
     fn datasets(&mut self) -> wasmtime::Result<Vec<wit::DatasetInfo>> {
+        fault_point("data.datasets");
         Ok(self
             .ctx
             .datasets

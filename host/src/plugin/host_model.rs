@@ -2,16 +2,24 @@
 
 use std::sync::Arc;
 
-use loupe_kernels::{DType, Tensor};
+use loupe_kernels::{DType, Tensor, guarded};
 use wasmtime::component::Resource;
 
 use super::bindings::loupe::plugin::model as wit;
 use super::bindings::{ApiError, ErrorKind};
+use super::contain::fault_point;
 use super::state::{RunState, TensorEntry, api_error, engine_error};
 use crate::model::{Intervention, InterventionAction, LoadedModel, ModelError, RunSpec};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
 type Answer<T> = wasmtime::Result<Result<T, ApiError>>;
+
+/// Text one `model.tokenize` call may take. A tokenizer call cannot be interrupted, so it is bounded
+/// instead: this much takes well under a second even in the worst case (random characters), and the run's deadline is
+/// checked between calls.
+pub const MAX_TOKENIZE_BYTES: usize = 512 << 10;
+/// Ids one `model.decode` call may take, for the same reason.
+pub const MAX_DECODE_IDS: usize = 1 << 18;
 
 fn model_error(op: &str, e: ModelError) -> ApiError {
     match e {
@@ -108,6 +116,7 @@ impl RunState {
 
 impl wit::Host for RunState {
     fn info(&mut self) -> Answer<wit::ModelInfo> {
+        fault_point("model.info");
         let loaded = match self.model("model.info") {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
@@ -128,11 +137,42 @@ impl wit::Host for RunState {
     }
 
     fn tokenize(&mut self, text: String) -> Answer<Vec<u32>> {
-        Ok(self.with_tokenizer("model.tokenize", |t| t.encode(&text)))
+        const OP: &str = "model.tokenize";
+        fault_point(OP);
+        if let Err(e) = self.stop.check("tokenize") {
+            return Ok(Err(engine_error(OP, e)));
+        }
+        if text.len() > MAX_TOKENIZE_BYTES {
+            return Ok(Err(api_error(
+                ErrorKind::InvalidArgument,
+                OP,
+                format!(
+                    "the text is {} bytes, over the {} KiB one call may tokenize; split it (at line \
+                     breaks, say) and tokenize the parts",
+                    text.len(),
+                    MAX_TOKENIZE_BYTES >> 10
+                ),
+            )));
+        }
+        Ok(self.with_tokenizer(OP, |t| t.encode(&text)))
     }
 
     fn decode(&mut self, ids: Vec<u32>) -> Answer<String> {
-        Ok(self.with_tokenizer("model.decode", |t| t.decode(&ids)))
+        const OP: &str = "model.decode";
+        if let Err(e) = self.stop.check("decode") {
+            return Ok(Err(engine_error(OP, e)));
+        }
+        if ids.len() > MAX_DECODE_IDS {
+            return Ok(Err(api_error(
+                ErrorKind::InvalidArgument,
+                OP,
+                format!(
+                    "{} ids are more than the {MAX_DECODE_IDS} one call may decode; decode them in parts",
+                    ids.len()
+                ),
+            )));
+        }
+        Ok(self.with_tokenizer(OP, |t| t.decode(&ids)))
     }
 
     fn run(&mut self, request: wit::RunRequest) -> Answer<wit::RunOutput> {
@@ -177,7 +217,12 @@ impl wit::Host for RunState {
             }
             Err(e) => return Ok(Err(model_error(OP, e))),
         }
-        let out = match loaded.model.forward(&ids, &spec) {
+        // Long ops inside the pass, and the pass between its layers, stop with the run.
+        let stop = self.stop.clone();
+        let (out, _) = guarded(None, stop.clone(), || {
+            loaded.model.forward_until(&ids, &spec, &stop)
+        });
+        let out = match out {
             Ok(out) => out,
             Err(e) => return Ok(Err(model_error(OP, e))),
         };

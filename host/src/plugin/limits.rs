@@ -49,11 +49,25 @@ impl Default for Limits {
     }
 }
 
-/// Caps the plugin's linear memory. Growing past the cap traps with a message that says which limit
-/// was hit, and the run ends.
+/// Memories one instance of a plugin may declare (a module built by a compiler declares one).
+pub const MAX_MEMORIES: usize = 16;
+/// Tables one instance may declare (a component's glue adds a few per module).
+pub const MAX_TABLES: usize = 64;
+/// Core instances one plugin may create (each module of a component is one).
+pub const MAX_INSTANCES: usize = 128;
+/// What a table element is counted as against the memory cap: a function reference's size.
+pub const TABLE_ELEMENT_BYTES: usize = 8;
+
+/// Caps the memory of a plugin instance: the total over all its linear memories and tables (a
+/// component may declare many; each is charged), and how many of them it may declare. Growing past
+/// the cap traps with a message that says which limit was hit, and the run ends.
 pub struct MemoryCap {
     max_bytes: usize,
-    /// Set when the cap stopped a growth, so the run's error can say so.
+    /// Bytes of every memory and table of the instance, as last allowed to grow.
+    used: usize,
+    /// The growth allowed last, taken back if the allocation then fails.
+    pending: usize,
+    /// Set when the cap stopped a growth (the total that was asked for), so the run's error can say so.
     pub hit: Option<usize>,
 }
 
@@ -61,38 +75,109 @@ impl MemoryCap {
     pub fn new(max_bytes: usize) -> Self {
         MemoryCap {
             max_bytes,
+            used: 0,
+            pending: 0,
             hit: None,
         }
+    }
+
+    /// Charges growing one memory or table from `current` to `desired` bytes, or refuses it.
+    fn grow(
+        &mut self,
+        what: &str,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if maximum.is_some_and(|max| desired > max) {
+            // Past its own declared maximum: the growth fails anyway, and is not charged.
+            return Ok(false);
+        }
+        let more = desired.saturating_sub(current);
+        let total = self.used.saturating_add(more);
+        if total > self.max_bytes {
+            self.hit = Some(total);
+            return Err(wasmtime::Error::msg(format!(
+                "the plugin asked for {} MiB of {what} in all, over its memory limit of {} MiB",
+                total >> 20,
+                self.max_bytes >> 20
+            )));
+        }
+        self.used = total;
+        self.pending = more;
+        Ok(true)
+    }
+
+    /// Takes back the growth allowed last, which the runtime then failed to make.
+    fn grow_failed(&mut self) {
+        self.used = self.used.saturating_sub(self.pending);
+        self.pending = 0;
     }
 }
 
 impl wasmtime::ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.hit = Some(desired);
-            return Err(wasmtime::Error::msg(format!(
-                "the plugin asked for {} MiB of memory, over its limit of {} MiB",
-                desired >> 20,
-                self.max_bytes >> 20
-            )));
-        }
-        Ok(true)
+        self.grow("memory", current, desired, maximum)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Tables hold function references; a million is far beyond any real plugin.
-        Ok(desired <= 1 << 20)
+        let bytes = |elements: usize| elements.saturating_mul(TABLE_ELEMENT_BYTES);
+        self.grow(
+            "memory and tables",
+            bytes(current),
+            bytes(desired),
+            maximum.map(bytes),
+        )
     }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.grow_failed();
+        Ok(())
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+/// The message for an instantiation refused because the plugin declares more memories, tables or
+/// instances than [`MemoryCap`] allows; `None` for any other error.
+pub fn count_limit_message(e: &wasmtime::Error) -> Option<String> {
+    // wasmtime words it `resource limit exceeded: memory count too high at 17`.
+    let text = format!("{e:#}");
+    let (_, declared, limit) = [
+        ("memory count too high", "linear memories", MAX_MEMORIES),
+        ("table count too high", "tables", MAX_TABLES),
+        ("instance count too high", "module instances", MAX_INSTANCES),
+    ]
+    .into_iter()
+    .find(|(needle, _, _)| text.contains(needle))?;
+    Some(format!(
+        "the plugin declares more {declared} than a plugin may have (at most {limit}), and was refused"
+    ))
 }
 
 /// The bytes of tensors a run holds, against its quota. Weights are shared with the model and not

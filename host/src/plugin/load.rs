@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::Store;
 use wasmtime::component::Component;
 
 use super::bindings::PluginPre;
-use super::engine::{EPOCH_TICK, PluginEngine};
+use super::contain::{contained, panic_failure};
+use super::engine::PluginEngine;
 use super::error::PluginError;
-use super::limits::Limits;
+use super::execute::limited_store;
+use super::limits::{Limits, count_limit_message};
 use super::manifest::PluginManifest;
 use super::state::{RunContext, RunState};
 use super::version::{HOST_API_VERSION, compatible};
@@ -210,33 +211,38 @@ impl PluginEngine {
     }
 
     /// Instantiates the plugin in a throwaway store, with tight limits, and asks for its manifest.
+    /// A sleeping or spinning manifest is stopped at the limit's deadline; a host call that panics
+    /// fails this load alone.
     fn call_manifest(
         &self,
         pre: &PluginPre<RunState>,
     ) -> Result<super::bindings::exports::loupe::plugin::method::PluginManifest, String> {
         let limits = manifest_limits();
-        let mut store = Store::new(&self.engine, RunState::new(RunContext::inert(), &limits));
-        store.limiter(|s| &mut s.memory);
-        store.set_epoch_deadline(deadline_ticks(limits.time_s));
-        store.epoch_deadline_trap();
-        let instance = pre
-            .instantiate(&mut store)
-            .map_err(|e| format!("instantiating it failed: {}", one_line(&e)))?;
-        instance
-            .loupe_plugin_method()
-            .call_manifest(&mut store)
-            .map_err(|e| format!("manifest() failed: {}", one_line(&e)))
+        let mut store = limited_store(self, RunContext::inert(), &limits);
+        let called = contained(|| {
+            let instance = pre
+                .instantiate(&mut store)
+                .map_err(|e| format!("instantiating it failed: {}", refusal(&e)))?;
+            instance
+                .loupe_plugin_method()
+                .call_manifest(&mut store)
+                .map_err(|e| format!("manifest() failed: {}", refusal(&e)))
+        });
+        match (called, store.data().stop.reason()) {
+            (Err(panic), _) => Err(panic_failure("this load", &panic)),
+            (Ok(Err(_)), Some(reason)) => Err(format!(
+                "manifest() did not return within {} s ({reason}); it must return at once, without \
+                 sleeping or heavy work",
+                limits.time_s
+            )),
+            (Ok(result), _) => result,
+        }
     }
 }
 
-/// Epoch ticks for a deadline of `seconds`.
-pub(crate) fn deadline_ticks(seconds: f64) -> u64 {
-    let ticks = seconds / EPOCH_TICK.as_secs_f64();
-    if ticks.is_finite() && ticks > 0.0 {
-        ticks.ceil().min(u64::MAX as f64 / 2.0) as u64
-    } else {
-        1
-    }
+/// Why instantiating or calling a plugin failed: a count limit in its own words, else the error.
+fn refusal(e: &wasmtime::Error) -> String {
+    count_limit_message(e).unwrap_or_else(|| one_line(e))
 }
 
 /// A wasmtime error's cause chain on one line.

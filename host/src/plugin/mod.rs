@@ -10,6 +10,7 @@
 
 mod bindings;
 mod cache;
+mod contain;
 mod engine;
 mod error;
 mod execute;
@@ -25,6 +26,7 @@ mod manifest;
 mod registry;
 mod state;
 mod version;
+mod wasi_wait;
 
 pub use cache::default_cache_dir;
 pub use engine::PluginEngine;

@@ -2,6 +2,7 @@
 //! contains it: the run fails with a clear error, its events are kept, and the host carries on.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use loupe_plugin_api::prelude::*;
 use serde::Deserialize;
@@ -13,6 +14,11 @@ struct Params {
 }
 
 struct Misbehave;
+
+/// The text `tokenize-flood` asks the host to tokenize in one call.
+const TOKENIZE_FLOOD_BYTES: usize = 16 << 20;
+/// The batch of `huge-forward`'s pass, at the model's full context.
+const HUGE_BATCH: usize = 2048;
 
 /// Recurses without end; `black_box` keeps the compiler from turning it into a loop.
 #[allow(unconditional_recursion)]
@@ -30,7 +36,8 @@ impl Plugin for Misbehave {
             Param::string(
                 "behaviour",
                 "ok",
-                "ok | spin | memory-bomb | recursion | panic | over-quota | escape | flood | bad-op | snoop",
+                "ok | spin | memory-bomb | recursion | panic | over-quota | escape | flood | bad-op | snoop \
+                 | sleep | poll-clock | list-datasets | tokenize-flood | huge-forward",
             ),
         )
     }
@@ -121,6 +128,34 @@ impl Plugin for Misbehave {
                     "env": env,
                     "net": net.is_ok(),
                 }))
+            }
+            "sleep" => {
+                // Blocks in the host (a clock pollable), where no epoch check can reach it.
+                std::thread::sleep(Duration::from_secs(3600));
+                Ok(json!({ "slept": true }))
+            }
+            "poll-clock" => {
+                let hour = wasip2::clocks::monotonic_clock::subscribe_duration(3_600_000_000_000);
+                let ready = wasip2::io::poll::poll(&[&hour]);
+                Ok(json!({ "ready": ready }))
+            }
+            "list-datasets" => Ok(json!({ "datasets": loupe_plugin_api::data::datasets().len() })),
+            "tokenize-flood" => {
+                // One call after another with a text far too long to tokenize in time.
+                let text =
+                    "The residual stream carries everything. ".repeat(TOKENIZE_FLOOD_BYTES / 40);
+                loop {
+                    if let Err(e) = model::tokenize(&text) {
+                        report::warn(&e.to_string());
+                    }
+                }
+            }
+            "huge-forward" => {
+                // One forward pass over a batch that takes many seconds.
+                let n_ctx = model::info()?.n_ctx as usize;
+                let tokens = Tensor::zeros(&[HUGE_BATCH, n_ctx])?.to_dtype(DType::I32)?;
+                let out = Forward::new(&tokens).run()?;
+                Ok(json!({ "logits": out.logits.is_some() }))
             }
             other => Err(Error::invalid(
                 "misbehave",
