@@ -76,6 +76,17 @@ fn api_failure(e: &ApiError) -> RunFailure {
 }
 
 fn parse_summary(text: &str) -> Result<serde_json::Value, RunFailure> {
+    // Refused before parsing: a parsed value takes several times its text's size, and a summary
+    // this long would be refused as summary.json anyway (it only grows when pretty-printed).
+    let limit = crate::runner::MAX_SUMMARY_BYTES;
+    if text.len() as u64 > limit {
+        return Err(RunFailure(format!(
+            "the plugin's summary is {} MiB of JSON, over the limit of {} MiB for summary.json; \
+             save large results as artifacts",
+            text.len() >> 20,
+            limit >> 20
+        )));
+    }
     match serde_json::from_str::<serde_json::Value>(text) {
         Ok(v @ serde_json::Value::Object(_)) => Ok(v),
         Ok(other) => Ok(serde_json::json!({ "result": other })),
@@ -161,6 +172,14 @@ fn panic_message(stderr: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_oversized_summary_is_refused_before_it_is_parsed() {
+        let text = format!("[{}0]", "0,".repeat(9 << 20));
+        let e = super::parse_summary(&text).unwrap_err();
+        assert!(e.0.contains("over the limit of 16 MiB"), "{e}");
+        assert!(super::parse_summary("{\"a\": 1}").is_ok());
+    }
+
     #[test]
     fn panic_messages_read_as_one_line() {
         let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:12:5:\nboom: shapes [2] and [3]\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n";
