@@ -72,6 +72,79 @@ fn trace_writes_reference_activations() {
     }
 }
 
+/// Output files are made as any other file the user creates (their umask decides), not private.
+#[cfg(unix)]
+#[test]
+fn trace_files_follow_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.safetensors");
+    let model = fixtures_dir().join("gpt2-ref");
+    ok(&[
+        "trace",
+        "--model",
+        model.to_str().unwrap(),
+        "--ids",
+        "1,2",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, b"").unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&out), mode(&plain), "trace output vs a plain file");
+}
+
+/// `--prepend-bos` puts `<|endoftext|>` first, as TransformerLens's `to_tokens` does; `--show` gives
+/// each token's text.
+#[test]
+fn tokenize_prepends_bos_and_shows_token_texts() {
+    let model = fixtures_dir().join("gpt2-ref");
+    let model = model.to_str().unwrap();
+    let plain: Vec<u32> =
+        serde_json::from_str(&ok(&["tokenize", "--model", model, "--text", "The cat"])).unwrap();
+    let with_bos: Vec<u32> = serde_json::from_str(&ok(&[
+        "tokenize",
+        "--model",
+        model,
+        "--text",
+        "The cat",
+        "--prepend-bos",
+    ]))
+    .unwrap();
+    assert_eq!(
+        with_bos[0], 0,
+        "<|endoftext|> is id 0 in the fixture's vocabulary"
+    );
+    assert_eq!(&with_bos[1..], &plain[..]);
+    let shown = ok(&["tokenize", "--model", model, "--text", "The cat", "--show"]);
+    let rows: Vec<&str> = shown.lines().skip(1).collect();
+    assert_eq!(rows.len(), plain.len(), "{shown}");
+    assert!(
+        rows.iter().any(|r| r.ends_with("\" c\"")),
+        "the token ` c` keeps its space: {shown}"
+    );
+
+    // The trace of the same text with BOS is the trace of the ids with 0 first.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("t.safetensors");
+    ok(&[
+        "trace",
+        "--model",
+        model,
+        "--text",
+        "The cat",
+        "--prepend-bos",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let ids = &read_safetensors(&out)["input_ids"];
+    assert_eq!(
+        ids.i32s.iter().map(|&v| v as u32).collect::<Vec<_>>(),
+        with_bos
+    );
+}
+
 #[test]
 fn trace_by_text_uses_the_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
@@ -240,6 +313,7 @@ fn every_command_has_help() {
         &["bench"],
         &["doctor"],
         &["kernels", "compile"],
+        &["selftest"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -269,6 +343,68 @@ fn kernels_compile_checks_the_architecture_and_reports_each_kernel() {
     }
     let text = ok(&["kernels", "compile", "--arch", "sm_90", "--no-cache"]);
     assert!(text.contains("elementwise.cu sm_90: "), "{text}");
+}
+
+/// The self-test the GPU check runs, here on the CPU alone: every op family and the fixture parity
+/// pass, one row each, and the JSON report holds what the table shows.
+#[test]
+fn selftest_checks_every_op_family_and_the_fixture_on_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("selftest.json");
+    let fixtures = fixtures_dir();
+    let text = ok(&[
+        "selftest",
+        "--device",
+        "cpu",
+        "--fixtures",
+        fixtures.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(text.contains("all 15 checks passed"), "{text}");
+    for row in [
+        "matmul f32",
+        "attention pattern, values",
+        "GPT-2 fixture parity (gpt2-ref)",
+    ] {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("no `{row}` row in:\n{text}"));
+        assert!(line.contains(" ok "), "{line}");
+    }
+    assert!(
+        text.contains("gemm f32 512") && text.contains("tokens/s"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let checks = json["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), 15);
+    let fixture = &checks[14];
+    assert_eq!(fixture["cases"], 32, "logits and every hook of gpt2-ref");
+    assert_eq!(fixture["cpu"], "ok");
+
+    // Insisting on a GPU where there is none, or pointing at fixtures that are not there, is refused
+    // in one line.
+    if loupe_kernels::cuda::unavailable_reason(0).is_some() {
+        let out = loupe(&["selftest", "--device", "cuda", "--no-timing"]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("--device cuda") && stderr.lines().count() == 1,
+            "{stderr}"
+        );
+    }
+    let out = loupe(&[
+        "selftest",
+        "--device",
+        "cpu",
+        "--fixtures",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no gpt2-ref/ folder"));
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::plugins::{
     assert_success, loupe_cmd, loupe_output, loupe_run, misbehaving_plugins, product_plugins,
-    quickstart_model, read_json, repo_root, run_dirs, runs_by_name, tiny_model,
+    quickstart_model, read_json, repo_root, run_dirs, tiny_model,
 };
 use common::read_safetensors;
 use common::reference::{HookOverText, hook_over_text};
@@ -296,63 +296,108 @@ fn set_overrides_params_and_json_streams_events() {
     assert!(!runs2.exists());
 }
 
+/// Every run of a file is checked before any starts: a file with problems is refused whole, each
+/// problem on its own line with its place, and nothing runs; `--check` checks a good file and runs
+/// nothing either.
 #[test]
-fn bad_parameters_and_unknown_plugins_fail_their_run_with_the_line() {
+fn every_run_is_checked_before_any_starts() {
     let plugins = product_plugins();
     let dir = tempfile::tempdir().unwrap();
+    let good = "[[run]]\nname = \"good\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\ndata = \"{corpus}\"\n\n";
     let exp = write_experiment(
         dir.path(),
         &format!(
-            "[[run]]\nname = \"typo\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntopk = 3\n\n\
+            "{good}\
+             [[run]]\nname = \"typo\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntopk = 3\n\n\
              [[run]]\nname = \"wrongtype\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\ntop_k = \"five\"\n\n\
              [[run]]\nname = \"missing\"\nplugin = \"act-stat\"\n\n\
              [[run]]\nname = \"nomodel\"\nplugin = \"act-stats\"\nmodel = \"no/such/model\"\n\n\
-             [[run]]\nname = \"nodata\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\ndata = \"absent.txt\"\n",
+             [[run]]\nname = \"nodata\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\ndata = \"absent.txt\"\n\n\
+             [[run]]\nname = \"nohook\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\n[run.params]\nhook = \"blocks.0.mlp.hook_postt\"\n",
+            good = good
+                .replace("{model}", &tiny_model().display().to_string())
+                .replace(
+                    "{corpus}",
+                    &repo_root()
+                        .join("examples/tiny-corpus.txt")
+                        .display()
+                        .to_string()
+                ),
             model = tiny_model().display()
         ),
     );
     let runs = dir.path().join("runs");
-    let out = loupe_run(&exp, &runs, &["--plugins", plugins.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(1));
-    let by_name = runs_by_name(&runs);
-    let errors: Vec<String> = ["typo", "wrongtype", "missing", "nomodel", "nodata"]
-        .iter()
-        .map(|name| {
-            let d = &by_name[*name];
-            read_json(&d.join("summary.json"))["error"]
-                .as_str()
-                .unwrap()
+    for extra in [&[][..], &["--check"]] {
+        let mut args = vec!["--plugins", plugins.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = loupe_run(&exp, &runs, &args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            !runs.exists(),
+            "nothing may start while a run has a problem"
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let e = exp.display().to_string();
+        assert!(
+            stderr.contains(&format!(
+                "{e}: 6 of 7 runs cannot start, so none was started"
+            )),
+            "{stderr}"
+        );
+        let line = |prefix: String| {
+            stderr
+                .lines()
+                .find(|l| l.trim_start().starts_with(&prefix))
+                .unwrap_or_else(|| panic!("no line starting `{prefix}` in:\n{stderr}"))
                 .to_string()
-        })
-        .collect();
-    let exp = exp.display().to_string();
+        };
+        assert!(line(format!("{e}:12: params.topk:")).contains("`top_k`"));
+        assert_eq!(
+            line(format!("{e}:19: params.top_k:")).trim(),
+            format!("{e}:19: params.top_k: expected an integer, got \"five\"")
+        );
+        assert!(line(format!("{e}:23: run.plugin: no plugin `act-stat`")).contains("`act-stats`"));
+        assert!(line(format!("{e}:25: run.model:")).contains("no/such/model"));
+        assert!(line(format!("{e}:30: run.data:")).contains("absent.txt"));
+        assert!(
+            line(format!("{e}:41: params.hook:")).contains("blocks.0.mlp.hook_post"),
+            "a close name"
+        );
+    }
+
+    // The good run alone passes the check, and still nothing runs.
+    let exp = write_experiment(
+        dir.path(),
+        &good
+            .replace("{model}", &tiny_model().display().to_string())
+            .replace(
+                "{corpus}",
+                &repo_root()
+                    .join("examples/tiny-corpus.txt")
+                    .display()
+                    .to_string(),
+            ),
+    );
+    let out = loupe_run(
+        &exp,
+        &runs,
+        &["--plugins", plugins.to_str().unwrap(), "--check"],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        errors[0].starts_with(&format!("{exp}:6: params.topk:")) && errors[0].contains("`top_k`"),
+        out.status.success(),
         "{}",
-        errors[0]
-    );
-    assert_eq!(
-        errors[1],
-        format!("{exp}:13: params.top_k: expected an integer, got \"five\"")
+        String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        errors[2].starts_with(&format!("{exp}:17: run.plugin: no plugin `act-stat`"))
-            && errors[2].contains("`act-stats`"),
-        "{}",
-        errors[2]
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        errors[3].starts_with("model: ") && errors[3].contains("no/such/model"),
-        "{}",
-        errors[3]
+        stdout.contains("ok  good: act-stats 0.1.0 on cpu") && stdout.contains("default ("),
+        "{stdout}"
     );
     assert!(
-        errors[4].starts_with("data: ") && errors[4].contains("absent.txt"),
-        "{}",
-        errors[4]
+        stdout.contains("all 1 run(s) can start (none was started)"),
+        "{stdout}"
     );
-    assert!(stderr.contains("5 run(s) failed"), "{stderr}");
+    assert!(!runs.exists());
 }
 
 #[test]

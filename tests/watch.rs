@@ -195,6 +195,18 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
             .is_some_and(|m| m.ends_with("first.toml: 1 of 1 runs succeeded"))
     });
 
+    // Edited after it ran: not run again, and said so (only a new drop, or --rerun-on-change, runs it).
+    let edited = format!(
+        "# edited\n{}",
+        act_stats_experiment("first", model, &corpus)
+    );
+    drop_file(&experiments.join("first.toml"), edited.as_bytes());
+    watch.wait_for("the edit noted and left alone", |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("first.toml changed after it ran; not run again"))
+    });
+
     // A broken replacement is reported; the old version stays in service and still runs.
     drop_file(&plugins.join("act-stats.wasm"), b"\0asm\x0d\0\x01\0 broken");
     let failed = watch.wait_for("the broken plugin reported", |v| {

@@ -9,6 +9,7 @@ pub mod events;
 pub mod model;
 pub mod plugin;
 pub mod runner;
+pub mod selftest;
 pub mod suggest;
 pub mod tensor_file;
 pub mod text;

@@ -40,8 +40,11 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "out".into());
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = safetensors::serialize_to_file(views, None, &tmp)
+    // Serialised here and written with `fs::write`, which creates the file under the user's umask
+    // (`serialize_to_file` makes it readable by its owner alone).
+    let result = safetensors::serialize(views, None)
         .map_err(anyhow::Error::from)
+        .and_then(|bytes| std::fs::write(&tmp, bytes).map_err(anyhow::Error::from))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);

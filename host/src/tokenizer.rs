@@ -4,6 +4,9 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
+/// The beginning-of-sequence token GPT-2 tokenizers use (also its end-of-text and padding).
+pub const GPT2_BOS: &str = "<|endoftext|>";
+
 /// A model directory's tokenizer.
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -54,6 +57,18 @@ impl TextTokenizer {
     /// The id of a token given as text (`<|endoftext|>`), if the vocabulary has it.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
+    }
+
+    /// The beginning-of-sequence token GPT-2 tokenizers use (also their end-of-text and padding),
+    /// if the vocabulary has it.
+    pub fn bos_id(&self) -> Option<u32> {
+        self.token_id(GPT2_BOS)
+    }
+
+    /// The text each token stands for on its own (`" the"`, with the leading space a byte-level BPE
+    /// folds into the token), decoded one id at a time.
+    pub fn token_texts(&self, ids: &[u32]) -> Result<Vec<String>, TokenizerError> {
+        ids.iter().map(|&id| self.decode(&[id])).collect()
     }
 
     pub fn vocab_size(&self) -> usize {

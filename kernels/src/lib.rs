@@ -15,6 +15,7 @@ mod dtype;
 mod error;
 pub mod guard;
 mod ops;
+pub mod selftest;
 mod shape;
 mod storage;
 mod tensor;

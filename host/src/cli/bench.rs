@@ -1,11 +1,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::model::{Gpt2, RunSpec};
+use crate::selftest::timing::{forward_seconds, spread_ids};
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use loupe_kernels::Tensor;
-
-use crate::model::{Gpt2, RunSpec};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -26,8 +25,10 @@ pub struct ForwardArgs {
     /// Hugging Face model directory.
     #[arg(long)]
     model: PathBuf,
+    /// Sequences per pass.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Tokens per sequence (at most the model's context length).
     #[arg(long, default_value_t = 128)]
     seq: usize,
     /// Hook name or glob to capture on every pass (`*` for all).
@@ -39,6 +40,7 @@ pub struct ForwardArgs {
     /// Untimed passes first.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Where to run: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
@@ -56,29 +58,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
     let load_s = start.elapsed().as_secs_f64();
     let rss_after_load = memory_kib("VmRSS");
 
-    let vocab = model.config.vocab_size as u64;
-    let ids: Vec<Vec<u32>> = (0..args.batch)
-        .map(|b| {
-            (0..args.seq)
-                .map(|t| ((b * 7919 + t * 104_729) as u64 % vocab) as u32)
-                .collect()
-        })
-        .collect();
-    let ids = model.input_ids(&ids)?;
+    let ids = spread_ids(&model, args.batch, args.seq)?;
     let spec = RunSpec {
         capture: args.capture.clone(),
         ..Default::default()
     };
-    for _ in 0..args.warmup {
-        run_once(&model, &ids, &spec)?;
-    }
-    let mut times = Vec::with_capacity(args.iters);
-    for _ in 0..args.iters.max(1) {
-        let t = Instant::now();
-        run_once(&model, &ids, &spec)?;
-        times.push(t.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
+    let times = forward_seconds(&model, &ids, &spec, args.warmup, args.iters)?;
     let median = times[times.len() / 2];
     let tokens = (args.batch * args.seq) as f64;
     println!("model:          {}", args.model.display());
@@ -116,17 +101,6 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
             mem.total as f64 / (1u64 << 20) as f64
         );
     }
-    Ok(())
-}
-
-/// One pass, finished: on a GPU, timing waits for the device to complete the queued work.
-fn run_once(model: &Gpt2, ids: &Tensor, spec: &RunSpec) -> Result<()> {
-    let out = model.forward(ids, spec)?;
-    if let Some(logits) = &out.logits {
-        std::hint::black_box(logits.numel());
-    }
-    std::hint::black_box(out.captures.len());
-    ids.device().synchronize()?;
     Ok(())
 }
 

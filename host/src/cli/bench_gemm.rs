@@ -1,10 +1,10 @@
 //! `loupe bench gemm`: matrix-multiply throughput of the engine's kernels (TFLOP/s) at square sizes.
 
-use std::time::Instant;
-
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use loupe_kernels::{MatmulPrecision, Tensor};
+use loupe_kernels::MatmulPrecision;
+
+use crate::selftest::timing::{gemm_seconds, gemm_tflops};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Precision {
@@ -35,6 +35,7 @@ pub struct GemmArgs {
     /// Timed products per size (the median is reported).
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// Where to run: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
 }
@@ -51,22 +52,8 @@ pub fn run(args: GemmArgs) -> Result<()> {
     );
     println!("{:>6}  {:>10}  {:>9}", "n", "ms", "TFLOP/s");
     for &n in &args.sizes {
-        let a = Tensor::randn([n, n], 0.0, 1.0, 1, device)?;
-        let b = Tensor::randn([n, n], 0.0, 1.0, 2, device)?;
-        // One untimed product: kernel compilation and first-touch costs stay out of the figures.
-        a.matmul_with_precision(&b, false, false, precision)?;
-        device.synchronize()?;
-        let mut times = Vec::with_capacity(args.iters.max(1));
-        for _ in 0..args.iters.max(1) {
-            let start = Instant::now();
-            let c = a.matmul_with_precision(&b, false, false, precision)?;
-            device.synchronize()?;
-            times.push(start.elapsed().as_secs_f64());
-            drop(c);
-        }
-        times.sort_by(f64::total_cmp);
-        let median = times[times.len() / 2];
-        let tflops = 2.0 * (n as f64).powi(3) / median / 1e12;
+        let median = gemm_seconds(n, precision, device, args.iters)?;
+        let tflops = gemm_tflops(n, median);
         println!("{n:>6}  {:>10.3}  {tflops:>9.2}", median * 1e3);
     }
     Ok(())

@@ -9,8 +9,10 @@ mod doctor;
 mod edits;
 mod kernels;
 mod models;
+mod paths;
 mod plugins;
 mod run;
+mod selftest;
 mod tokenize;
 mod trace;
 mod watch;
@@ -50,6 +52,9 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Print what this machine offers: backend, GPUs, NVRTC, cache directories.
     Doctor,
+    /// Check this machine: every engine op on the CPU and the GPU compared, the reference GPT-2
+    /// against Hugging Face transformers on each, and short GEMM and forward-pass timings, in one table.
+    Selftest(selftest::SelftestArgs),
     /// Work with the CUDA kernel sources.
     #[command(subcommand)]
     Kernels(kernels::KernelsCommand),
@@ -67,6 +72,7 @@ impl Cli {
             Command::Models(cmd) => models::run(cmd),
             Command::Bench(cmd) => bench::run(cmd),
             Command::Doctor => doctor::run(),
+            Command::Selftest(args) => selftest::run(args),
             Command::Kernels(cmd) => kernels::run(cmd),
         }
     }
@@ -87,4 +93,36 @@ pub fn parse_ids(list: &str) -> Result<Vec<u32>> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_argument_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", cmd.get_name());
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "arguments without help:\n{}",
+            missing.join("\n")
+        );
+    }
 }

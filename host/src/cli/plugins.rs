@@ -1,11 +1,10 @@
 //! `loupe plugins list|check`: what is installed, and whether a file would load.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use super::run::DEFAULT_PLUGINS_DIR;
 use crate::plugin::{LoadedPlugin, PluginEngine, PluginRegistry, RegistryEvent, find_plugins};
 use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped, terminal_json};
 
@@ -13,15 +12,17 @@ use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped, terminal_json};
 pub enum PluginsCommand {
     /// List the plugins in a directory with their versions, API versions and parameters.
     List {
-        /// Directory of plugin .wasm files.
-        #[arg(long, default_value = DEFAULT_PLUGINS_DIR, env = "LOUPE_PLUGINS")]
-        plugins: PathBuf,
+        /// Directory of plugin .wasm files [default: plugins/dist under the current folder or one
+        /// above it, else in the checkout loupe was built in].
+        #[arg(long, env = "LOUPE_PLUGINS")]
+        plugins: Option<PathBuf>,
         /// One JSON object per plugin instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Validate a plugin file (component, API version, manifest, parameter schema) without running it.
     Check {
+        /// The plugin's .wasm file.
         file: PathBuf,
         /// Print the manifest as JSON.
         #[arg(long)]
@@ -86,6 +87,8 @@ pub fn run(cmd: PluginsCommand) -> Result<()> {
     let engine = PluginEngine::new()?;
     match cmd {
         PluginsCommand::List { plugins, json } => {
+            let plugins =
+                plugins.unwrap_or_else(|| super::paths::default_plugins_dir(Some(Path::new("."))));
             let files = find_plugins(&plugins)?;
             if files.is_empty() && !json {
                 println!(

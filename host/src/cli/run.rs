@@ -11,9 +11,6 @@ use crate::runner::{
     Experiment, HumanConsole, JsonLines, Override, Runner, RunnerOptions, SharedSink,
 };
 
-/// Where plugins are looked for when no --plugins is given.
-pub const DEFAULT_PLUGINS_DIR: &str = "plugins/dist";
-
 #[derive(Args)]
 #[command(after_help = "\
 An experiment file holds one or more [[run]] tables:
@@ -42,15 +39,20 @@ pub struct RunArgs {
     /// Device for every run, overriding the file: auto, cpu or cuda[:N].
     #[arg(long)]
     device: Option<String>,
-    /// Directory of plugin .wasm files.
-    #[arg(long, default_value = DEFAULT_PLUGINS_DIR, env = "LOUPE_PLUGINS")]
-    plugins: PathBuf,
+    /// Directory of plugin .wasm files [default: plugins/dist in the nearest folder above the
+    /// experiment file that has one, else in the checkout loupe was built in].
+    #[arg(long, env = "LOUPE_PLUGINS")]
+    plugins: Option<PathBuf>,
     /// Where run directories are created.
     #[arg(long, default_value = "runs")]
     out: PathBuf,
     /// Override a plugin parameter in every run that has it: --set top_k=10 (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Check every run — plugin, parameters, device, model, datasets, hook names — and start none.
+    /// (`loupe run` always checks them all before starting any.)
+    #[arg(long)]
+    check: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
@@ -70,7 +72,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut runner = Runner::new(
         &engine,
         RunnerOptions {
-            plugins_dir: args.plugins,
+            plugins_dir: args.plugins.unwrap_or_else(|| {
+                super::paths::default_plugins_dir(Some(super::paths::folder_of(&args.experiment)))
+            }),
             out_dir: args.out,
             device: args.device,
             overrides,
@@ -80,6 +84,20 @@ pub fn run(args: RunArgs) -> Result<()> {
             slots: None,
         },
     );
+    if args.check {
+        let runs = runner
+            .check_experiment(&experiment)
+            .map_err(anyhow::Error::msg)?;
+        for line in &runs {
+            println!("ok  {line}");
+        }
+        println!(
+            "{}: all {} run(s) can start (none was started)",
+            args.experiment.display(),
+            runs.len()
+        );
+        return Ok(());
+    }
     let reports = runner
         .run_experiment(&experiment)
         .map_err(anyhow::Error::msg)?;

@@ -32,17 +32,21 @@ pub struct TraceArgs {
     /// trace, `HOOK[:heads=..][:pos=..]:from=TRACE.safetensors`. Repeatable.
     #[arg(long, value_name = "HOOK[:heads=..][:pos=..]:from=FILE")]
     patch: Vec<String>,
+    /// Put the BOS token (`<|endoftext|>`) before each sequence, as TransformerLens's `to_tokens` does
+    /// by default and as `loupe run` text datasets do (needs the model's tokenizer.json).
+    #[arg(long)]
+    prepend_bos: bool,
     /// Output safetensors file: `input_ids`, `logits` and each captured hook under its name.
     #[arg(long)]
     out: PathBuf,
-    /// auto, cpu, cuda or cuda:N.
+    /// Where to run: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
 }
 
 pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
-    let batch: Vec<Vec<u32>> = if !args.text.is_empty() {
+    let mut batch: Vec<Vec<u32>> = if !args.text.is_empty() {
         let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
         args.text
             .iter()
@@ -56,6 +60,11 @@ pub fn run(args: TraceArgs) -> Result<()> {
     } else {
         bail!("give the input as --ids 1,2,3 or --text \"...\"");
     };
+    if args.prepend_bos {
+        let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
+        let bos = super::tokenize::bos(&tokenizer, &args.model)?;
+        batch.iter_mut().for_each(|seq| seq.insert(0, bos));
+    }
     let model = Gpt2::load(&args.model, device)?;
     let ids = model.input_ids(&batch)?;
     let mut interventions = Vec::new();

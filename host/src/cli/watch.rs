@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use super::run::DEFAULT_PLUGINS_DIR;
 use crate::events::EventSink;
 use crate::plugin::PluginEngine;
 use crate::runner::{Cancellations, HumanConsole, JsonLines};
@@ -23,9 +22,10 @@ pub const DEFAULT_DEBOUNCE_MS: u64 = 25;
 /// What `loupe watch` and `loupe dash` share: the directories, the output and the workers.
 #[derive(Args)]
 pub struct HostArgs {
-    /// Directory of plugin .wasm files to keep loaded.
-    #[arg(long, default_value = DEFAULT_PLUGINS_DIR, env = "LOUPE_PLUGINS")]
-    pub plugins: std::path::PathBuf,
+    /// Directory of plugin .wasm files to keep loaded [default: plugins/dist in the nearest folder
+    /// above --experiments that has one, else in the checkout loupe was built in].
+    #[arg(long, env = "LOUPE_PLUGINS")]
+    pub plugins: Option<std::path::PathBuf>,
     /// Directory to watch for experiment files.
     #[arg(long)]
     pub experiments: std::path::PathBuf,
@@ -41,23 +41,39 @@ pub struct HostArgs {
     /// How long a file must stay quiet before it is taken, in milliseconds.
     #[arg(long, default_value_t = DEFAULT_DEBOUNCE_MS)]
     pub debounce_ms: u64,
+    /// Run an experiment file again when it is edited after it ran (by default only a new drop of
+    /// the file runs; a write that leaves it unchanged never does).
+    #[arg(long)]
+    pub rerun_on_change: bool,
 }
 
 impl HostArgs {
+    /// `--plugins`, or where plugins are found from the watched folder.
+    pub fn plugins_dir(&self) -> std::path::PathBuf {
+        self.plugins
+            .clone()
+            .unwrap_or_else(|| super::paths::default_plugins_dir(Some(&self.experiments)))
+    }
+
     /// Checks the directories and gives the service's configuration (absolute paths: they are
     /// compared with the watcher's).
     pub fn config(&self) -> Result<ServiceConfig> {
         if self.jobs == 0 {
             bail!("--jobs must be at least 1");
         }
+        // A device that cannot be had is refused now, not at the first dropped file.
+        if let Some(device) = &self.device {
+            crate::device::resolve_device(device).map_err(|e| anyhow::anyhow!("--{e}"))?;
+        }
         Ok(ServiceConfig {
             cancellations: Arc::new(Cancellations::new()),
-            plugins_dir: checked_dir(&self.plugins, "plugins")?,
+            plugins_dir: checked_dir(&self.plugins_dir(), "plugins")?,
             experiments_dir: checked_dir(&self.experiments, "experiments")?,
             out_dir: self.out.clone(),
             device: self.device.clone(),
             jobs: self.jobs,
             debounce: Duration::from_millis(self.debounce_ms),
+            rerun_on_change: self.rerun_on_change,
         })
     }
 }

@@ -7,9 +7,6 @@ use loupe_kernels::Device;
 use super::{Gpt2, ModelError};
 use crate::tokenizer::TextTokenizer;
 
-/// The beginning-of-sequence token GPT-2 tokenizers use (also its end-of-text and padding).
-const GPT2_BOS: &str = "<|endoftext|>";
-
 pub struct LoadedModel {
     pub dir: PathBuf,
     pub model: Gpt2,
@@ -34,7 +31,7 @@ impl LoadedModel {
         };
         let bos = tokenizer
             .as_ref()
-            .and_then(|t| t.token_id(GPT2_BOS))
+            .and_then(TextTokenizer::bos_id)
             .filter(|&id| (id as usize) < model.config.vocab_size);
         Ok(LoadedModel {
             dir: dir.to_path_buf(),

@@ -42,6 +42,8 @@ pub struct HumanConsole {
     tty: bool,
     bars: HashMap<String, ProgressBar>,
     clocks: HashMap<String, StageClock>,
+    /// Each run's latest loss (a metric named `loss` or `…/loss`), shown beside its progress.
+    losses: HashMap<String, f64>,
 }
 
 impl Default for HumanConsole {
@@ -50,12 +52,57 @@ impl Default for HumanConsole {
     }
 }
 
+/// Whether a metric is the loss a progress line should show: `loss`, `train/loss`, `fit/loss`.
+fn is_loss(name: &str) -> bool {
+    name == "loss" || name.ends_with("/loss")
+}
+
+/// A plain progress line: `stage: 7/20 (35%, ETA 12 s) · loss 0.4132`. A total of 0 means the
+/// plugin does not know how much there is, so no fraction or ETA is made up.
+fn progress_line(stage: &str, done: u64, total: u64, elapsed_s: f64, loss: Option<f64>) -> String {
+    let loss = loss.map_or(String::new(), |l| format!(" · loss {l:.4}"));
+    if total == 0 {
+        return format!("{stage}: {done} done (total unknown){loss}");
+    }
+    let eta = if done > 0 && done < total {
+        format!(
+            ", ETA {:.0} s",
+            elapsed_s * (total - done) as f64 / done as f64
+        )
+    } else {
+        String::new()
+    };
+    let pct = (100 * done.min(total)) / total;
+    format!("{stage}: {done}/{total} ({pct}%{eta}){loss}")
+}
+
+/// What a terminal progress bar shows as its message: the stage, and the loss when there is one.
+fn bar_message(stage: &str, loss: Option<f64>) -> String {
+    match loss {
+        Some(l) => format!("{stage} · loss {l:.4}"),
+        None => stage.to_string(),
+    }
+}
+
+fn bar_style(total: u64) -> ProgressStyle {
+    // An unknown total gets a count and a spinner instead of a bar that would claim 100%.
+    let template = if total == 0 {
+        "{prefix} {spinner} {msg} {pos} done {elapsed_precise}"
+    } else {
+        "{prefix} {msg:20} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta}"
+    };
+    ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
+}
+
 impl HumanConsole {
     pub fn new() -> Self {
         HumanConsole {
             tty: std::io::stderr().is_terminal(),
             bars: HashMap::new(),
             clocks: HashMap::new(),
+            losses: HashMap::new(),
         }
     }
 
@@ -77,30 +124,27 @@ impl HumanConsole {
                 started: Instant::now(),
                 last_line: None,
             });
-        if clock.stage != stage {
+        let new_stage = clock.stage != stage;
+        if new_stage {
             *clock = StageClock {
                 stage: stage.to_string(),
                 started: Instant::now(),
                 last_line: None,
             };
         }
+        let loss = self.losses.get(run).copied();
         if self.tty {
             let bar = self.bars.entry(run.to_string()).or_insert_with(|| {
                 let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "{prefix} {msg:20} [{bar:30}] {pos}/{len} {elapsed_precise} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
-                );
+                bar.set_style(bar_style(total));
                 bar.set_prefix(format!("[{run}]"));
                 bar
             });
-            if bar.message() != stage {
-                bar.set_message(stage.to_string());
+            if new_stage || bar.length() != Some(total) {
+                bar.set_style(bar_style(total));
                 bar.reset();
             }
+            bar.set_message(bar_message(stage, loss));
             bar.set_length(total);
             bar.set_position(done);
             return;
@@ -109,19 +153,13 @@ impl HumanConsole {
         let due = clock
             .last_line
             .is_none_or(|t| now.duration_since(t) >= PLAIN_PROGRESS_EVERY);
-        if due || done >= total {
+        if due || (total > 0 && done >= total) {
             clock.last_line = Some(now);
             let elapsed = clock.started.elapsed().as_secs_f64();
-            let eta = if done > 0 && done < total {
-                format!(
-                    ", ETA {:.0} s",
-                    elapsed * (total - done) as f64 / done as f64
-                )
-            } else {
-                String::new()
-            };
-            let pct = (100 * done).checked_div(total).unwrap_or(100);
-            println!("[{run}] {stage}: {done}/{total} ({pct}%{eta})");
+            println!(
+                "[{run}] {}",
+                progress_line(stage, done, total, elapsed, loss)
+            );
         }
     }
 }
@@ -149,7 +187,11 @@ impl EventSink for HumanConsole {
             EventBody::Progress { stage, done, total } => {
                 self.progress(run, &shown_name(stage), *done, *total)
             }
-            EventBody::Metric { .. } => {}
+            EventBody::Metric { name, value, .. } => {
+                if is_loss(name) {
+                    self.losses.insert(run.to_string(), *value);
+                }
+            }
             EventBody::Artifact { name, bytes } => self.say(
                 run,
                 format!("wrote artifacts/{} ({})", shown(name), human_bytes(*bytes)),
@@ -163,6 +205,7 @@ impl EventSink for HumanConsole {
                     bar.finish_and_clear();
                 }
                 self.clocks.remove(run);
+                self.losses.remove(run);
                 match (ok, error) {
                     (true, _) => println!("[{run}] done in {elapsed_s:.1} s"),
                     (false, Some(e)) => {
@@ -180,5 +223,41 @@ fn human_bytes(b: u64) -> String {
         b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / (1 << 20) as f64),
         b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_total_is_not_shown_as_done() {
+        let line = progress_line("collect", 7, 0, 3.0, None);
+        assert_eq!(line, "collect: 7 done (total unknown)");
+        assert!(!line.contains("100%"));
+    }
+
+    #[test]
+    fn a_known_total_shows_the_fraction_eta_and_loss() {
+        assert_eq!(
+            progress_line("train", 5, 20, 10.0, Some(0.41321)),
+            "train: 5/20 (25%, ETA 30 s) · loss 0.4132"
+        );
+        assert_eq!(
+            progress_line("train", 20, 20, 10.0, None),
+            "train: 20/20 (100%)"
+        );
+        // A plugin that overshoots its total is capped at 100%, not 135%.
+        assert_eq!(
+            progress_line("train", 27, 20, 1.0, None),
+            "train: 27/20 (100%)"
+        );
+    }
+
+    #[test]
+    fn the_loss_is_found_by_name() {
+        assert!(is_loss("loss") && is_loss("train/loss") && is_loss("fit/loss"));
+        assert!(!is_loss("sparsity_loss") && !is_loss("train/aux_loss") && !is_loss("l0"));
+        assert_eq!(bar_message("train", Some(1.5)), "train · loss 1.5000");
     }
 }

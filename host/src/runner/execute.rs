@@ -1,6 +1,9 @@
-//! Running an experiment: every `[[run]]` is prepared (plugin loaded, parameters checked) before any
-//! starts, then each runs in turn in a fresh plugin instance with its own directory. A run that fails
-//! — at preparation or inside the plugin — is recorded as failed and the next one goes on.
+//! Running an experiment: every `[[run]]` is checked before any starts — its plugin loaded, parameters
+//! resolved against the plugin's schema, device, model and datasets opened, hook parameters looked up
+//! in the model — and a file with any problem is refused whole, each problem on a line with its place,
+//! so a typo in the third run does not surface after two hours of the first. Then each run goes in
+//! turn in a fresh plugin instance with its own directory; a run that fails inside the plugin is
+//! recorded as failed and the next one goes on.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -61,11 +64,44 @@ pub struct RunReport {
     pub error: Option<String>,
 }
 
-/// A run ready to go: its plugin loaded and its parameters resolved.
+/// A run ready to go: its plugin loaded, its parameters resolved, its model and datasets open.
 struct Prepared {
     plugin: Arc<LoadedPlugin>,
     params: Map<String, Value>,
     device: Device,
+    model: Option<Arc<LoadedModel>>,
+    datasets: BTreeMap<String, Dataset>,
+}
+
+/// Whether a parameter names hooks of the run's model and is checked against them up front:
+/// `hook`, `hooks`, or a name ending in `_hook` / `_hooks` (a convention plugins follow).
+fn names_hooks(param: &str) -> bool {
+    param == "hook" || param == "hooks" || param.ends_with("_hook") || param.ends_with("_hooks")
+}
+
+/// Every hook a run's hook parameters name (exact names or globs) must exist in its model; an empty
+/// string means "none" and is left to the plugin.
+fn check_hook_params(
+    params: &Map<String, Value>,
+    run: &RunConfig,
+    model: &LoadedModel,
+    place: &str,
+) -> Result<(), String> {
+    for (name, value) in params.iter().filter(|(name, _)| names_hooks(name)) {
+        let patterns: Vec<String> = match value {
+            Value::String(s) if !s.is_empty() => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => continue,
+        };
+        if let Err(e) = crate::model::select_hooks(model.model.hook_names(), &patterns) {
+            let line = run.params.get(name).map_or(run.line, |p| p.line);
+            return Err(format!("{place}:{line}: params.{name}: {e}"));
+        }
+    }
+    Ok(())
 }
 
 pub struct Runner<'e> {
@@ -98,10 +134,63 @@ impl<'e> Runner<'e> {
             Some(flag) => Some(resolve_device(flag).map_err(|e| format!("--{e}"))?),
             None => None,
         };
+        let prepared = self.prepare_all(exp, &place, forced)?;
+        let mut reports = Vec::with_capacity(exp.runs.len());
+        for (run, prep) in exp.runs.iter().zip(prepared) {
+            reports.push(self.execute(exp, run, prep)?);
+        }
+        Ok(reports)
+    }
+
+    /// Checks every `[[run]]` of `exp` as [`run_experiment`](Self::run_experiment) would before
+    /// starting them, starting none: a line per run saying what it would run on.
+    pub fn check_experiment(&mut self, exp: &Experiment) -> Result<Vec<String>, String> {
+        let place = exp.path.display().to_string();
+        let forced = match &self.options.device {
+            Some(flag) => Some(resolve_device(flag).map_err(|e| format!("--{e}"))?),
+            None => None,
+        };
+        let prepared = self.prepare_all(exp, &place, forced)?;
+        Ok(exp
+            .runs
+            .iter()
+            .zip(&prepared)
+            .map(|(run, p)| {
+                let data: Vec<String> = p
+                    .datasets
+                    .iter()
+                    .map(|(name, d)| format!("{name} ({} rows)", d.info().rows))
+                    .collect();
+                format!(
+                    "{}: {} {} on {}{}{}",
+                    run.name,
+                    shown(&p.plugin.manifest.name),
+                    shown(&p.plugin.manifest.version),
+                    p.device,
+                    run.model
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", model {}", m.display())),
+                    if data.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", data {}", data.join(", "))
+                    },
+                )
+            })
+            .collect())
+    }
+
+    /// Prepares every run; any problem refuses the whole file, naming each problem on its own line.
+    fn prepare_all(
+        &mut self,
+        exp: &Experiment,
+        place: &str,
+        forced: Option<Device>,
+    ) -> Result<Vec<Prepared>, String> {
         let prepared: Vec<Result<Prepared, String>> = exp
             .runs
             .iter()
-            .map(|run| self.prepare(exp, run, &place, forced))
+            .map(|run| self.prepare(exp, run, place, forced))
             .collect();
         let manifests: Vec<_> = prepared
             .iter()
@@ -110,11 +199,20 @@ impl<'e> Runner<'e> {
         if !manifests.is_empty() {
             check_overrides_used(&self.options.overrides, &manifests)?;
         }
-        let mut reports = Vec::with_capacity(exp.runs.len());
-        for (run, prep) in exp.runs.iter().zip(prepared) {
-            reports.push(self.execute(exp, run, prep)?);
+        let problems: Vec<String> = prepared
+            .iter()
+            .filter_map(|p| p.as_ref().err().map(|e| format!("  {e}")))
+            .collect();
+        if !problems.is_empty() {
+            let runs = exp.runs.len();
+            return Err(format!(
+                "{place}: {} of {runs} run{} cannot start, so none was started:\n{}",
+                problems.len(),
+                if runs == 1 { "" } else { "s" },
+                problems.join("\n")
+            ));
         }
-        Ok(reports)
+        Ok(prepared.into_iter().filter_map(Result::ok).collect())
     }
 
     fn prepare(
@@ -142,10 +240,25 @@ impl<'e> Runner<'e> {
             }
             (None, None) => resolve_device("auto")?,
         };
+        let model = match &run.model {
+            None => None,
+            Some(m) => Some(
+                self.model(m, device)
+                    .map_err(|e| format!("{place}:{}: run.model: {e}", run.line))?,
+            ),
+        };
+        let datasets = self
+            .datasets(&run.data, model.as_deref())
+            .map_err(|e| format!("{place}:{}: run.data: {e}", run.line))?;
+        if let Some(model) = &model {
+            check_hook_params(&params, run, model, place)?;
+        }
         Ok(Prepared {
             plugin,
             params,
             device,
+            model,
+            datasets,
         })
     }
 
@@ -271,7 +384,7 @@ impl<'e> Runner<'e> {
         &mut self,
         exp: &Experiment,
         run: &RunConfig,
-        prepared: Result<Prepared, String>,
+        p: Prepared,
     ) -> Result<RunReport, String> {
         let dir = RunDir::create(&self.options.out_dir, &run.name)?;
         let mut recorder = Recorder::new(&dir.id, &dir.events(), self.options.sinks.clone())
@@ -286,55 +399,44 @@ impl<'e> Runner<'e> {
             "seed": run.seed,
             "limits": run.limits,
         });
-        // What the run resolved to; a run that failed preparation records only what was asked for.
-        match &prepared {
-            Ok(p) => {
-                config["device"] = json!(p.device.to_string());
-                config["params"] = Value::Object(p.params.clone());
-                config["plugin"] = json!({
-                    "requested": run.plugin.value,
-                    "file": p.plugin.path.display().to_string(),
-                    "name": p.plugin.manifest.name,
-                    "version": p.plugin.manifest.version,
-                    "method": p.plugin.manifest.method,
-                    "sha256": p.plugin.sha256,
-                    "api_version": p.plugin.api_version,
-                });
-            }
-            Err(_) => config["plugin"] = json!({ "requested": run.plugin.value }),
-        }
+        // What the run resolved to.
+        config["device"] = json!(p.device.to_string());
+        config["params"] = Value::Object(p.params.clone());
+        config["plugin"] = json!({
+            "requested": run.plugin.value,
+            "file": p.plugin.path.display().to_string(),
+            "name": p.plugin.manifest.name,
+            "version": p.plugin.manifest.version,
+            "method": p.plugin.manifest.method,
+            "sha256": p.plugin.sha256,
+            "api_version": p.plugin.api_version,
+        });
         dir.write_json("config.json", &config)?;
-        let outcome = match prepared {
-            Err(e) => Err(e),
-            Ok(p) => {
-                // Held until the run ends.
-                let _slot = self
-                    .options
-                    .slots
-                    .as_ref()
-                    .map(|s| s.acquire(&p.device.to_string()));
-                // Cancellable from the moment it is announced.
-                let cancel = self
-                    .options
-                    .cancellations
-                    .as_ref()
-                    .map(|c| c.register(&dir.id));
-                recorder.emit(EventBody::Started {
-                    plugin: p.plugin.manifest.name.clone(),
-                    plugin_version: p.plugin.manifest.version.clone(),
-                    method: p.plugin.manifest.method.clone(),
-                    model: run.model.as_ref().map(|m| m.display().to_string()),
-                    device: p.device.to_string(),
-                    dir: dir.path.display().to_string(),
-                });
-                let (rec, result) = self.run_plugin(run, &dir, p, recorder, cancel);
-                if let Some(c) = &self.options.cancellations {
-                    c.finish(&dir.id);
-                }
-                recorder = rec;
-                result
-            }
-        };
+        // Held until the run ends.
+        let _slot = self
+            .options
+            .slots
+            .as_ref()
+            .map(|s| s.acquire(&p.device.to_string()));
+        // Cancellable from the moment it is announced.
+        let cancel = self
+            .options
+            .cancellations
+            .as_ref()
+            .map(|c| c.register(&dir.id));
+        recorder.emit(EventBody::Started {
+            plugin: p.plugin.manifest.name.clone(),
+            plugin_version: p.plugin.manifest.version.clone(),
+            method: p.plugin.manifest.method.clone(),
+            model: run.model.as_ref().map(|m| m.display().to_string()),
+            device: p.device.to_string(),
+            dir: dir.path.display().to_string(),
+        });
+        let (rec, outcome) = self.run_plugin(run, &dir, p, recorder, cancel);
+        if let Some(c) = &self.options.cancellations {
+            c.finish(&dir.id);
+        }
+        recorder = rec;
         let elapsed_s = recorder.elapsed();
         let outcome = outcome.and_then(|summary| {
             match super::rundir::pretty_json_size(&summary, MAX_SUMMARY_BYTES) {
@@ -380,7 +482,7 @@ impl<'e> Runner<'e> {
         })
     }
 
-    /// Loads the run's model and data, then runs the plugin. The recorder comes back in every case.
+    /// Runs the plugin on the run's model and data. The recorder comes back in every case.
     fn run_plugin(
         &mut self,
         run: &RunConfig,
@@ -389,23 +491,12 @@ impl<'e> Runner<'e> {
         recorder: Recorder,
         cancel: Option<CancelFlag>,
     ) -> (Recorder, Result<Value, String>) {
-        let model = match &run.model {
-            None => None,
-            Some(m) => match self.model(m, p.device) {
-                Ok(m) => Some(m),
-                Err(e) => return (recorder, Err(format!("model: {e}"))),
-            },
-        };
-        let datasets = match self.datasets(&run.data, model.as_deref()) {
-            Ok(d) => d,
-            Err(e) => return (recorder, Err(format!("data: {e}"))),
-        };
         let ctx = RunContext {
             id: dir.id.clone(),
             seed: run.seed,
             device: p.device,
-            model,
-            datasets,
+            model: p.model,
+            datasets: p.datasets,
             recorder,
             artifacts: ArtifactDir::new(dir.artifacts()),
             cancel,

@@ -8,6 +8,7 @@
 //! own, when it loads a plugin) are ignored, or every load would trigger another. Hidden files
 //! (`.name.wasm.part`, editors' swap files) are never taken.
 
+mod inbox;
 mod service;
 
 pub use service::{Emit, HostEvent, ServiceConfig, queue, serve};

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use super::inbox::{Decision, Inbox};
 use super::{Change, DirWatcher, changes};
 use crate::events::{Event, EventSink};
 use crate::plugin::{
@@ -52,6 +53,8 @@ pub struct ServiceConfig {
     /// Runs at the same time on each device.
     pub jobs: usize,
     pub debounce: Duration,
+    /// An experiment file edited after it ran runs again (otherwise only a new drop does).
+    pub rerun_on_change: bool,
 }
 
 /// Run events of one experiment file, forwarded into the host's stream.
@@ -154,6 +157,7 @@ fn watch_loop(
     submit: &UnboundedSender<PathBuf>,
     stop: &AtomicBool,
 ) -> Result<(), String> {
+    let mut inbox = Inbox::new(cfg.rerun_on_change);
     while !stop.load(Ordering::Relaxed) {
         let Some(events) = watcher.next(Duration::from_millis(200))? else {
             continue;
@@ -171,10 +175,24 @@ fn watch_loop(
             }
         }
         for change in changes(&events, "toml") {
-            if let Change::Ready(path) = change
-                && path.parent() == Some(cfg.experiments_dir.as_path())
-            {
-                queue(emit, submit, path);
+            if change.path().parent() != Some(cfg.experiments_dir.as_path()) {
+                continue;
+            }
+            let path = match change {
+                Change::Gone(path) => {
+                    inbox.forget(&path);
+                    continue;
+                }
+                Change::Ready(path) => path,
+            };
+            match inbox.take(&path, std::fs::read(&path).ok().as_deref()) {
+                Decision::Run => queue(emit, submit, path),
+                Decision::Unchanged => {}
+                Decision::EditIgnored => emit(HostEvent::Note(format!(
+                    "{} changed after it ran; not run again (remove it and drop it again, or start \
+                     with --rerun-on-change to run edited files)",
+                    path.display()
+                ))),
             }
         }
     }
