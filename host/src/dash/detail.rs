@@ -14,30 +14,35 @@ pub fn text_area(size: (u16, u16)) -> (usize, usize) {
 }
 
 /// `line` cut into pieces of at most `width` characters, at the last space of a piece when there is
-/// one in its second half (so words stay whole), else mid-word (a long path or number).
+/// one in its second half (so words stay whole), else mid-word (a long path or number). Pieces after
+/// the first keep the line's indentation, so an indented block stays one block.
 pub fn wrap(line: &str, width: usize) -> Vec<String> {
     let width = width.max(1);
-    let mut out = Vec::new();
+    let indent = line.chars().take_while(|&c| c == ' ').count();
+    let indent = if indent * 2 <= width { indent } else { 0 };
+    let mut out: Vec<String> = Vec::new();
     let mut rest: Vec<char> = line.chars().collect();
-    while rest.len() > width {
-        let cut = rest[..=width]
+    loop {
+        let (room, prefix) = if out.is_empty() {
+            (width, 0)
+        } else {
+            (width - indent, indent)
+        };
+        if rest.len() <= room {
+            out.push(" ".repeat(prefix) + &rest.into_iter().collect::<String>());
+            return out;
+        }
+        let cut = rest[..=room]
             .iter()
             .rposition(|&c| c == ' ')
-            .filter(|&at| at > width / 2)
-            .unwrap_or(width);
-        out.push(
-            rest[..cut]
-                .iter()
-                .collect::<String>()
-                .trim_end()
-                .to_string(),
-        );
+            .filter(|&at| at > room / 2)
+            .unwrap_or(room);
+        let piece: String = rest[..cut].iter().collect();
+        out.push(" ".repeat(prefix) + piece.trim_end());
         // The space the line broke at is not carried to the next line.
         let skip = cut + usize::from(rest.get(cut) == Some(&' '));
         rest.drain(..skip.min(rest.len()));
     }
-    out.push(rest.into_iter().collect());
-    out
 }
 
 pub fn wrap_all(lines: &[String], width: usize) -> Vec<String> {
@@ -154,6 +159,10 @@ mod tests {
             wrapped.concat().replace(' ', ""),
             long.replace(' ', ""),
             "every character is kept"
+        );
+        assert_eq!(
+            wrap("  indented text here", 12),
+            ["  indented", "  text here"]
         );
         // Width 0 (a terminal too small) still makes progress.
         assert_eq!(wrap("ab", 0), ["a", "b"]);

@@ -891,6 +891,40 @@ mod tests {
     }
 
     #[test]
+    fn the_runs_list_scrolled_to_its_sixth_row() {
+        let mut state = many_runs(60, 80, 24);
+        state.key("Home", Vec::new);
+        for _ in 0..5 {
+            state.key("Down", Vec::new);
+        }
+        // Moving down past the fourth row scrolled the list by two: the selection is its last row.
+        assert_lines(
+            render(80, 7, |f| draw_runs(f, f.area(), &state)),
+            &[
+                "┌[runs · 6 of 60]──────────────────────────────────────────────────────────────┐",
+                "│run                    plugin     status    progress                 ETA      │",
+                "│230002-sae-layer-02    sae        cancelled                                   │",
+                "│230003-sae-layer-03    sae        running                                     │",
+                "│230004-sae-layer-04    sae        done                                        │",
+                "│230005-sae-layer-05    sae        failed                                      │",
+                "└──────────────────────────────────────────────────────────────────────────────┘",
+            ],
+        );
+        let mut terminal = Terminal::new(TestBackend::new(80, 7)).unwrap();
+        terminal.draw(|f| draw_runs(f, f.area(), &state)).unwrap();
+        let buffer = terminal.backend().buffer();
+        let selected = style_of(buffer, "layer-05", "failed");
+        assert_eq!(selected.fg, Some(Color::Red));
+        assert!(selected.add_modifier.contains(Modifier::REVERSED));
+        let other = style_of(buffer, "layer-04", "230004");
+        assert!(!other.add_modifier.contains(Modifier::REVERSED));
+        // Up within the view does not scroll it.
+        state.key("Up", Vec::new);
+        let lines = render(80, 7, |f| draw_runs(f, f.area(), &state));
+        assert!(lines[2].starts_with("│230002-sae-layer-02"), "{lines:#?}");
+    }
+
+    #[test]
     fn history_is_listed_under_this_sessions_runs() {
         let mut state = many_runs(2, 80, 24);
         let mut old = crate::dash::state::RunRow::new(
@@ -1060,7 +1094,12 @@ mod tests {
             }
             // The log's copy of the error is cut (as every log line is); the error section has it all.
             assert!(
-                lines[last - 2..].join(" ").contains("more bytes]"),
+                lines[last - 2..]
+                    .join(" ")
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .ends_with("more bytes]"),
                 "{screen:#?}"
             );
             let log_end = lines
@@ -1132,5 +1171,52 @@ mod tests {
         let text = lines[at..].join(" ");
         assert_eq!(text.matches("why").count(), 700, "the whole error");
         assert!(text.contains("not a component\\nwhy"), "escaped");
+    }
+
+    #[test]
+    fn the_detail_view_of_a_broken_plugin() {
+        let mut state = session();
+        state.resize(60, 14);
+        state.panel = Some(Panel::Plugins);
+        state.key("Down", Vec::new);
+        state.key("Enter", Vec::new);
+        // The whole text, wrapped within the screen; wrapped lines keep their indentation.
+        assert_lines(
+            render(60, 14, |f| draw(f, &state)),
+            &[
+                "┌plugin sae · lines 1–11 of 12─────────────────────────────┐",
+                "│plugin      sae                                           │",
+                "│file        /p/sae.wasm                                   │",
+                "│version     0.1.0                                         │",
+                "│API         0.2.0                                         │",
+                "│status      broken                                        │",
+                "│                                                          │",
+                "│last event                                                │",
+                "│  /p/sae.wasm: not a WebAssembly file; sae 0.1.0 stays in │",
+                "│  service                                                 │",
+                "│                                                          │",
+                "│load error                                                │",
+                "└──────────────────────────────────────────────────────────┘",
+                "↑↓ PgUp PgDn Home End scroll  Esc / Enter close",
+            ],
+        );
+        state.key("End", Vec::new);
+        let screen = render(60, 14, |f| draw(f, &state));
+        assert!(
+            screen[0].starts_with("┌plugin sae · lines 2–12 of 12"),
+            "{screen:#?}"
+        );
+        assert_eq!(
+            screen[11],
+            "│  /p/sae.wasm: not a WebAssembly file                     │"
+        );
+        // A resize re-wraps and keeps the scroll within the text.
+        state.resize(120, 35);
+        assert_eq!(state.detail.unwrap().scroll, 0);
+        let screen = render(120, 35, |f| draw(f, &state));
+        assert!(
+            screen[0].starts_with("┌plugin sae · lines 1–11 of 11"),
+            "{screen:#?}"
+        );
     }
 }
