@@ -25,7 +25,7 @@ pub const DETAIL_KEYS: &str = "↑↓ PgUp PgDn Home End scroll  Esc / Enter clo
 const HELP: &[&str] = &[
     "Tab / Shift-Tab  move between panels",
     "↑ ↓ (k j)        select a plugin or a run",
-    "PgUp PgDn Home End  move the selection by pages",
+    "PgUp PgDn        a page up / down (Home End: first / last)",
     "Enter            the selected run or plugin in full:",
     "                 state, whole error, summary, log",
     "                 (↑↓ PgUp PgDn Home End scroll, Esc closes)",
