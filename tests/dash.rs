@@ -1,6 +1,7 @@
 //! `loupe dash` end to end in a pseudo-terminal (80×24), read back through a terminal emulator: a
 //! plugin dropped into the watched directory appears, a run started from the picker finishes, a broken
-//! replacement shows while the old version stays listed, and Ctrl-C restores the terminal; a panic
+//! replacement shows while the old version stays listed, an earlier run is listed as history, Enter
+//! opens a run's detail view with its summary, and Ctrl-C restores the terminal; a panic
 //! restores it too, and without a terminal the dashboard says so.
 #![cfg(unix)]
 
@@ -213,9 +214,22 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
     .unwrap();
     let wasm = std::fs::read(product_plugins().join("act-stats.wasm")).unwrap();
 
+    // A run from before the dashboard started: listed as history, under this session's runs.
+    let old = tmp.path().join("runs/20250101-000000-old");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(
+        old.join("summary.json"),
+        r#"{"ok": false, "error": "an old failure", "elapsed_s": 2.0}"#,
+    )
+    .unwrap();
+
     let mut dash = Dash::start(&plugins, &experiments, &tmp.path().join("runs"));
-    dash.wait_for("the panels", |s| {
-        s.contains("plugins") && s.contains("[runs]") && s.contains("q quit")
+    dash.wait_for("the panels and the history", |s| {
+        s.contains("plugins")
+            && s.contains("[runs · 1 earlier]")
+            && s.contains("q quit")
+            && s.lines()
+                .any(|l| l.contains("20250101-000000-old") && l.contains("failed"))
     });
 
     // A plugin dropped into the directory is listed, ready.
@@ -233,6 +247,15 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
             .any(|l| l.contains("act-stats") && l.contains("done"))
             && s.contains("finished in")
     });
+
+    // Enter opens the run (selected when it started) in full, its summary.json read once written;
+    // Enter again closes it.
+    dash.press("\r");
+    dash.wait_for("the run's detail view with its summary", |s| {
+        s.contains("state       done") && s.contains("\"elapsed_s\"")
+    });
+    dash.press("\r");
+    dash.wait_for("the panels again", |s| s.contains("[runs · 1 earlier]"));
 
     // A broken replacement: reported, and the old version stays listed.
     drop_file(&plugins.join("act-stats.wasm"), b"not wasm at all");

@@ -9,6 +9,7 @@
 //! Every failure is a typed [`Error`] naming the op and the shapes involved — never a panic.
 
 mod cpu;
+pub mod cpu_memory;
 pub mod cuda;
 mod device;
 mod dtype;
@@ -20,6 +21,7 @@ mod shape;
 mod storage;
 mod tensor;
 
+pub use cpu_memory::{CpuMemoryUse, cpu_memory_use};
 pub use device::Device;
 pub use dtype::DType;
 pub use error::{Error, Result};

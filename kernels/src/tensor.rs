@@ -60,7 +60,7 @@ impl Tensor {
         };
         filled(&out, len, dtype)?;
         Ok(Tensor {
-            storage: Arc::new(Storage::Cpu(buffer)),
+            storage: Arc::new(Storage::cpu(buffer)),
             shape: out.shape,
         })
     }

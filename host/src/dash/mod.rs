@@ -1,7 +1,10 @@
 //! `loupe dash`: the terminal dashboard. The host service (plugins hot-loaded, experiments queued and
 //! run) works in the background and sends its event stream here; [`state::DashState`] folds it into
-//! what the panels show and [`view`] draws that. The terminal is restored on exit and on panic.
+//! what the panels show and [`view`] draws that; runs already in the output directory are listed
+//! from [`history`]. The terminal is restored on exit and on panic.
 
+pub mod detail;
+pub mod history;
 pub mod state;
 pub mod view;
 
@@ -47,10 +50,14 @@ fn device_info(backend: &str) -> DeviceInfo {
         Some(m) => (Some(m.in_use as u64), Some(m.total as u64)),
         None => memory(),
     };
+    // On the CPU, the resident size mixes tensors with weights being read, caches and plugin
+    // memories: the engine's own count says how much of it is tensors.
+    let tensors = (backend == "cpu").then(|| loupe_kernels::cpu_memory_use().in_use);
     DeviceInfo {
         backend: backend.to_string(),
         used,
         total,
+        tensors,
     }
 }
 
@@ -115,6 +122,10 @@ fn key_name(code: KeyCode, modifiers: KeyModifiers) -> Option<String> {
         KeyCode::Down => "Down".into(),
         KeyCode::Enter => "Enter".into(),
         KeyCode::Esc => "Esc".into(),
+        KeyCode::PageUp => "PageUp".into(),
+        KeyCode::PageDown => "PageDown".into(),
+        KeyCode::Home => "Home".into(),
+        KeyCode::End => "End".into(),
         _ => return None,
     })
 }
@@ -130,6 +141,8 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
     let (submit, queue_rx) = tokio::sync::mpsc::unbounded_channel();
     let stop = AtomicBool::new(false);
     let mut state = DashState::new(device_info(backend));
+    // Read before the service starts, so that only earlier runs are history.
+    state.add_history(history::read_history(&cfg.out_dir, history::HISTORY_RUNS));
     let mut terminal = TerminalSession::start()?;
     std::thread::scope(|scope| {
         let _stop_service = StopOnDrop(&stop);
@@ -190,6 +203,15 @@ fn ui_loop(
         if last_sample.elapsed() >= Duration::from_secs(1) {
             state.device = device_info(backend);
             last_sample = Instant::now();
+        }
+        if let Some(path) = state.summary_wanted()
+            && let Some(lines) = history::summary_lines(&path)
+        {
+            state.set_summary(lines);
+        }
+        let size = terminal.size()?;
+        if (size.width, size.height) != state.size {
+            state.resize(size.width, size.height);
         }
         terminal.draw(|frame| view::draw(frame, state))?;
         if !event::poll(TICK)? {

@@ -1,5 +1,6 @@
 //! What the dashboard shows, as plain data: built only from the host's event stream (the same one
-//! `loupe watch` prints) and the keys pressed, so every panel can be tested without a terminal.
+//! `loupe watch` prints), the runs already in the output directory at start, and the keys pressed,
+//! so every panel can be tested without a terminal.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use crate::events::{EventBody, Level};
 use crate::plugin::RegistryEvent;
 use crate::text::{MAX_SHOWN_NAME_CHARS, shown, shown_capped};
 use crate::watch::HostEvent;
+
+use super::detail;
 
 /// Log lines kept per run, and host notes kept.
 const LOG_LINES: usize = 200;
@@ -18,6 +21,39 @@ pub const MAX_METRICS_PER_RUN: usize = 64;
 /// Points kept per metric series: past this, every other point is dropped (the chart keeps the
 /// series' whole span at half the resolution), so a long run's chart costs bounded memory.
 pub const MAX_POINTS_PER_METRIC: usize = 4096;
+
+/// Characters of an error kept for the detail view. The runner already cuts a run's error to
+/// [`crate::runner::MAX_ERROR_BYTES`]; escaping can lengthen it (`\n` is two characters), hence the
+/// headroom: the detail view is where a researcher reads the whole message.
+pub const DETAIL_ERROR_CHARS: usize = 4 * crate::runner::MAX_ERROR_BYTES;
+
+/// The plugins panel's height, borders and header included: four plugins show at once.
+pub const PLUGINS_PANEL_HEIGHT: u16 = 7;
+
+/// The runs panel's height on a terminal `rows` high: 7 on 24 rows, and half of every row beyond,
+/// so that a tall terminal shows more runs (the selected run's panel takes the rest).
+pub fn runs_panel_height(rows: u16) -> u16 {
+    7 + rows.saturating_sub(24) / 2
+}
+
+/// Table rows visible in a panel `height` rows high (less its two borders and the header).
+pub fn table_rows(height: u16) -> usize {
+    usize::from(height.saturating_sub(3)).max(1)
+}
+
+/// The first row to show so that `selected` is visible among `rows` rows of `len`, moving the view
+/// from `offset` as little as possible (the list scrolls only when the selection would leave it).
+pub fn keep_visible(offset: usize, selected: usize, rows: usize, len: usize) -> usize {
+    let rows = rows.max(1);
+    let offset = offset.min(len.saturating_sub(rows));
+    if selected < offset {
+        selected
+    } else if selected >= offset + rows {
+        selected + 1 - rows
+    } else {
+        offset
+    }
+}
 
 /// A name the plugin chose, as the dashboard draws it: escaped, one line, short.
 fn shown_name(text: &str) -> String {
@@ -44,6 +80,8 @@ impl Panel {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PluginRow {
     pub file: String,
+    /// The file's whole path, escaped.
+    pub path: String,
     pub name: String,
     pub version: String,
     pub api: String,
@@ -51,6 +89,8 @@ pub struct PluginRow {
     pub status: &'static str,
     /// The last reload event, in words.
     pub last: String,
+    /// Why the last load failed, in full (escaped), until a load succeeds.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +100,9 @@ pub enum RunStatus {
     Done,
     Failed,
     Cancelled,
+    /// A run found in the output directory whose summary is missing or unreadable (it may have
+    /// been cut short, or still be going in another process).
+    Unknown,
 }
 
 impl RunStatus {
@@ -70,7 +113,21 @@ impl RunStatus {
             RunStatus::Done => "done",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
+            RunStatus::Unknown => "unknown",
         }
+    }
+
+    /// How a run that ended says so: `error` names a cancellation when the user stopped it.
+    pub fn ended(ok: bool, error: Option<&str>) -> RunStatus {
+        match (ok, error.is_some_and(|e| e.contains("cancelled"))) {
+            (true, _) => RunStatus::Done,
+            (false, true) => RunStatus::Cancelled,
+            (false, false) => RunStatus::Failed,
+        }
+    }
+
+    pub fn is_going(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
     }
 }
 
@@ -87,14 +144,52 @@ pub struct RunRow {
     pub t: f64,
     pub metrics: BTreeMap<String, Vec<(f64, f64)>>,
     pub log: VecDeque<String>,
+    /// The run's directory, once it has one.
+    pub dir: Option<PathBuf>,
+    /// Why the run failed, in full (escaped).
+    pub error: Option<String>,
+    /// `summary.json`, pretty-printed and escaped line by line, once it has been read (it is read
+    /// when the detail view asks for it: the runner writes it just after the run's last event).
+    pub summary: Option<Vec<String>>,
+    /// Found in the output directory at start, rather than run by this dashboard.
+    pub history: bool,
 }
 
 impl RunRow {
+    pub fn new(id: String, experiment: PathBuf, status: RunStatus) -> RunRow {
+        RunRow {
+            id,
+            experiment,
+            plugin: String::new(),
+            status,
+            progress: None,
+            t: 0.0,
+            metrics: BTreeMap::new(),
+            log: VecDeque::new(),
+            dir: None,
+            error: None,
+            summary: None,
+            history: false,
+        }
+    }
+
     /// Seconds left at the current stage's pace.
     pub fn eta(&self) -> Option<f64> {
         let (_, done, total) = self.progress.as_ref()?;
         (*done > 0 && done < total && self.status == RunStatus::Running)
             .then(|| self.t * (*total - *done) as f64 / *done as f64)
+    }
+
+    /// The metric the chart shows: `chosen` when this run has it, else the run's loss (the first
+    /// name containing `loss`), else its first metric. Choosing by name (not position) keeps the
+    /// chart on the same quantity while moving between runs and while new metrics arrive.
+    pub fn charted(&self, chosen: Option<&str>) -> Option<&str> {
+        let names = || self.metrics.keys().map(String::as_str);
+        chosen
+            .and_then(|c| self.metrics.get_key_value(c))
+            .map(|(name, _)| name.as_str())
+            .or_else(|| names().find(|n| n.contains("loss")))
+            .or_else(|| names().next())
     }
 }
 
@@ -102,9 +197,12 @@ impl RunRow {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DeviceInfo {
     pub backend: String,
-    /// Bytes used by this process and the machine's total, when known.
+    /// Bytes used (on a GPU: loupe's tensors; on the CPU: this process's resident memory) and the
+    /// device's (or machine's) total, when known.
     pub used: Option<u64>,
     pub total: Option<u64>,
+    /// On the CPU backend, the bytes loupe's tensors hold now (part of `used`).
+    pub tensors: Option<u64>,
 }
 
 /// What a key asks the dashboard to do beyond changing what is shown.
@@ -118,17 +216,49 @@ pub enum Action {
     Cancel(String),
 }
 
+/// Which selected item the detail view shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetailOf {
+    Run,
+    Plugin,
+}
+
+/// The detail view, while it is open: the selected run's or plugin's whole text, scrolled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detail {
+    pub of: DetailOf,
+    /// The first wrapped line shown.
+    pub scroll: usize,
+}
+
+/// The chart panel's series, and where it stands among the run's metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Charted<'a> {
+    pub name: &'a str,
+    pub points: &'a [(f64, f64)],
+    /// 1-based position among the run's metrics (in name order), and their number.
+    pub position: usize,
+    pub count: usize,
+}
+
 #[derive(Debug, Default)]
 pub struct DashState {
     pub plugins: Vec<PluginRow>,
+    /// This session's runs (in the order they were queued), then the history (newest first).
     pub runs: Vec<RunRow>,
     pub notes: VecDeque<String>,
     pub device: DeviceInfo,
     pub panel: Option<Panel>,
     pub selected_plugin: usize,
     pub selected_run: usize,
-    /// Which of the selected run's metrics the chart shows.
-    pub selected_metric: usize,
+    /// The first plugin and run rows shown (the lists scroll to keep the selection visible).
+    pub plugins_offset: usize,
+    pub runs_offset: usize,
+    /// The metric the chart shows, by name, once one was chosen with `m`/`M`; see [`RunRow::charted`].
+    pub metric: Option<String>,
+    pub detail: Option<Detail>,
+    /// The terminal's size (columns, rows): how far a page scrolls and how many rows the lists show.
+    pub size: (u16, u16),
     pub show_help: bool,
     /// The experiment picker: files to choose from and the highlighted one, while it is open.
     pub picker: Option<(Vec<PathBuf>, usize)>,
@@ -149,6 +279,7 @@ impl DashState {
         DashState {
             device,
             panel: Some(Panel::Runs),
+            size: (80, 24),
             ..Self::default()
         }
     }
@@ -159,10 +290,16 @@ impl DashState {
 
     /// Runs queued or running: what quitting now would abandon.
     pub fn runs_going(&self) -> usize {
-        self.runs
-            .iter()
-            .filter(|r| matches!(r.status, RunStatus::Queued | RunStatus::Running))
-            .count()
+        self.runs.iter().filter(|r| r.status.is_going()).count()
+    }
+
+    /// Lists runs found in the output directory at start, under this session's runs.
+    pub fn add_history(&mut self, rows: Vec<RunRow>) {
+        self.runs.extend(rows.into_iter().map(|mut r| {
+            r.history = true;
+            r
+        }));
+        self.follow_selection();
     }
 
     /// A note that answers a key: logged, and shown in the footer until the next key.
@@ -179,21 +316,27 @@ impl DashState {
         }
     }
 
-    /// The row of a plugin file, added in file-name order the first time it is seen.
+    /// The row of a plugin file, added in file-name order the first time it is seen (the
+    /// selection stays on the plugin it was on).
     fn plugin_row(&mut self, path: &Path) -> &mut PluginRow {
         let file = file_name(path);
         let i = match self.plugins.binary_search_by(|p| p.file.cmp(&file)) {
             Ok(i) => i,
             Err(i) => {
+                if i <= self.selected_plugin && !self.plugins.is_empty() {
+                    self.selected_plugin += 1;
+                }
                 self.plugins.insert(
                     i,
                     PluginRow {
                         file,
+                        path: shown(&path.display().to_string()),
                         name: String::new(),
                         version: String::new(),
                         api: String::new(),
                         status: "failed",
                         last: String::new(),
+                        error: None,
                     },
                 );
                 i
@@ -202,31 +345,57 @@ impl DashState {
         &mut self.plugins[i]
     }
 
+    /// Adds a row of this session, above the history; the selection stays on the row it was on.
+    fn insert_run(&mut self, row: RunRow) -> usize {
+        let at = self
+            .runs
+            .iter()
+            .position(|r| r.history)
+            .unwrap_or(self.runs.len());
+        if self.selected_run >= at && self.selected_run < self.runs.len() {
+            self.selected_run += 1;
+        }
+        self.runs.insert(at, row);
+        at
+    }
+
+    /// Removes the rows `drop` picks; the selection stays on the row it was on, or the one before.
+    fn remove_runs(&mut self, drop: impl Fn(&RunRow) -> bool) {
+        let before = self.runs[..self.selected_run.min(self.runs.len())]
+            .iter()
+            .filter(|r| drop(r))
+            .count();
+        self.runs.retain(|r| !drop(r));
+        self.selected_run = self.selected_run.saturating_sub(before);
+    }
+
     /// Takes one event of the host's stream into account.
     pub fn apply(&mut self, event: &HostEvent) {
+        self.apply_event(event);
+        self.follow_selection();
+    }
+
+    fn apply_event(&mut self, event: &HostEvent) {
         match event {
             HostEvent::Plugin(e) => self.apply_plugin(e),
-            HostEvent::Queued(path) => self.runs.push(RunRow {
-                id: file_name(path),
-                experiment: path.clone(),
-                plugin: String::new(),
-                status: RunStatus::Queued,
-                progress: None,
-                t: 0.0,
-                metrics: BTreeMap::new(),
-                log: VecDeque::new(),
-            }),
+            HostEvent::Queued(path) => {
+                self.insert_run(RunRow::new(
+                    file_name(path),
+                    path.clone(),
+                    RunStatus::Queued,
+                ));
+            }
             HostEvent::Run { experiment, event } => self.apply_run(experiment, event),
             HostEvent::ExperimentDone { path, .. } => {
                 // An experiment whose runs all failed before starting leaves only its queued row.
-                self.runs
-                    .retain(|r| !(r.status == RunStatus::Queued && &r.experiment == path));
+                self.remove_runs(|r| r.status == RunStatus::Queued && &r.experiment == path);
             }
             HostEvent::ExperimentFailed { path, error } => {
                 for row in self.runs.iter_mut() {
                     if row.status == RunStatus::Queued && &row.experiment == path {
                         row.status = RunStatus::Failed;
                         row.log.push_back(shown(error));
+                        row.error = Some(shown_capped(error, DETAIL_ERROR_CHARS));
                     }
                 }
                 self.note(format!("{}: not run: {error}", file_name(path)));
@@ -251,11 +420,15 @@ impl DashState {
                 row.api = shown_name(api_version);
                 row.status = "ready";
                 row.last = line.clone();
+                row.error = None;
             }
-            RegistryEvent::Failed { path, kept, .. } => {
+            RegistryEvent::Failed {
+                path, kept, error, ..
+            } => {
                 let row = self.plugin_row(path);
                 row.status = if kept.is_some() { "broken" } else { "failed" };
                 row.last = line.clone();
+                row.error = Some(shown_capped(error, DETAIL_ERROR_CHARS));
             }
             RegistryEvent::Removed { path, .. } => {
                 let row = self.plugin_row(path);
@@ -275,33 +448,37 @@ impl DashState {
                     .runs
                     .iter()
                     .position(|r| r.status == RunStatus::Queued && r.experiment == experiment);
-                let row = RunRow {
-                    id: event.run.clone(),
-                    experiment: experiment.to_path_buf(),
-                    plugin: String::new(),
-                    status: RunStatus::Running,
-                    progress: None,
-                    t: 0.0,
-                    metrics: BTreeMap::new(),
-                    log: VecDeque::new(),
-                };
+                let row = RunRow::new(
+                    event.run.clone(),
+                    experiment.to_path_buf(),
+                    RunStatus::Running,
+                );
                 match queued {
                     Some(q) => {
                         self.runs[q] = row;
                         q
                     }
-                    None => {
-                        self.runs.push(row);
-                        self.runs.len() - 1
-                    }
+                    None => self.insert_run(row),
                 }
             }
         };
+        // A run just started is what the user most likely wants to watch; but not while they
+        // read a detail view, which would change under them.
+        if matches!(event.body, EventBody::Started { .. }) && self.detail.is_none() {
+            self.selected_run = i;
+        }
         let row = &mut self.runs[i];
-        row.t = row.t.max(event.t);
+        row.status = RunStatus::Running;
+        row.t = event.t;
         match &event.body {
-            EventBody::Started { plugin, device, .. } => {
+            EventBody::Started {
+                plugin,
+                device,
+                dir,
+                ..
+            } => {
                 row.plugin = shown_name(plugin);
+                row.dir = Some(PathBuf::from(dir));
                 row.log
                     .push_back(format!("started {} on {device}", row.plugin));
             }
@@ -324,12 +501,10 @@ impl DashState {
                     .push_back(format!("wrote {} ({bytes} bytes)", shown(name)));
             }
             EventBody::Finished { ok, error, .. } => {
-                let cancelled = error.as_deref().is_some_and(|e| e.contains("cancelled"));
-                row.status = match (ok, cancelled) {
-                    (true, _) => RunStatus::Done,
-                    (false, true) => RunStatus::Cancelled,
-                    (false, false) => RunStatus::Failed,
-                };
+                row.status = RunStatus::ended(*ok, error.as_deref());
+                row.error = error
+                    .as_deref()
+                    .map(|e| shown_capped(e, DETAIL_ERROR_CHARS));
                 row.log.push_back(match error {
                     Some(e) => format!("failed: {}", shown(e)),
                     None => format!("finished in {:.1} s", row.t),
@@ -345,15 +520,104 @@ impl DashState {
         self.runs.get(self.selected_run)
     }
 
-    /// The selected run's chart: the metric's name and points.
-    pub fn chart(&self) -> Option<(&str, &[(f64, f64)])> {
+    /// The selected run's chart: the metric's name and points, and its place among the run's.
+    pub fn chart(&self) -> Option<Charted<'_>> {
         let run = self.selected_run()?;
-        let count = run.metrics.len();
-        let (name, points) = run
+        let name = run.charted(self.metric.as_deref())?;
+        let (position, (name, points)) = run
             .metrics
             .iter()
-            .nth(self.selected_metric % count.max(1))?;
-        Some((name, points))
+            .enumerate()
+            .find(|(_, (n, _))| n.as_str() == name)?;
+        Some(Charted {
+            name,
+            points,
+            position: position + 1,
+            count: run.metrics.len(),
+        })
+    }
+
+    /// Charts the selected run's next (`step` 1) or previous (-1) metric, in name order, and
+    /// remembers it by name.
+    fn step_metric(&mut self, step: isize) {
+        let Some(chart) = self.chart() else {
+            self.flash("the selected run has no metrics yet".into());
+            return;
+        };
+        let at = (chart.position as isize - 1 + step).rem_euclid(chart.count as isize) as usize;
+        self.metric = self
+            .selected_run()
+            .and_then(|r| r.metrics.keys().nth(at).cloned());
+    }
+
+    /// Keeps the selections within their lists and the lists scrolled to show them.
+    fn follow_selection(&mut self) {
+        let runs = table_rows(runs_panel_height(self.size.1));
+        self.selected_run = self.selected_run.min(self.runs.len().saturating_sub(1));
+        self.runs_offset = keep_visible(self.runs_offset, self.selected_run, runs, self.runs.len());
+        let plugins = table_rows(PLUGINS_PANEL_HEIGHT);
+        self.selected_plugin = self
+            .selected_plugin
+            .min(self.plugins.len().saturating_sub(1));
+        self.plugins_offset = keep_visible(
+            self.plugins_offset,
+            self.selected_plugin,
+            plugins,
+            self.plugins.len(),
+        );
+    }
+
+    /// The terminal was resized (or drawn for the first time at this size).
+    pub fn resize(&mut self, columns: u16, rows: u16) {
+        self.size = (columns, rows);
+        self.follow_selection();
+        self.scroll_detail(0);
+    }
+
+    /// The detail view's title and its lines before wrapping, while it is open.
+    pub fn detail_text(&self) -> Option<(String, Vec<String>)> {
+        match self.detail?.of {
+            DetailOf::Run => self.selected_run().map(detail::run),
+            DetailOf::Plugin => self.plugins.get(self.selected_plugin).map(detail::plugin),
+        }
+    }
+
+    /// The detail view's lines wrapped to the screen, and how many show at once.
+    pub fn detail_page(&self) -> (Vec<String>, usize) {
+        let (width, height) = detail::text_area(self.size);
+        let lines = self
+            .detail_text()
+            .map(|(_, lines)| detail::wrap_all(&lines, width))
+            .unwrap_or_default();
+        (lines, height)
+    }
+
+    /// Moves the detail view by `by` wrapped lines (to the end for `isize::MAX`), within the text.
+    fn scroll_detail(&mut self, by: isize) {
+        let Some(d) = self.detail else { return };
+        let (lines, height) = self.detail_page();
+        let last = lines.len().saturating_sub(height);
+        let scroll = d.scroll.saturating_add_signed(by).min(last);
+        self.detail = Some(Detail { scroll, ..d });
+    }
+
+    /// The `summary.json` the open detail view wants read, for an ended run whose summary is not
+    /// read yet; the caller reads it ([`super::history::summary_lines`]) and gives it to
+    /// [`Self::set_summary`].
+    pub fn summary_wanted(&self) -> Option<PathBuf> {
+        if self.detail?.of != DetailOf::Run {
+            return None;
+        }
+        let run = self.selected_run()?;
+        (!run.status.is_going() && run.summary.is_none())
+            .then(|| run.dir.as_ref().map(|d| d.join("summary.json")))
+            .flatten()
+    }
+
+    pub fn set_summary(&mut self, lines: Vec<String>) {
+        if let Some(run) = self.runs.get_mut(self.selected_run) {
+            run.summary = Some(lines);
+        }
     }
 
     /// Quits at once when nothing is going; otherwise asks for the quit key again first, since the
@@ -366,9 +630,15 @@ impl DashState {
         Action::None
     }
 
-    /// Handles a key (its character, or a name such as `Tab`, `Up`, `Enter`, `Esc`); `experiments`
-    /// lists the files the picker offers.
+    /// Handles a key (its character, or a name such as `Tab`, `Up`, `Enter`, `Esc`, `PageDown`);
+    /// `experiments` lists the files the picker offers.
     pub fn key(&mut self, key: &str, experiments: impl FnOnce() -> Vec<PathBuf>) -> Action {
+        let action = self.key_action(key, experiments);
+        self.follow_selection();
+        action
+    }
+
+    fn key_action(&mut self, key: &str, experiments: impl FnOnce() -> Vec<PathBuf>) -> Action {
         self.flash = None;
         let quit_key = matches!(key, "q" | "Esc" | "Ctrl-c");
         if std::mem::take(&mut self.confirm_quit) {
@@ -395,6 +665,10 @@ impl DashState {
             }
             return Action::None;
         }
+        if self.detail.is_some() {
+            self.detail_key(key);
+            return Action::None;
+        }
         let focused = self.focused();
         match key {
             "q" | "Esc" => return self.quit(),
@@ -408,25 +682,71 @@ impl DashState {
                 }
                 _ => self.flash("select a running run (in the runs panel) to cancel it".into()),
             },
-            "m" => self.selected_metric += 1,
-            "Up" | "k" | "Down" | "j" => {
-                let down = key == "Down" || key == "j";
-                let (at, len) = match focused {
-                    Panel::Plugins => (&mut self.selected_plugin, self.plugins.len()),
-                    _ => (&mut self.selected_run, self.runs.len()),
-                };
-                *at = if down {
-                    (*at + 1).min(len.saturating_sub(1))
-                } else {
-                    at.saturating_sub(1)
-                };
-                if focused != Panel::Plugins {
-                    self.selected_metric = 0;
-                }
+            "m" => self.step_metric(1),
+            "M" => self.step_metric(-1),
+            "Enter" => self.open_detail(focused),
+            "Up" | "k" | "Down" | "j" | "PageUp" | "PageDown" | "Home" | "End" => {
+                self.move_selection(focused, key)
             }
             _ => {}
         }
         Action::None
+    }
+
+    fn move_selection(&mut self, focused: Panel, key: &str) {
+        let (at, len, page) = match focused {
+            Panel::Plugins => (
+                &mut self.selected_plugin,
+                self.plugins.len(),
+                table_rows(PLUGINS_PANEL_HEIGHT),
+            ),
+            _ => (
+                &mut self.selected_run,
+                self.runs.len(),
+                table_rows(runs_panel_height(self.size.1)),
+            ),
+        };
+        let last = len.saturating_sub(1);
+        *at = match key {
+            "Up" | "k" => at.saturating_sub(1),
+            "Down" | "j" => (*at + 1).min(last),
+            "PageUp" => at.saturating_sub(page),
+            "PageDown" => (*at + page).min(last),
+            "Home" => 0,
+            _ => last,
+        };
+    }
+
+    /// Enter: the detail view of the selected plugin (in the plugins panel) or run (elsewhere).
+    fn open_detail(&mut self, focused: Panel) {
+        let (of, any) = match focused {
+            Panel::Plugins => (DetailOf::Plugin, !self.plugins.is_empty()),
+            Panel::Runs | Panel::Run => (DetailOf::Run, !self.runs.is_empty()),
+            Panel::Device => return,
+        };
+        if any {
+            self.detail = Some(Detail { of, scroll: 0 });
+        } else {
+            self.flash("nothing selected to show".into());
+        }
+    }
+
+    fn detail_key(&mut self, key: &str) {
+        let page = detail::text_area(self.size).1.max(1) as isize;
+        let by = match key {
+            "Esc" | "Enter" | "q" => {
+                self.detail = None;
+                return;
+            }
+            "Up" | "k" => -1,
+            "Down" | "j" => 1,
+            "PageUp" => -page,
+            "PageDown" | " " => page,
+            "Home" | "g" => isize::MIN,
+            "End" | "G" => isize::MAX,
+            _ => return,
+        };
+        self.scroll_detail(by);
     }
 }
 
@@ -707,5 +1027,112 @@ mod tests {
             loss.last().unwrap().0,
             (MAX_POINTS_PER_METRIC * 3 - 1) as f64
         );
+    }
+
+    fn metric(run: &str, name: &str) -> HostEvent {
+        run_event(
+            "/e/a.toml",
+            run,
+            1.0,
+            EventBody::Metric {
+                name: name.into(),
+                step: 0,
+                value: 1.0,
+            },
+        )
+    }
+
+    #[test]
+    fn the_charted_metric_is_remembered_by_name_and_defaults_to_the_loss() {
+        let mut s = DashState::new(DeviceInfo::default());
+        for name in ["acc", "l0", "train/loss"] {
+            s.apply(&metric("r1", name));
+        }
+        s.apply(&metric("r2", "acc"));
+        s.selected_run = 0;
+        assert_eq!(s.chart().unwrap().name, "train/loss");
+        s.key("m", Vec::new);
+        assert_eq!(s.chart().unwrap().name, "acc", "wraps to the first");
+        assert_eq!(s.metric.as_deref(), Some("acc"));
+        // A new metric sorted before the chosen one does not move the chart off it.
+        s.apply(&metric("r1", "aaa"));
+        assert_eq!(s.chart().unwrap().name, "acc");
+        assert_eq!(s.chart().unwrap().position, 2);
+        s.key("M", Vec::new);
+        assert_eq!(s.chart().unwrap().name, "aaa");
+        // A run without the chosen metric shows its loss, else its first; the choice is kept.
+        s.key("Down", Vec::new);
+        assert_eq!(s.chart().unwrap().name, "acc");
+        s.key("Up", Vec::new);
+        assert_eq!(s.chart().unwrap().name, "aaa");
+        // No metrics: `m` says so instead of charting nothing.
+        s.apply(&run_event(
+            "/e/b.toml",
+            "r3",
+            0.0,
+            EventBody::Log {
+                level: Level::Info,
+                message: "x".into(),
+            },
+        ));
+        s.selected_run = 2;
+        s.key("m", Vec::new);
+        assert!(s.flash.as_deref().unwrap().contains("no metrics"));
+    }
+
+    #[test]
+    fn the_selection_stays_on_its_row_as_rows_come_and_go() {
+        let mut s = DashState::new(DeviceInfo::default());
+        s.add_history(vec![
+            RunRow::new("old-2".into(), PathBuf::new(), RunStatus::Done),
+            RunRow::new("old-1".into(), PathBuf::new(), RunStatus::Failed),
+        ]);
+        s.key("Down", Vec::new);
+        assert_eq!(s.selected_run().unwrap().id, "old-1");
+        // Queued rows go above the history; the selection follows its row.
+        s.apply(&HostEvent::Queued("/e/a.toml".into()));
+        s.apply(&HostEvent::Queued("/e/b.toml".into()));
+        assert_eq!(s.selected_run().unwrap().id, "old-1");
+        assert_eq!(s.runs[1].id, "b.toml");
+        s.apply(&HostEvent::ExperimentDone {
+            path: "/e/a.toml".into(),
+            succeeded: 0,
+            total: 1,
+        });
+        assert_eq!(s.selected_run().unwrap().id, "old-1");
+        // A run that starts is selected.
+        s.apply(&run_event(
+            "/e/b.toml",
+            "r1",
+            0.0,
+            EventBody::Started {
+                plugin: "p".into(),
+                plugin_version: "1".into(),
+                method: "m".into(),
+                model: None,
+                device: "cpu".into(),
+                dir: "/runs/r1".into(),
+            },
+        ));
+        assert_eq!(s.selected_run().unwrap().id, "r1");
+        assert_eq!(s.runs[0].dir.as_deref(), Some(Path::new("/runs/r1")));
+        // Summaries are wanted only for ended runs, in the detail view.
+        s.key("Enter", Vec::new);
+        assert_eq!(s.summary_wanted(), None, "still running");
+        s.key("Esc", Vec::new);
+        s.key("End", Vec::new);
+        s.key("Enter", Vec::new);
+        assert_eq!(s.selected_run().unwrap().id, "old-1");
+        assert_eq!(s.summary_wanted(), None, "no directory known");
+    }
+
+    #[test]
+    fn keep_visible_scrolls_only_when_the_selection_would_leave_the_view() {
+        assert_eq!(keep_visible(0, 3, 4, 60), 0);
+        assert_eq!(keep_visible(0, 4, 4, 60), 1);
+        assert_eq!(keep_visible(10, 12, 4, 60), 10);
+        assert_eq!(keep_visible(10, 9, 4, 60), 9);
+        assert_eq!(keep_visible(58, 59, 4, 60), 56, "never past the end");
+        assert_eq!(keep_visible(5, 0, 0, 0), 0, "nothing to show");
     }
 }
