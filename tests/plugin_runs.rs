@@ -532,3 +532,66 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
     let wte = read_safetensors(&artifacts.join("wte.safetensors"));
     assert_eq!(wte["wte"].shape, [512, 64]);
 }
+
+/// Ctrl-C (SIGINT) and SIGTERM during `loupe run`, sent to the real binary: the run going stops at
+/// its next check and the file's later run ends at once, each with a `summary.json` saying it was
+/// cancelled and its events kept; the command says it was interrupted.
+#[cfg(unix)]
+#[test]
+fn a_signal_ends_every_run_with_its_summary() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for (signal, name) in [(libc::SIGINT, "Ctrl-C"), (libc::SIGTERM, "SIGTERM")] {
+        let dir = tempfile::tempdir().unwrap();
+        let wasm = misbehaving_plugins().join("misbehave.wasm");
+        let spin = format!(
+            "plugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+            wasm.display()
+        );
+        let exp = write_experiment(
+            dir.path(),
+            &format!("[[run]]\nname = \"first\"\n{spin}\n[[run]]\nname = \"second\"\n{spin}"),
+        );
+        let runs = dir.path().join("runs");
+        let mut child = loupe_cmd()
+            .arg("run")
+            .arg(&exp)
+            .arg("--out")
+            .arg(&runs)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        while !(line.contains("first") && line.contains(" started ")) {
+            line.clear();
+            assert!(
+                stdout.read_line(&mut line).unwrap() > 0,
+                "loupe ended before the run started"
+            );
+        }
+        // SAFETY: sends a signal to the child we spawned, which is still running.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(&format!("loupe: {name}: stopping 1 run(s)")),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("interrupted: 0 of 2 runs finished"),
+            "{stderr}"
+        );
+        let dirs = run_dirs(&runs);
+        assert_eq!(dirs.len(), 2, "both runs have their directory");
+        for d in &dirs {
+            let summary = read_json(&d.join("summary.json"));
+            assert_eq!(summary["ended"], "cancelled", "{summary}");
+            assert_eq!(summary["ok"], false);
+            let events = std::fs::read_to_string(d.join("events.jsonl")).unwrap();
+            assert!(events.contains("\"finished\""), "{events}");
+        }
+    }
+}

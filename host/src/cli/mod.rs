@@ -7,6 +7,8 @@ mod bench_reload;
 mod dash;
 mod doctor;
 mod edits;
+#[cfg(unix)]
+mod interrupt;
 mod kernels;
 mod models;
 mod paths;

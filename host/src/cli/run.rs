@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::plugin::PluginEngine;
 use crate::runner::{
-    Experiment, HumanConsole, JsonLines, Override, Runner, RunnerOptions, SharedSink,
+    Cancellations, Experiment, HumanConsole, JsonLines, Override, Runner, RunnerOptions, SharedSink,
 };
 
 #[derive(Args)]
@@ -63,6 +63,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         .collect::<Result<Vec<_>, String>>()
         .map_err(anyhow::Error::msg)?;
     let experiment = Experiment::load(&args.experiment).map_err(anyhow::Error::msg)?;
+    let cancellations = Arc::new(Cancellations::new());
     let engine = PluginEngine::new()?;
     let sink: SharedSink = if args.json {
         Arc::new(Mutex::new(JsonLines))
@@ -80,7 +81,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             overrides,
             sinks: vec![sink],
             registry: None,
-            cancellations: None,
+            cancellations: Some(cancellations.clone()),
             slots: None,
         },
     );
@@ -98,6 +99,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         );
         return Ok(());
     }
+    #[cfg(unix)]
+    super::interrupt::stop_runs_on_signals(cancellations.clone())?;
     let reports = runner
         .run_experiment(&experiment)
         .map_err(anyhow::Error::msg)?;
@@ -111,6 +114,13 @@ pub fn run(args: RunArgs) -> Result<()> {
                 .first()
                 .and_then(|r| r.dir.parent())
                 .map_or("runs".into(), |d| d.display().to_string())
+        );
+    }
+    if cancellations.all_cancelled() {
+        bail!(
+            "interrupted: {} of {} runs finished before the stop; each run's summary.json says how it ended",
+            reports.len() - failed.len(),
+            reports.len()
         );
     }
     if !failed.is_empty() {

@@ -432,6 +432,7 @@ impl<'e> Runner<'e> {
             device: p.device.to_string(),
             dir: dir.path.display().to_string(),
         });
+        let cancelled = cancel.clone();
         let (rec, outcome) = self.run_plugin(run, &dir, p, recorder, cancel);
         if let Some(c) = &self.options.cancellations {
             c.finish(&dir.id);
@@ -461,12 +462,23 @@ impl<'e> Runner<'e> {
             elapsed_s,
             error: error.clone(),
         });
+        // How it ended, in a word a script can test: a cancelled run (the dashboard's `c`, Ctrl-C)
+        // is told apart from one that failed.
+        let ended = match (
+            ok,
+            cancelled.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
+        ) {
+            (true, _) => "done",
+            (false, true) => "cancelled",
+            (false, false) => "failed",
+        };
         dir.write_json(
             "summary.json",
             &json!({
                 "run": dir.id,
                 "name": run.name,
                 "ok": ok,
+                "ended": ended,
                 "error": error,
                 "elapsed_s": elapsed_s,
                 "dropped_events": recorder.dropped(),
