@@ -17,6 +17,8 @@ pub struct EvalOptions {
     pub ridge: f64,
     pub codes_rows: usize,
     pub contexts: TopContexts,
+    /// The held-out slice the rows come from (recorded in evaluation.json), if any.
+    pub held_out: Option<serde_json::Value>,
 }
 
 /// Cross-entropy of next-token prediction with the activation clean, spliced with the SAE's
@@ -45,11 +47,20 @@ struct SpliceSums {
     positions: u64,
 }
 
+/// A metric left out of the evaluation, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub metric: &'static str,
+    pub reason: String,
+}
+
 pub struct Evaluation {
     pub recon: ReconMetrics,
     pub frequencies: Tensor,
     pub histogram: DensityHistogram,
     pub dark_matter: Option<DarkMatterMetrics>,
+    pub skipped: Vec<Skipped>,
+    pub held_out: Option<serde_json::Value>,
     pub splice: Option<SpliceMetrics>,
     pub contexts: Option<serde_json::Value>,
 }
@@ -144,8 +155,9 @@ pub fn evaluate(
                 data,
                 sequences_per_pass,
                 exclude,
+                window,
             } => {
-                let Some(tokens) = data.next_batch(*sequences_per_pass)? else {
+                let Some(tokens) = window.read(data, *sequences_per_pass)? else {
                     break;
                 };
                 let ids = tokens.to_vec_i32()?;
@@ -249,6 +261,23 @@ pub fn evaluate(
             predicted_tokens: s.predictions,
         }
     });
+    let mut skipped = Vec::new();
+    let dark_matter = match dark.finish(opts.ridge)? {
+        Ok(d) => Some(d),
+        Err(reason) => {
+            skipped.push(Skipped {
+                metric: "dark_matter",
+                reason,
+            });
+            None
+        }
+    };
+    if splice.is_none() && source.is_model() {
+        skipped.push(Skipped {
+            metric: "splice",
+            reason: "sequences of fewer than 2 tokens have no next token to predict".into(),
+        });
+    }
     let contexts = if source.is_model() && !opts.contexts.is_empty() {
         Some(opts.contexts.to_json()?)
     } else {
@@ -258,7 +287,9 @@ pub fn evaluate(
         recon,
         frequencies,
         histogram,
-        dark_matter: dark.finish(opts.ridge)?,
+        dark_matter,
+        skipped,
+        held_out: opts.held_out.take(),
         splice,
         contexts,
     }))

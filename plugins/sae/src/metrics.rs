@@ -32,7 +32,9 @@ pub struct ReconMetrics {
     pub cosine: f64,
     pub l2_ratio: f64,
     pub relative_reconstruction_bias: f64,
-    pub dead_latents: usize,
+    /// Latents that never fired on the evaluation rows (training counts `dead_in_training_window`
+    /// instead: no firing in the last `dead_feature_window` steps).
+    pub dead_on_eval_rows: usize,
     pub dense_latents: usize,
     pub latents_below_1e_5: usize,
     pub latents_below_1e_6: usize,
@@ -106,7 +108,7 @@ impl ReconSums {
                 cosine: self.cosine / t,
                 l2_ratio: self.l2_ratio / t,
                 relative_reconstruction_bias: self.x_hat_sq / self.x_dot_x_hat,
-                dead_latents: count(&|f| f == 0.0),
+                dead_on_eval_rows: count(&|f| f == 0.0),
                 dense_latents: count(&|f| f > dense_threshold),
                 latents_below_1e_5: count(&|f| f < 1e-5),
                 latents_below_1e_6: count(&|f| f < 1e-6),
