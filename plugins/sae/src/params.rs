@@ -316,3 +316,63 @@ impl Params {
         self.training_tokens / self.batch_size as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The schema's defaults with `changes` applied, as the host would pass them.
+    fn params(changes: serde_json::Value) -> Params {
+        let mut object = serde_json::Map::new();
+        for p in manifest().params {
+            object.insert(
+                p.name,
+                p.default.expect("every sae parameter has a default"),
+            );
+        }
+        for (k, v) in changes.as_object().unwrap() {
+            assert!(object.contains_key(k), "no parameter {k}");
+            object.insert(k.clone(), v.clone());
+        }
+        serde_json::from_value(serde_json::Value::Object(object)).unwrap()
+    }
+
+    fn refusal(changes: serde_json::Value) -> String {
+        params(changes).validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn impossible_k_is_refused_naming_it() {
+        assert!(refusal(serde_json::json!({"k": 0})).contains("k must be at least 1"));
+        let too_many = refusal(serde_json::json!({"k": 65, "d_sae": 64}));
+        assert!(too_many.contains("k = 65 exceeds d_sae = 64"), "{too_many}");
+        // From the expansion factor, once d_in is known: 2 × 16 = 32 latents.
+        let p = params(serde_json::json!({"k": 33, "expansion_factor": 2}));
+        assert!(p.validate().is_ok());
+        assert!(p.latents(16).is_err());
+        assert_eq!(
+            params(serde_json::json!({"k": 32, "expansion_factor": 2}))
+                .latents(16)
+                .unwrap(),
+            32
+        );
+        // Standard SAEs do not use k.
+        let standard =
+            params(serde_json::json!({"architecture": "standard", "k": 65, "d_sae": 64}));
+        assert!(standard.validate().is_ok());
+        assert!(
+            refusal(serde_json::json!({"architecture": "topk", "target_l0": 4.0}))
+                .contains("target_l0")
+        );
+    }
+
+    #[test]
+    fn dead_window_scales_with_the_run_unless_set() {
+        // 2M tokens in batches of 4096: 488 steps, so a 48-step window.
+        assert_eq!(params(serde_json::json!({})).dead_window(), 48);
+        let long = params(serde_json::json!({"training_tokens": 400_000_000u64}));
+        assert_eq!(long.dead_window(), 1000);
+        let set = params(serde_json::json!({"dead_feature_window": 7}));
+        assert_eq!(set.dead_window(), 7);
+    }
+}
