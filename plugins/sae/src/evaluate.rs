@@ -52,6 +52,9 @@ struct SpliceSums {
 pub struct Skipped {
     pub metric: &'static str,
     pub reason: String,
+    /// Worth a warning in the log (a metric the user expects), not just a line in evaluation.json.
+    #[serde(skip)]
+    pub warn: bool,
 }
 
 pub struct Evaluation {
@@ -268,14 +271,31 @@ pub fn evaluate(
             skipped.push(Skipped {
                 metric: "dark_matter",
                 reason,
+                warn: true,
             });
             None
         }
     };
+    for (metric, rows) in [
+        ("latents_below_1e_5", 100_000u64),
+        ("latents_below_1e_6", 1_000_000),
+    ] {
+        if recon.tokens < rows {
+            skipped.push(Skipped {
+                metric,
+                reason: format!(
+                    "telling a frequency below 1/{rows} from 0 takes at least {rows} rows; these {} count only latents that never fired (dead_on_eval_rows)",
+                    recon.tokens
+                ),
+                warn: false,
+            });
+        }
+    }
     if splice.is_none() && source.is_model() {
         skipped.push(Skipped {
             metric: "splice",
             reason: "sequences of fewer than 2 tokens have no next token to predict".into(),
+            warn: true,
         });
     }
     let contexts = if source.is_model() && !opts.contexts.is_empty() {

@@ -503,7 +503,8 @@ fn run_evaluation(
                 ));
             }
             for s in &e.skipped {
-                warn(&format!("evaluation: {} skipped: {}", s.metric, s.reason));
+                let line = format!("evaluation: {} skipped: {}", s.metric, s.reason);
+                if s.warn { warn(&line) } else { info(&line) }
             }
         }
     }
