@@ -88,7 +88,7 @@ pub fn manifest() -> Manifest {
     .param(Param::bool("rescale_acts_by_decoder_norm", true, "topk, batchtopk: rank latents by h_i·‖W_dec,i‖ (a unit-norm decoder in effect; folded away at save)"))
     .param(Param::float("topk_threshold_lr", 0.01, "batchtopk: rate of the moving average that tracks the threshold saved for inference"))
     .param(Param::int("aux_k", 0, "topk, batchtopk: latents in the dead-latent auxiliary loss (0: d_in / 2)"))
-    .param(Param::float("aux_k_coefficient", 1.0 / 32.0, "topk, batchtopk: weight of the auxiliary loss (normalised MSE of the residual), 0 turns it off"))
+    .param(Param::float("aux_k_coefficient", 1.0, "topk, batchtopk: weight of the auxiliary loss (normalised MSE of the residual), 0 turns it off; OpenAI's 1/32 barely moves dead latents in a run of a few hundred steps"))
     .param(Param::int("dead_feature_window", 0, "During training, a latent that has not fired for this many steps is dead (feeds the auxiliary loss and `dead_in_training_window`); 0: a tenth of the steps, at most 1000"))
     .param(Param::string("normalize_activations", "expected_average_only_in", "`expected_average_only_in`: scale inputs to mean norm √d_in while training, folded into the saved weights; or `none`"))
     .param(Param::string("b_dec_init", "geometric_median", "Decoder bias at the start: `geometric_median` or `mean` of the first batch, or `zeros`"))

@@ -403,8 +403,18 @@ impl Trainer {
 
         let mut aux_loss = 0.0;
         if cfg.aux_coefficient > 0.0 && n_dead > 0 {
-            let (aux_values, aux_indices) = ranked.mul(dead)?.top_k(cfg.aux_k.min(n_dead))?;
-            let chosen = aux_values.gt(&zero)?;
+            // The dead latents' largest pre-activations, negative ones included: a latent dead
+            // because its pre-activation is negative on every row still gets a gradient this way,
+            // where ReLU'd candidates (zero there) would leave it dead for good.
+            let raw = if cfg.rescale {
+                h.mul(&norms)?
+            } else {
+                h.affine(1.0, 0.0)?
+            };
+            let (aux_values, aux_indices) = dead
+                .select(&raw, &scalar(-1e30)?)?
+                .top_k(cfg.aux_k.min(n_dead))?;
+            let chosen = Tensor::ones(&aux_values.shape())?;
             let z = codes(&aux_values, &aux_indices)?;
             let (loss, g_aux) = fit.aux(&Tensor::sparse_matmul(&z, &aux_indices, w_dec)?, cfg)?;
             aux_loss = loss;
