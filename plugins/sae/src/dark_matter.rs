@@ -8,6 +8,9 @@ use serde::Serialize;
 
 use crate::metrics::accumulate;
 
+/// Fitting rows needed per coefficient of the linear map.
+pub const MIN_ROWS_PER_COEFFICIENT: u64 = 10;
+
 /// The sums a least-squares fit of `target` on `[x, 1]` needs.
 #[derive(Default)]
 struct Sums {
@@ -65,20 +68,32 @@ impl DarkMatter {
         Ok(())
     }
 
-    pub fn finish(self, ridge: f64) -> Result<Option<DarkMatterMetrics>> {
+    /// The metrics, or why they were not computed: a fit of `d_in + 1` coefficients per output on
+    /// fewer than `MIN_ROWS_PER_COEFFICIENT` times as many rows fits noise (on 31 rows for 64
+    /// dimensions it scored R² −4.3), so it is not reported.
+    pub fn finish(self, ridge: f64) -> Result<std::result::Result<DarkMatterMetrics, String>> {
         let (Some(gram), Some(cross), Some(norm_cross)) = (
             self.fit_error.gram.as_ref(),
             self.fit_error.cross.as_ref(),
             self.fit_norm.cross.as_ref(),
         ) else {
-            return Ok(None);
+            return Ok(Err("no evaluation batch had 2 or more rows".into()));
         };
+        let coefficients = gram.shape()[0] as u64;
+        let needed = MIN_ROWS_PER_COEFFICIENT * coefficients;
+        if self.fit_error.rows < needed {
+            return Ok(Err(format!(
+                "the linear fit of the error has {coefficients} coefficients per output (d_in + 1) but only {} fitting rows (half the evaluation rows); it needs at least {needed}: raise eval_tokens to {} or more",
+                self.fit_error.rows,
+                2 * needed
+            )));
+        }
         let regularised = with_ridge(gram, ridge)?;
         let map = Tensor::solve_spd(&regularised, cross)?;
         let norm_map = Tensor::solve_spd(&regularised, norm_cross)?;
         let error = score(&map, self.held.iter().map(|(d, e, _)| (d, e)))?;
         let norm = score(&norm_map, self.held.iter().map(|(d, _, n)| (d, n)))?;
-        Ok(Some(DarkMatterMetrics {
+        Ok(Ok(DarkMatterMetrics {
             error_r2: error.r2(),
             error_norm_r2: norm.r2(),
             nonlinear_error_fraction: error.residual / error.energy,

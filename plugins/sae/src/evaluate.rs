@@ -17,6 +17,8 @@ pub struct EvalOptions {
     pub ridge: f64,
     pub codes_rows: usize,
     pub contexts: TopContexts,
+    /// The held-out slice the rows come from (recorded in evaluation.json), if any.
+    pub held_out: Option<serde_json::Value>,
 }
 
 /// Cross-entropy of next-token prediction with the activation clean, spliced with the SAE's
@@ -45,11 +47,23 @@ struct SpliceSums {
     positions: u64,
 }
 
+/// A metric left out of the evaluation, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub metric: &'static str,
+    pub reason: String,
+    /// Worth a warning in the log (a metric the user expects), not just a line in evaluation.json.
+    #[serde(skip)]
+    pub warn: bool,
+}
+
 pub struct Evaluation {
     pub recon: ReconMetrics,
     pub frequencies: Tensor,
     pub histogram: DensityHistogram,
     pub dark_matter: Option<DarkMatterMetrics>,
+    pub skipped: Vec<Skipped>,
+    pub held_out: Option<serde_json::Value>,
     pub splice: Option<SpliceMetrics>,
     pub contexts: Option<serde_json::Value>,
 }
@@ -144,8 +158,9 @@ pub fn evaluate(
                 data,
                 sequences_per_pass,
                 exclude,
+                window,
             } => {
-                let Some(tokens) = data.next_batch(*sequences_per_pass)? else {
+                let Some(tokens) = window.read(data, *sequences_per_pass)? else {
                     break;
                 };
                 let ids = tokens.to_vec_i32()?;
@@ -249,6 +264,40 @@ pub fn evaluate(
             predicted_tokens: s.predictions,
         }
     });
+    let mut skipped = Vec::new();
+    let dark_matter = match dark.finish(opts.ridge)? {
+        Ok(d) => Some(d),
+        Err(reason) => {
+            skipped.push(Skipped {
+                metric: "dark_matter",
+                reason,
+                warn: true,
+            });
+            None
+        }
+    };
+    for (metric, rows) in [
+        ("latents_below_1e_5", 100_000u64),
+        ("latents_below_1e_6", 1_000_000),
+    ] {
+        if recon.tokens < rows {
+            skipped.push(Skipped {
+                metric,
+                reason: format!(
+                    "telling a frequency below 1/{rows} from 0 takes at least {rows} rows; these {} count only latents that never fired (dead_on_eval_rows)",
+                    recon.tokens
+                ),
+                warn: false,
+            });
+        }
+    }
+    if splice.is_none() && source.is_model() {
+        skipped.push(Skipped {
+            metric: "splice",
+            reason: "sequences of fewer than 2 tokens have no next token to predict".into(),
+            warn: true,
+        });
+    }
     let contexts = if source.is_model() && !opts.contexts.is_empty() {
         Some(opts.contexts.to_json()?)
     } else {
@@ -258,7 +307,9 @@ pub fn evaluate(
         recon,
         frequencies,
         histogram,
-        dark_matter: dark.finish(opts.ridge)?,
+        dark_matter,
+        skipped,
+        held_out: opts.held_out.take(),
         splice,
         contexts,
     }))

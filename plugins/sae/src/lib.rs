@@ -5,6 +5,7 @@
 
 mod arch;
 mod buffer;
+mod calibrate;
 mod contexts;
 mod dark_matter;
 mod evaluate;
@@ -26,7 +27,7 @@ use contexts::TopContexts;
 use evaluate::{EvalOptions, Evaluation, evaluate};
 use params::{DecoderBiasInit, Normalisation, Params};
 use schedule::{LrSchedule, steps_of};
-use source::Source;
+use source::{Source, Window};
 use train::{TrainConfig, Trainer};
 
 struct SaePlugin;
@@ -92,11 +93,13 @@ fn open_source(p: &Params, hook: &str) -> Result<Source> {
                 data,
                 sequences_per_pass: p.model_batch_size,
                 exclude,
+                window: Window::all(),
             })
         }
         DatasetKind::Activations => Ok(Source::Cached {
             data,
             rows_per_read: p.batch_size,
+            window: Window::all(),
         }),
         DatasetKind::Directory => Err(Error::invalid(
             "sae",
@@ -152,10 +155,12 @@ fn train_config(p: &Params, d_in: usize, d_sae: usize) -> Result<TrainConfig> {
         l1_coefficient: p.l1_coefficient,
         l0_coefficient: p.l0_coefficient,
         sparsity_warm_up: steps_of(p.l1_warm_up_fraction, steps),
+        target_l0: (p.target_l0 > 0.0).then_some(p.target_l0),
         jumprelu_loss: p.jumprelu_loss()?,
         tanh_scale: p.jumprelu_tanh_scale,
         bandwidth: p.jumprelu_bandwidth,
         init_threshold: p.jumprelu_init_threshold,
+        threshold_lr_scale: p.jumprelu_threshold_lr_scale,
         threshold_lr: p.topk_threshold_lr,
         aux_k: if p.aux_k == 0 {
             (d_in / 2).max(1)
@@ -163,7 +168,7 @@ fn train_config(p: &Params, d_in: usize, d_sae: usize) -> Result<TrainConfig> {
             p.aux_k
         },
         aux_coefficient: p.aux_k_coefficient,
-        dead_window: p.dead_feature_window,
+        dead_window: p.dead_window(),
         grad_clip: p.grad_clip_norm,
         beta1: p.adam_beta1,
         beta2: p.adam_beta2,
@@ -188,8 +193,11 @@ fn initial_b_dec(init: DecoderBiasInit, x: &Tensor) -> Result<Tensor> {
 
 fn train_run(p: &Params) -> Result<Value> {
     let architecture = p.architecture()?;
-    let source = open_source(p, &p.hook)?;
+    let mut source = open_source(p, &p.hook)?;
     let from_model = source.is_model();
+    let held_out = HeldOut::plan(p, &source)?;
+    // Training reads only after the held-out slice, and starts over there.
+    source.set_window(Window::rows(held_out.dataset_rows, u64::MAX))?;
     let seed = runtime::seed();
     let mut buffer = Buffer::new(source, p.batch_size, p.buffer_batches, seed);
     info(&format!(
@@ -248,7 +256,7 @@ fn train_run(p: &Params) -> Result<Value> {
         }
         report::progress("train", step, steps);
     }
-    let sae = trainer.to_sae(scale)?;
+    let mut sae = trainer.to_sae(scale)?;
     if buffer.epochs_restarted > 0 {
         warn(&format!(
             "the training data was read {} times over",
@@ -257,14 +265,51 @@ fn train_run(p: &Params) -> Result<Value> {
     }
 
     let mut source = buffer.into_source();
-    if !from_model {
-        // Cached activations: evaluate on the file's first rows (seen in training).
-        source.rewind()?;
-    }
-    let evaluation = run_evaluation(p, &sae, &mut source)?;
-    let model_name = if from_model {
-        Some(model::info()?.architecture)
+    let eval_window = Window::rows(0, held_out.dataset_rows);
+    let calibration = if architecture == arch::Architecture::BatchTopK {
+        if held_out.dataset_rows == 0 {
+            warn(
+                "batchtopk: eval_tokens = 0 leaves no held-out rows to calibrate the inference threshold on; saving the threshold tracked in training, whose L0 may be far from k",
+            );
+            None
+        } else {
+            source.set_window(eval_window)?;
+            let c = calibrate::batch_topk_threshold(
+                &mut sae,
+                &mut source,
+                p.k,
+                p.eval_tokens,
+                trainer.batch_threshold(),
+            )?;
+            if let Some(c) = &c {
+                info(&format!(
+                    "batchtopk: inference threshold {:.5} (L0 {} on {} held-out rows; training's moving average was {})",
+                    c.threshold,
+                    p.k,
+                    c.rows,
+                    c.training_threshold
+                        .map_or("unset".into(), |t| format!("{t:.5}"))
+                ));
+            }
+            c
+        }
     } else {
+        None
+    };
+    source.set_window(eval_window)?;
+    let evaluation = if held_out.dataset_rows > 0 {
+        run_evaluation(p, &sae, &mut source, Some(&held_out))?
+    } else {
+        None
+    };
+    let model_name = if !p.model_name.is_empty() {
+        Some(p.model_name.clone())
+    } else {
+        if from_model {
+            warn(
+                "cfg.json's metadata.model_name is null: set the `model_name` parameter to the model's name (e.g. \"gpt2-small\") so SAELens users know what it was trained on",
+            );
+        }
         None
     };
     let context_size = from_model
@@ -276,7 +321,12 @@ fn train_run(p: &Params) -> Result<Value> {
         "normalisation": p.normalize_activations,
         "input_scale_folded": scale,
         "b_dec_init": p.b_dec_init()?.name(),
-        "batch_threshold": trainer.batch_threshold(),
+        "batch_threshold_training_average": trainer.batch_threshold(),
+        "batch_threshold_calibration": calibration,
+        "sparsity_coefficient_final": trainer.final_coefficient(),
+        "target_l0": (p.target_l0 > 0.0).then_some(p.target_l0),
+        "dead_feature_window_steps": p.dead_window(),
+        "held_out": held_out.to_json(),
         "exclude_bos": p.exclude_bos,
         "seed": seed,
     });
@@ -304,7 +354,11 @@ fn train_run(p: &Params) -> Result<Value> {
         "steps": trainer.steps_done(),
         "final_train_step": {
             "loss": last.loss, "mse": last.mse, "l0": last.l0,
-            "explained_variance": 1.0 - last.fvu, "dead_latents": last.dead,
+            "explained_variance": 1.0 - last.fvu,
+            // Not firing in the last `dead_feature_window` steps; the evaluation's
+            // `dead_on_eval_rows` counts latents that never fire on the held-out rows.
+            "dead_in_training_window": last.dead,
+            "dead_feature_window_steps": p.dead_window(),
         },
         "training": loupe,
         "sae_dir": "artifacts/sae",
@@ -313,6 +367,65 @@ fn train_run(p: &Params) -> Result<Value> {
         summary["evaluation"] = save_evaluation(e)?;
     }
     Ok(summary)
+}
+
+/// The slice of the dataset held out from training for the evaluation: its first rows.
+struct HeldOut {
+    /// Dataset rows (sequences for text, activation rows for cached activations).
+    dataset_rows: u64,
+    unit: &'static str,
+    dataset: String,
+}
+
+impl HeldOut {
+    /// The first dataset rows that hold `eval_tokens` activation rows; refuses when the rest leaves
+    /// nothing to train on.
+    fn plan(p: &Params, source: &Source) -> Result<HeldOut> {
+        let data = source.dataset();
+        let total = data.rows() as u64;
+        let (per_row, unit) = if source.is_model() {
+            // A sequence gives seq_len rows, one fewer where its BOS is left out.
+            let seq_len = data.width() as u64;
+            (
+                (seq_len - u64::from(p.exclude_bos && seq_len > 1)).max(1),
+                "sequences",
+            )
+        } else {
+            (1, "rows")
+        };
+        let dataset_rows = p.eval_tokens.div_ceil(per_row);
+        if p.eval_tokens > 0 && dataset_rows >= total {
+            return Err(Error::invalid(
+                "sae",
+                format!(
+                    "dataset `{}` has {total} {unit}; eval_tokens = {} holds out {dataset_rows} of them for evaluation and leaves none to train on: lower eval_tokens (or 0 for no evaluation) or use a larger dataset",
+                    p.dataset, p.eval_tokens
+                ),
+            ));
+        }
+        if dataset_rows * 2 > total {
+            warn(&format!(
+                "eval_tokens = {} holds out {dataset_rows} of the {total} {unit} of `{}`: training sees only the other {}",
+                p.eval_tokens,
+                p.dataset,
+                total - dataset_rows
+            ));
+        }
+        Ok(HeldOut {
+            dataset_rows,
+            unit,
+            dataset: p.dataset.clone(),
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "dataset": self.dataset,
+            "first": 0,
+            "count": self.dataset_rows,
+            "unit": self.unit,
+        })
+    }
 }
 
 /// Streams a logged step's figures as metrics (for progress displays and the dashboard).
@@ -324,7 +437,7 @@ fn report_step(step: u64, s: &train::StepStats, trainer: &mut Trainer, dense: f6
         ("train/aux_loss", s.aux_loss),
         ("train/l0", s.l0),
         ("train/explained_variance", 1.0 - s.fvu),
-        ("train/dead_latents", s.dead as f64),
+        ("train/dead_in_training_window", s.dead as f64),
         ("train/lr", s.lr),
     ];
     if let Some(shape) = s.detail {
@@ -346,35 +459,69 @@ fn report_step(step: u64, s: &train::StepStats, trainer: &mut Trainer, dense: f6
     Ok(())
 }
 
-/// Evaluates at most `eval_tokens` rows; a model source that has run out starts over.
-fn run_evaluation(p: &Params, sae: &Sae, source: &mut Source) -> Result<Option<Evaluation>> {
+/// Evaluates at most `eval_tokens` rows from where `source` stands (the held-out slice after
+/// training, the dataset's start when evaluating a loaded SAE), streamed in batches.
+fn run_evaluation(
+    p: &Params,
+    sae: &Sae,
+    source: &mut Source,
+    held_out: Option<&HeldOut>,
+) -> Result<Option<Evaluation>> {
     if p.eval_tokens == 0 {
         return Ok(None);
     }
-    let options = || EvalOptions {
+    let options = EvalOptions {
         rows: p.eval_tokens,
         dense_threshold: p.dense_threshold,
         ridge: p.dark_matter_ridge,
         codes_rows: p.save_codes_rows,
         contexts: TopContexts::new(p.top_contexts_latents, p.top_contexts_k, p.context_tokens),
+        held_out: held_out.map(HeldOut::to_json),
     };
-    info(&format!("evaluating on up to {} rows", p.eval_tokens));
-    match evaluate(sae, source, options())? {
-        Some(e) => Ok(Some(e)),
+    info(&format!(
+        "evaluating on up to {} rows{}",
+        p.eval_tokens,
+        if held_out.is_some() {
+            " held out from training"
+        } else {
+            ""
+        }
+    ));
+    let e = evaluate(sae, source, options)?;
+    match &e {
         None => {
-            warn(&format!(
-                "dataset `{}` has no rows left after training; evaluating on its first rows (seen in training)",
-                p.dataset
+            return Err(Error::invalid(
+                "sae",
+                format!("dataset `{}` gave no rows to evaluate on", p.dataset),
             ));
-            source.rewind()?;
-            evaluate(sae, source, options())
+        }
+        Some(e) => {
+            if e.recon.tokens < p.eval_tokens {
+                warn(&format!(
+                    "evaluated {} rows, fewer than eval_tokens = {}",
+                    e.recon.tokens, p.eval_tokens
+                ));
+            }
+            for s in &e.skipped {
+                let line = format!("evaluation: {} skipped: {}", s.metric, s.reason);
+                if s.warn { warn(&line) } else { info(&line) }
+            }
         }
     }
+    Ok(e)
 }
 
 /// Writes `evaluation.json`, `feature_density.json` and `top_contexts.json`; returns the summary part.
 fn save_evaluation(e: &Evaluation) -> Result<Value> {
-    let mut value = json!({ "reconstruction": e.recon });
+    let mut value = json!({
+        "rows_evaluated": e.recon.tokens,
+        // One activation row per token position.
+        "tokens_evaluated": e.recon.tokens,
+        "held_out": e.held_out.is_some(),
+        "slice": e.held_out,
+        "skipped": e.skipped,
+        "reconstruction": e.recon,
+    });
     if let Some(s) = &e.splice {
         value["splice"] = json!(s);
         report::metric("eval/ce_loss_recovered", 0, s.ce_loss_recovered);
@@ -391,10 +538,11 @@ fn save_evaluation(e: &Evaluation) -> Result<Value> {
         report::save_json("top_contexts.json", c)?;
     }
     info(&format!(
-        "evaluation: L0 {:.2}, explained variance {:.4}, dead {}, dense {}{}",
+        "evaluation on {} rows: L0 {:.2}, explained variance {:.4}, dead on these rows {}, dense {}{}",
+        e.recon.tokens,
         e.recon.l0,
         e.recon.explained_variance,
-        e.recon.dead_latents,
+        e.recon.dead_on_eval_rows,
         e.recon.dense_latents,
         e.splice
             .as_ref()
@@ -441,7 +589,7 @@ fn evaluate_run(p: &Params) -> Result<Value> {
             String::new()
         }
     ));
-    let evaluation = run_evaluation(p, &sae, &mut source)?;
+    let evaluation = run_evaluation(p, &sae, &mut source, None)?;
     let mut summary = json!({
         "loaded": p.load,
         "architecture": config.architecture,

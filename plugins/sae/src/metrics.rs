@@ -32,10 +32,13 @@ pub struct ReconMetrics {
     pub cosine: f64,
     pub l2_ratio: f64,
     pub relative_reconstruction_bias: f64,
-    pub dead_latents: usize,
+    /// Latents that never fired on the evaluation rows (training counts `dead_in_training_window`
+    /// instead: no firing in the last `dead_feature_window` steps).
+    pub dead_on_eval_rows: usize,
     pub dense_latents: usize,
-    pub latents_below_1e_5: usize,
-    pub latents_below_1e_6: usize,
+    /// `None` on fewer than 10⁵ (10⁶) rows, where a frequency below 10⁻⁵ (10⁻⁶) cannot be told from 0.
+    pub latents_below_1e_5: Option<usize>,
+    pub latents_below_1e_6: Option<usize>,
 }
 
 /// Adds `value` into a running sum that starts empty.
@@ -106,10 +109,10 @@ impl ReconSums {
                 cosine: self.cosine / t,
                 l2_ratio: self.l2_ratio / t,
                 relative_reconstruction_bias: self.x_hat_sq / self.x_dot_x_hat,
-                dead_latents: count(&|f| f == 0.0),
+                dead_on_eval_rows: count(&|f| f == 0.0),
                 dense_latents: count(&|f| f > dense_threshold),
-                latents_below_1e_5: count(&|f| f < 1e-5),
-                latents_below_1e_6: count(&|f| f < 1e-6),
+                latents_below_1e_5: (t >= 1e5).then(|| count(&|f| f < 1e-5)),
+                latents_below_1e_6: (t >= 1e6).then(|| count(&|f| f < 1e-6)),
             },
             frequency,
         ))

@@ -10,11 +10,68 @@ pub enum Source {
         sequences_per_pass: usize,
         /// Positions holding this token are left out.
         exclude: Option<i32>,
+        window: Window,
     },
     Cached {
         data: Dataset,
         rows_per_read: usize,
+        window: Window,
     },
+}
+
+/// The part of a dataset a source reads, in dataset rows (sequences or activation rows): training reads
+/// after the held-out evaluation slice, evaluation reads only that slice. Starting over skips the rows
+/// before `start` again, so a training pass never re-reads held-out rows.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: u64,
+    /// Exclusive; `u64::MAX`: to the dataset's end.
+    pub end: u64,
+    /// The next row the dataset will give.
+    at: u64,
+}
+
+impl Window {
+    pub fn all() -> Self {
+        Window {
+            start: 0,
+            end: u64::MAX,
+            at: 0,
+        }
+    }
+
+    pub fn rows(start: u64, end: u64) -> Self {
+        Window { start, end, at: 0 }
+    }
+
+    /// The next at most `want` rows of the window from `data`, or `None` at its end.
+    pub fn read(&mut self, data: &Dataset, want: usize) -> Result<Option<Tensor>> {
+        while self.at < self.start {
+            // Skipping: reads whose rows are dropped (token ids or cached rows; no forward pass).
+            let skip = (self.start - self.at).min(1 << 16) as usize;
+            match data.next_batch(skip)? {
+                Some(t) => self.at += t.shape()[0] as u64,
+                None => return Ok(None),
+            }
+        }
+        let left = self.end.saturating_sub(self.at);
+        if left == 0 {
+            return Ok(None);
+        }
+        let n = (want as u64).min(left) as usize;
+        let rows = data.next_batch(n)?;
+        if let Some(t) = &rows {
+            self.at += t.shape()[0] as u64;
+        }
+        Ok(rows)
+    }
+
+    /// Back to the window's first row.
+    pub fn rewind(&mut self, data: &Dataset) -> Result<()> {
+        data.reset()?;
+        self.at = 0;
+        Ok(())
+    }
 }
 
 /// The shape of a hook's activation flattened to rows: `[batch, pos, rest...]` → `[batch·pos, Π rest]`.
@@ -75,16 +132,18 @@ impl Source {
             Source::Cached {
                 data,
                 rows_per_read,
-            } => data.next_batch(*rows_per_read),
+                window,
+            } => window.read(data, *rows_per_read),
             Source::Model {
                 hook,
                 data,
                 sequences_per_pass,
                 exclude,
+                window,
             } => {
                 // A pass whose every position is excluded gives no rows: read on.
                 loop {
-                    let Some(tokens) = data.next_batch(*sequences_per_pass)? else {
+                    let Some(tokens) = window.read(data, *sequences_per_pass)? else {
                         return Ok(None);
                     };
                     let (rows, _, _) = hook_rows(&tokens, hook, false)?;
@@ -105,10 +164,26 @@ impl Source {
         }
     }
 
-    /// Back to the start of the dataset.
+    /// Back to the start of the source's window.
     pub fn rewind(&mut self) -> Result<()> {
         match self {
-            Source::Model { data, .. } | Source::Cached { data, .. } => data.reset(),
+            Source::Model { data, window, .. } | Source::Cached { data, window, .. } => {
+                window.rewind(data)
+            }
+        }
+    }
+
+    /// Reads `window` of the dataset from now on, from its start.
+    pub fn set_window(&mut self, w: Window) -> Result<()> {
+        match self {
+            Source::Model { window, .. } | Source::Cached { window, .. } => *window = w,
+        }
+        self.rewind()
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        match self {
+            Source::Model { data, .. } | Source::Cached { data, .. } => data,
         }
     }
 }

@@ -24,10 +24,14 @@ pub struct TrainConfig {
     pub l1_coefficient: f64,
     pub l0_coefficient: f64,
     pub sparsity_warm_up: u64,
+    /// standard, jumprelu: the L0 the sparsity coefficient is steered towards.
+    pub target_l0: Option<f64>,
     pub jumprelu_loss: JumpReluLoss,
     pub tanh_scale: f64,
     pub bandwidth: f64,
     pub init_threshold: f64,
+    /// JumpReLU: the learning rate of `log θ` relative to the weights'.
+    pub threshold_lr_scale: f64,
     pub threshold_lr: f64,
     pub aux_k: usize,
     pub aux_coefficient: f64,
@@ -102,6 +106,8 @@ pub struct Trainer {
     window_fires: Option<Tensor>,
     window_rows: u64,
     step: u64,
+    /// standard, jumprelu with a target L0: the sparsity coefficient now.
+    coefficient: f64,
 }
 
 /// What a forward and backward pass gives: the gradients (w_enc, b_enc, w_dec, b_dec[, log θ]),
@@ -220,12 +226,44 @@ impl Trainer {
             window_fires: None,
             window_rows: 0,
             step: 0,
+            coefficient: match cfg.architecture {
+                Architecture::JumpRelu => cfg.l0_coefficient,
+                _ => cfg.l1_coefficient,
+            },
             cfg,
         })
     }
 
     pub fn steps_done(&self) -> u64 {
         self.step
+    }
+
+    /// The sparsity coefficient this step: steered towards the target L0, else the configured one
+    /// warmed up.
+    fn sparsity_coefficient(&self, fixed: f64) -> f64 {
+        match self.cfg.target_l0 {
+            Some(_) => self.coefficient,
+            None => warmed_up(fixed, self.cfg.sparsity_warm_up, self.step),
+        }
+    }
+
+    /// The sparsity coefficient at the end of training (standard, jumprelu).
+    pub fn final_coefficient(&self) -> Option<f64> {
+        match self.cfg.architecture {
+            Architecture::Standard | Architecture::JumpRelu => Some(self.coefficient),
+            _ => None,
+        }
+    }
+
+    /// Steers the coefficient towards the target L0 from the step's L0: multiplicative, at most
+    /// e^±RATE a step, so it can span orders of magnitude in a few hundred steps yet not jump past
+    /// the target (L0 lags the coefficient by the steps the weights take to follow).
+    fn steer(&mut self, l0: f64) {
+        const RATE: f64 = 0.01;
+        if let Some(target) = self.cfg.target_l0 {
+            let miss = (l0.max(1e-3) / target).ln().clamp(-1.0, 1.0);
+            self.coefficient = (self.coefficient.max(1e-6) * (RATE * miss).exp()).min(1e6);
+        }
     }
 
     /// Latents that have not fired for `dead_window` steps, as a 0/1 mask `[d_sae]`.
@@ -253,6 +291,7 @@ impl Trainer {
             _ => self.dense_pass(x, &dead, n_dead, detail)?,
         };
         self.apply(pass.grads)?;
+        self.steer(pass.stats.l0);
         // The dead-latent clock: reset where a latent fired, else one more step.
         let fired = pass.fired.gt(&Tensor::scalar(0.0)?)?;
         self.window_rows += x.shape()[0] as u64;
@@ -306,6 +345,12 @@ impl Trainer {
             )?;
         }
         if let (Some(param), Some(g)) = (self.log_threshold.as_mut(), grads.next()) {
+            // `log θ` must travel distances of order 1 (θ from 0.01 to the data's scale) in a few
+            // hundred steps, where the weights move by about `lr` per step.
+            let adam = AdamConfig {
+                lr: adam.lr * self.cfg.threshold_lr_scale as f32,
+                ..adam
+            };
             param.update(&g, adam, step)?;
         }
         Ok(())
@@ -358,8 +403,18 @@ impl Trainer {
 
         let mut aux_loss = 0.0;
         if cfg.aux_coefficient > 0.0 && n_dead > 0 {
-            let (aux_values, aux_indices) = ranked.mul(dead)?.top_k(cfg.aux_k.min(n_dead))?;
-            let chosen = aux_values.gt(&zero)?;
+            // The dead latents' largest pre-activations, negative ones included: a latent dead
+            // because its pre-activation is negative on every row still gets a gradient this way,
+            // where ReLU'd candidates (zero there) would leave it dead for good.
+            let raw = if cfg.rescale {
+                h.mul(&norms)?
+            } else {
+                h.affine(1.0, 0.0)?
+            };
+            let (aux_values, aux_indices) = dead
+                .select(&raw, &scalar(-1e30)?)?
+                .top_k(cfg.aux_k.min(n_dead))?;
+            let chosen = Tensor::ones(&aux_values.shape())?;
             let z = codes(&aux_values, &aux_indices)?;
             let (loss, g_aux) = fit.aux(&Tensor::sparse_matmul(&z, &aux_indices, w_dec)?, cfg)?;
             aux_loss = loss;
@@ -410,7 +465,6 @@ impl Trainer {
         detail: bool,
     ) -> Result<Pass> {
         let cfg = self.cfg.clone();
-        let step = self.step;
         let rows = x.shape()[0];
         let b = rows as f64;
         let zero = Tensor::scalar(0.0)?;
@@ -478,7 +532,7 @@ impl Trainer {
         // ---- backward: sparsity ----
         match cfg.architecture {
             Architecture::Standard => {
-                let lambda = warmed_up(cfg.l1_coefficient, cfg.sparsity_warm_up, step) / b;
+                let lambda = self.sparsity_coefficient(cfg.l1_coefficient) / b;
                 let f_sum = u.sum(0, false)?;
                 sparsity_loss = lambda * f_sum.mul(&norms)?.sum_all()? as f64;
                 grad_f = grad_f.add(&norms.affine(lambda as f32, 0.0)?)?;
@@ -486,7 +540,7 @@ impl Trainer {
             }
             Architecture::JumpRelu => {
                 let theta = threshold.as_ref().expect("jumprelu threshold");
-                let lambda = warmed_up(cfg.l0_coefficient, cfg.sparsity_warm_up, step) / b;
+                let lambda = self.sparsity_coefficient(cfg.l0_coefficient) / b;
                 let eps = cfg.bandwidth;
                 let near = h.sub(theta)?.abs()?.lt(&scalar(eps / 2.0)?)?;
                 let mut pull = grad_f.mul(theta)?;
