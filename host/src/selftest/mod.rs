@@ -334,7 +334,7 @@ pub fn render(report: &Report) -> String {
         let device = row.device.as_ref().map_or("no gpu".to_string(), word);
         let worst = match row.worst {
             None => "-".to_string(),
-            Some(w) if w == 0.0 => "exact".to_string(),
+            Some(0.0) => "exact".to_string(),
             Some(w) => format!("{w:.3}"),
         };
         let _ = writeln!(

@@ -79,8 +79,11 @@ pub fn within(reference: &[f32], actual: &[f32], rtol: f32) -> Result<Agreement,
         }
         let diff = (r - a).abs();
         let scale = r.abs().max(rms).max(f32::MIN_POSITIVE);
-        // `!(x <= y)` rather than `x > y`: a NaN where a number belongs fails too.
-        if !(diff <= rtol * scale) {
+        // A NaN where a number belongs fails too: it is not `Less` or `Equal` to anything.
+        if !matches!(
+            diff.partial_cmp(&(rtol * scale)),
+            Some(std::cmp::Ordering::Less | std::cmp::Ordering::Equal)
+        ) {
             return Err((i, format!(" (|diff| {diff:.3e} > {rtol:e} × {scale:.3e})")));
         }
         worst = worst.max(diff / scale);
