@@ -303,7 +303,11 @@ fn set_overrides_params_and_json_streams_events() {
 fn every_run_is_checked_before_any_starts() {
     let plugins = product_plugins();
     let dir = tempfile::tempdir().unwrap();
-    let good = "[[run]]\nname = \"good\"\nplugin = \"act-stats\"\nmodel = \"{model}\"\ndata = \"{corpus}\"\n\n";
+    let good = format!(
+        "[[run]]\nname = \"good\"\nplugin = \"act-stats\"\nmodel = \"{}\"\ndata = \"{}\"\n\n",
+        tiny_model().display(),
+        corpus().display()
+    );
     let exp = write_experiment(
         dir.path(),
         &format!(
@@ -366,18 +370,7 @@ fn every_run_is_checked_before_any_starts() {
     }
 
     // The good run alone passes the check, and still nothing runs.
-    let exp = write_experiment(
-        dir.path(),
-        &good
-            .replace("{model}", &tiny_model().display().to_string())
-            .replace(
-                "{corpus}",
-                &repo_root()
-                    .join("examples/tiny-corpus.txt")
-                    .display()
-                    .to_string(),
-            ),
-    );
+    let exp = write_experiment(dir.path(), &good);
     let out = loupe_run(
         &exp,
         &runs,

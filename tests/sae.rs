@@ -521,7 +521,8 @@ fn bad_input_gives_one_clear_line() {
             format!(
                 "model = \"{model}\"\ndata = \"{corpus}\"\n[run.params]\nhook = \"blocks.0.attn.hook_zz\""
             ),
-            "no hook `blocks.0.attn.hook_zz`; did you mean",
+            // Caught before the run starts: hook parameters are looked up in the model up front.
+            "params.hook: unknown hook `blocks.0.attn.hook_zz`; closest: `blocks.0.attn.hook_z`",
         ),
         (
             format!("model = \"{model}\"\ndata = \"{corpus}\"\n[run.params]\nhook = \"\""),

@@ -168,22 +168,61 @@ pub fn run(cfg: ServiceConfig, backend: &str) -> Result<()> {
             backend,
         );
         drop(terminal);
-        stop.store(true, Ordering::Relaxed);
-        if state
-            .runs
-            .iter()
-            .any(|r| r.status == state::RunStatus::Running)
-        {
-            // A plugin call cannot be interrupted from here; leave rather than wait for it.
+        // Runs going are asked to stop and given time to write their summaries before the host
+        // goes; the file's runs not started yet end at once the same way.
+        if !finish_runs(&mut state, &events, &cfg) {
+            stop.store(true, Ordering::Relaxed);
             eprintln!(
-                "loupe dash: runs still going were abandoned; their directories keep what they wrote"
+                "loupe dash: runs still going after {} s were abandoned; their directories keep what they wrote",
+                QUIT_GRACE.as_secs()
             );
             std::process::exit(result.is_err() as i32);
         }
+        stop.store(true, Ordering::Relaxed);
         let served = service.join().unwrap_or(Ok(()));
         result?;
         served.map_err(anyhow::Error::msg)
     })
+}
+
+/// How long quitting waits for cancelled runs to end and write their summaries.
+const QUIT_GRACE: Duration = Duration::from_secs(30);
+
+/// Cancels every run going or queued and waits (up to [`QUIT_GRACE`]) until each experiment file in
+/// flight reports it is done — which it does after every run's `summary.json` is written. True when
+/// nothing was left going.
+fn finish_runs(state: &mut DashState, events: &Receiver<HostEvent>, cfg: &ServiceConfig) -> bool {
+    let mut in_flight: std::collections::BTreeSet<PathBuf> = state
+        .runs
+        .iter()
+        .filter(|r| r.status.is_going())
+        .map(|r| r.experiment.clone())
+        .collect();
+    if in_flight.is_empty() {
+        return true;
+    }
+    let going = cfg.cancellations.cancel_all();
+    eprintln!(
+        "loupe dash: stopping {going} run(s) at their next check; each keeps its summary (Ctrl-C leaves at once)"
+    );
+    let deadline = Instant::now() + QUIT_GRACE;
+    while !in_flight.is_empty() {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            return false;
+        };
+        match events.recv_timeout(left) {
+            Ok(event) => {
+                if let HostEvent::ExperimentDone { path, .. }
+                | HostEvent::ExperimentFailed { path, .. } = &event
+                {
+                    in_flight.remove(path);
+                }
+                state.apply(&event);
+            }
+            Err(_) => return false,
+        }
+    }
+    true
 }
 
 fn ui_loop(

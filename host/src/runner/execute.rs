@@ -129,12 +129,7 @@ impl<'e> Runner<'e> {
     /// `--set` no plugin takes); each run's own failure is in its report.
     pub fn run_experiment(&mut self, exp: &Experiment) -> Result<Vec<RunReport>, String> {
         let place = exp.path.display().to_string();
-        // A bad --device concerns every run: refuse it before any starts.
-        let forced = match &self.options.device {
-            Some(flag) => Some(resolve_device(flag).map_err(|e| format!("--{e}"))?),
-            None => None,
-        };
-        let prepared = self.prepare_all(exp, &place, forced)?;
+        let prepared = self.prepare_all(exp, &place, self.forced_device()?)?;
         let mut reports = Vec::with_capacity(exp.runs.len());
         for (run, prep) in exp.runs.iter().zip(prepared) {
             reports.push(self.execute(exp, run, prep)?);
@@ -146,11 +141,7 @@ impl<'e> Runner<'e> {
     /// starting them, starting none: a line per run saying what it would run on.
     pub fn check_experiment(&mut self, exp: &Experiment) -> Result<Vec<String>, String> {
         let place = exp.path.display().to_string();
-        let forced = match &self.options.device {
-            Some(flag) => Some(resolve_device(flag).map_err(|e| format!("--{e}"))?),
-            None => None,
-        };
-        let prepared = self.prepare_all(exp, &place, forced)?;
+        let prepared = self.prepare_all(exp, &place, self.forced_device()?)?;
         Ok(exp
             .runs
             .iter()
@@ -178,6 +169,14 @@ impl<'e> Runner<'e> {
                 )
             })
             .collect())
+    }
+
+    /// `--device`, which concerns every run: a bad one is refused before any starts.
+    fn forced_device(&self) -> Result<Option<Device>, String> {
+        match &self.options.device {
+            Some(flag) => Ok(Some(resolve_device(flag).map_err(|e| format!("--{e}"))?)),
+            None => Ok(None),
+        }
     }
 
     /// Prepares every run; any problem refuses the whole file, naming each problem on its own line.

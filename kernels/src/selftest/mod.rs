@@ -49,6 +49,22 @@ impl Outcome {
 }
 
 impl Case {
+    fn new(
+        group: &'static str,
+        name: impl Into<String>,
+        inputs: &[&Tensor],
+        op: CaseOp,
+        expect: Expect,
+    ) -> Case {
+        Case {
+            group,
+            name: name.into(),
+            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
+            op,
+            expect,
+        }
+    }
+
     fn agree(
         group: &'static str,
         name: impl Into<String>,
@@ -56,13 +72,7 @@ impl Case {
         rtol: f32,
         op: CaseOp,
     ) -> Case {
-        Case {
-            group,
-            name: name.into(),
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            op,
-            expect: Expect::Agree { rtol },
-        }
+        Case::new(group, name, inputs, op, Expect::Agree { rtol })
     }
 
     fn refuse(
@@ -72,13 +82,7 @@ impl Case {
         needle: &'static str,
         op: CaseOp,
     ) -> Case {
-        Case {
-            group,
-            name: name.into(),
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            op,
-            expect: Expect::Refuse(needle),
-        }
+        Case::new(group, name, inputs, op, Expect::Refuse(needle))
     }
 
     /// The relative tolerance asked of the other backend (`None` for an expected refusal).
