@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use common::planted::{act_stats_experiment, drop_file};
-use common::plugins::{loupe_cmd, product_plugins, repo_root, tiny_model};
+use common::plugins::{loupe_cmd, misbehaving_plugins, product_plugins, repo_root, tiny_model};
 
 /// A pseudo-terminal pair of the given size.
 fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
@@ -280,6 +280,50 @@ fn the_dashboard_shows_plugins_and_runs_as_they_happen() {
         "the alternate screen was not left"
     );
     assert!(dash.cooked(), "the terminal was left in raw mode");
+}
+
+/// Quitting with a run going (and confirming) cancels it: the run ends at its next check with a
+/// `summary.json` saying so, and the dashboard exits cleanly.
+#[test]
+fn quitting_with_a_run_going_ends_it_with_its_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = tmp.path().join("plugins");
+    let experiments = tmp.path().join("experiments");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&experiments).unwrap();
+    let wasm = misbehaving_plugins().join("misbehave.wasm");
+    std::fs::write(
+        experiments.join("spin.toml"),
+        format!(
+            "[[run]]\nname = \"spin\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+            wasm.display()
+        ),
+    )
+    .unwrap();
+    let runs = tmp.path().join("runs");
+    let mut dash = Dash::start(&plugins, &experiments, &runs);
+    dash.wait_for("the panels", |s| s.contains("q quit"));
+    dash.press("r");
+    dash.wait_for("the picker", |s| s.contains("> spin.toml"));
+    dash.press("\r");
+    dash.wait_for("the run going", |s| {
+        s.lines()
+            .any(|l| l.contains("spin") && l.contains("running"))
+    });
+    dash.press("q");
+    dash.wait_for("the question", |s| s.contains("quitting cancels them"));
+    dash.press("q");
+    let status = dash.exit_status();
+    assert!(status.success(), "{status:?}");
+    let dirs: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["ended"], "cancelled", "{summary}");
 }
 
 /// The environment variable that makes `panicking_in_the_dashboards_terminal` do its part.

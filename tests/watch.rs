@@ -442,3 +442,52 @@ fn a_run_waits_for_a_free_slot_of_its_device() {
         assert_eq!(next_finished(next).0, second);
     });
 }
+
+/// Ctrl-C (SIGINT) to `loupe watch` with a run going: the run ends at its next check with a summary
+/// saying it was cancelled, and the host exits cleanly once it has.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_ends_the_runs_going_with_their_summaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (plugins, experiments, runs) = (
+        tmp.path().join("plugins"),
+        tmp.path().join("experiments"),
+        tmp.path().join("runs"),
+    );
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::create_dir_all(&experiments).unwrap();
+    let mut watch = Watch::start(&plugins, &experiments, &runs);
+    watch.wait_for("start", |v| {
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("watching"))
+    });
+    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
+    drop_file(
+        &experiments.join("spin.toml"),
+        format!(
+            "[[run]]\nname = \"spin\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
+            wasm.display()
+        )
+        .as_bytes(),
+    );
+    watch.wait_for("the run started", |v| event_is(v, "started"));
+    // SAFETY: signals the child this test spawned, which is still running.
+    assert_eq!(
+        unsafe { libc::kill(watch.child.id() as i32, libc::SIGINT) },
+        0
+    );
+    let finished = watch.wait_for("the run finished", |v| event_is(v, "finished"));
+    assert_eq!(finished["ok"], false);
+    let status = watch.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let dirs: Vec<_> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["ended"], "cancelled", "{summary}");
+}

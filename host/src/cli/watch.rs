@@ -2,9 +2,9 @@
 //! runs every experiment file dropped into another, printing the host's event stream.
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -98,7 +98,8 @@ started with.
 
 Experiments: every .toml file written or renamed into --experiments afterwards is run once (files
 already there at start are not), with up to --jobs runs at once on each device (the rest wait, queued),
-their events printed as `loupe run` prints them. Stop with Ctrl-C.")]
+their events printed as `loupe run` prints them. Ctrl-C (or SIGTERM) cancels the runs going — each
+ends at its next check with its summary.json — and stops; a second Ctrl-C stops at once.")]
 pub struct WatchArgs {
     #[command(flatten)]
     host: HostArgs,
@@ -153,7 +154,64 @@ pub fn run(args: WatchArgs) -> Result<()> {
             }
         }
     });
+    // Experiment files queued or running, so that stopping can wait for their summaries.
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let counted = in_flight.clone();
+    let emit: Emit = Arc::new(move |event: HostEvent| {
+        match &event {
+            HostEvent::Queued(_) => {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            HostEvent::ExperimentDone { .. } | HostEvent::ExperimentFailed { .. } => {
+                counted.fetch_sub(1, Ordering::SeqCst);
+            }
+            _ => {}
+        }
+        emit(event)
+    });
     let (submit, queue) = tokio::sync::mpsc::unbounded_channel();
-    let stop = AtomicBool::new(false);
-    serve(Arc::new(cfg), Arc::new(engine), emit, submit, queue, &stop).map_err(anyhow::Error::msg)
+    let stop = Arc::new(AtomicBool::new(false));
+    #[cfg(unix)]
+    stop_on_signals(cfg.cancellations.clone(), stop.clone())?;
+    let served = serve(Arc::new(cfg), Arc::new(engine), emit, submit, queue, &stop);
+    // Stopped by a signal: the runs going were cancelled; wait for each file's summaries.
+    let deadline = Instant::now() + STOP_GRACE;
+    while in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if in_flight.load(Ordering::SeqCst) > 0 {
+        eprintln!(
+            "loupe watch: runs still going after {} s were abandoned; their directories keep what they wrote",
+            STOP_GRACE.as_secs()
+        );
+    }
+    served.map_err(anyhow::Error::msg)
+}
+
+/// How long stopping waits for cancelled runs to end and write their summaries.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The first Ctrl-C or SIGTERM cancels every run (each ends at its next check with its summary) and
+/// stops watching; a second exits at once.
+#[cfg(unix)]
+fn stop_on_signals(cancellations: Arc<Cancellations>, stop: Arc<AtomicBool>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("loupe-signals".into())
+        .spawn(move || {
+            for (seen, _) in signals.forever().enumerate() {
+                if seen > 0 {
+                    eprintln!("loupe watch: stopping at once");
+                    std::process::exit(130);
+                }
+                let going = cancellations.cancel_all();
+                stop.store(true, Ordering::SeqCst);
+                eprintln!(
+                    "loupe watch: stopping; {going} run(s) end at their next check, each with its summary \
+                     (again to stop at once)"
+                );
+            }
+        })?;
+    Ok(())
 }

@@ -288,7 +288,7 @@ impl DashState {
         self.panel.unwrap_or(Panel::Runs)
     }
 
-    /// Runs queued or running: what quitting now would abandon.
+    /// Runs queued or running: what quitting now would cancel.
     pub fn runs_going(&self) -> usize {
         self.runs.iter().filter(|r| r.status.is_going()).count()
     }
@@ -621,7 +621,7 @@ impl DashState {
     }
 
     /// Quits at once when nothing is going; otherwise asks for the quit key again first, since the
-    /// runs going would be abandoned.
+    /// runs going would be cancelled.
     fn quit(&mut self) -> Action {
         if self.runs_going() == 0 {
             return Action::Quit;

@@ -180,8 +180,8 @@ fn draw_popups(frame: &mut Frame, state: &DashState) {
             frame,
             "quit?",
             vec![
-                format!("{going} {runs} still going and would be abandoned"),
-                "(their run directories keep what they wrote).".into(),
+                format!("{going} {runs} still going: quitting cancels them,"),
+                "and each ends with its summary.json.".into(),
                 String::new(),
                 "q / Esc / Ctrl-C: quit     any other key: stay".into(),
             ],
@@ -732,7 +732,7 @@ mod tests {
         assert!(
             screen
                 .iter()
-                .any(|l| l.contains("2 runs are still going and would be abandoned")),
+                .any(|l| l.contains("2 runs are still going: quitting cancels them")),
             "{screen:#?}"
         );
         state.key("x", Vec::new);
