@@ -50,12 +50,6 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
     exp += &misbehave("flood", "flood", "time_s = 3");
     exp += &misbehave("bad-op", "bad-op", "");
     exp += &format!(
-        "[[run]]\nname = \"wrong-api\"\nplugin = \"{}\"\n\n",
-        wrong_api.display()
-    );
-    exp += "[[run]]\nname = \"core-module\"\nplugin = \"core.wasm\"\n\n";
-    exp += "[[run]]\nname = \"malformed\"\nplugin = \"malformed.wasm\"\n\n";
-    exp += &format!(
         "[[run]]\nname = \"good\"\nplugin = \"{}\"\nmodel = \"{}\"\ndata = {{ path = \"{}\", seq_len = 8 }}\n[run.params]\nmax_batches = 2\n",
         act_stats.display(),
         tiny_model().display(),
@@ -64,20 +58,55 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
     let exp_path = dir.path().join("sandbox.toml");
     std::fs::write(&exp_path, exp).unwrap();
 
+    // Plugins that cannot load are found when the file is checked, before anything runs: the file is
+    // refused whole, one line per plugin, and no run starts.
+    let unloadable = format!(
+        "[[run]]\nname = \"wrong-api\"\nplugin = \"{}\"\n\n\
+         [[run]]\nname = \"core-module\"\nplugin = \"core.wasm\"\n\n\
+         [[run]]\nname = \"malformed\"\nplugin = \"malformed.wasm\"\n",
+        wrong_api.display()
+    );
+    let unloadable_path = dir.path().join("unloadable.toml");
+    std::fs::write(&unloadable_path, unloadable).unwrap();
+    let refused_runs = dir.path().join("refused");
+    let out = loupe_run(&unloadable_path, &refused_runs, &["--device", "cpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3 of 3 runs cannot start, so none was started"),
+        "{stderr}"
+    );
+    for message in [
+        "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.2.0",
+        "a core WebAssembly module, not a component",
+        "malformed component",
+    ] {
+        assert_eq!(
+            stderr.lines().filter(|l| l.contains(message)).count(),
+            1,
+            "{message}: {stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("panicked at"),
+        "the host panicked: {stderr}"
+    );
+    assert!(!refused_runs.exists(), "nothing ran");
+
     let runs = dir.path().join("runs");
     let out = loupe_run(&exp_path, &runs, &["--device", "cpu"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stderr.contains("11 run(s) failed"), "{stderr}");
+    assert!(stderr.contains("8 run(s) failed"), "{stderr}");
     assert!(
         !stderr.contains("panicked at"),
         "the host panicked: {stderr}"
     );
 
     let by_name = runs_by_name(&runs);
-    assert_eq!(run_dirs(&runs).len(), 12, "one directory per run");
-    let expected: [(&str, &str); 11] = [
+    assert_eq!(run_dirs(&runs).len(), 9, "one directory per run");
+    let expected: [(&str, &str); 8] = [
         ("spin", "exceeded its time limit of 1 s"),
         ("memory-bomb", "exceeded its memory limit"),
         ("recursion", "its stack overflowed"),
@@ -89,12 +118,6 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         ("escape", "report.save-json: artifact `../../escaped.json`"),
         ("flood", "exceeded its time limit of 3 s"),
         ("bad-op", "tensor.binary: "),
-        (
-            "wrong-api",
-            "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.2.0",
-        ),
-        ("core-module", "a core WebAssembly module, not a component"),
-        ("malformed", "malformed component"),
     ];
     for (name, message) in expected {
         let dir = &by_name[name];
@@ -598,14 +621,33 @@ fn the_memory_cap_is_a_total_over_every_memory_of_a_component() {
     std::fs::write(dir.path().join("small.wasm"), memory_hog(2, 64)).unwrap();
     // More memories than a plugin may declare: refused when it is loaded.
     std::fs::write(dir.path().join("many.wasm"), memory_hog(40, 1)).unwrap();
-    let mut text = String::new();
-    for name in ["hog", "small", "many"] {
-        text += &format!(
-            "[[run]]\nname = \"{name}\"\nplugin = \"{name}.wasm\"\n[run.limits]\nmemory_mb = 32\n\n"
-        );
-    }
-    let exp = dir.path().join("memories.toml");
-    std::fs::write(&exp, text).unwrap();
+    let experiment = |names: &[&str], file: &str| {
+        let mut text = String::new();
+        for name in names {
+            text += &format!(
+                "[[run]]\nname = \"{name}\"\nplugin = \"{name}.wasm\"\n[run.limits]\nmemory_mb = 32\n\n"
+            );
+        }
+        let exp = dir.path().join(file);
+        std::fs::write(&exp, text).unwrap();
+        exp
+    };
+    // Refused when the file is checked, before anything runs.
+    let many_exp = experiment(&["many"], "many.toml");
+    let out = run_within(
+        &many_exp,
+        &dir.path().join("refused"),
+        Duration::from_secs(60),
+        &[],
+    );
+    let many = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{many}");
+    assert!(
+        many.contains("declares more linear memories than a plugin may have (at most 16)"),
+        "{many}"
+    );
+
+    let exp = experiment(&["hog", "small"], "memories.toml");
     let runs = dir.path().join("runs");
     let out = run_within(&exp, &runs, Duration::from_secs(60), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -618,9 +660,4 @@ fn the_memory_cap_is_a_total_over_every_memory_of_a_component() {
     );
     let small = read_json(&by_name["small"].join("summary.json"));
     assert_eq!(small["ok"], true, "{small}");
-    let (many, _) = failure_of(&by_name, "many");
-    assert!(
-        many.contains("declares more linear memories than a plugin may have (at most 16)"),
-        "{many}"
-    );
 }
