@@ -18,7 +18,7 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use common::planted::{act_stats_experiment, drop_file};
-use common::plugins::{loupe_cmd, misbehaving_plugins, product_plugins, repo_root, tiny_model};
+use common::plugins::{loupe_cmd, product_plugins, repo_root, spin_run, tiny_model};
 
 /// A pseudo-terminal pair of the given size.
 fn open_pty(rows: u16, cols: u16) -> (OwnedFd, OwnedFd) {
@@ -291,15 +291,7 @@ fn quitting_with_a_run_going_ends_it_with_its_summary() {
     let experiments = tmp.path().join("experiments");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::create_dir_all(&experiments).unwrap();
-    let wasm = misbehaving_plugins().join("misbehave.wasm");
-    std::fs::write(
-        experiments.join("spin.toml"),
-        format!(
-            "[[run]]\nname = \"spin\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
-            wasm.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(experiments.join("spin.toml"), spin_run("spin", 120)).unwrap();
     let runs = tmp.path().join("runs");
     let mut dash = Dash::start(&plugins, &experiments, &runs);
     dash.wait_for("the panels", |s| s.contains("q quit"));

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::plugins::{
     assert_success, loupe_cmd, loupe_output, loupe_run, misbehaving_plugins, product_plugins,
-    quickstart_model, read_json, repo_root, run_dirs, tiny_model,
+    quickstart_model, read_json, repo_root, run_dirs, spin_run, tiny_model,
 };
 use common::read_safetensors;
 use common::reference::{HookOverText, hook_over_text};
@@ -536,14 +536,9 @@ fn a_signal_ends_every_run_with_its_summary() {
     use std::process::Stdio;
     for (signal, name) in [(libc::SIGINT, "Ctrl-C"), (libc::SIGTERM, "SIGTERM")] {
         let dir = tempfile::tempdir().unwrap();
-        let wasm = misbehaving_plugins().join("misbehave.wasm");
-        let spin = format!(
-            "plugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
-            wasm.display()
-        );
         let exp = write_experiment(
             dir.path(),
-            &format!("[[run]]\nname = \"first\"\n{spin}\n[[run]]\nname = \"second\"\n{spin}"),
+            &format!("{}{}", spin_run("first", 120), spin_run("second", 120)),
         );
         let runs = dir.path().join("runs");
         let mut child = loupe_cmd()

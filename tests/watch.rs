@@ -298,16 +298,8 @@ impl loupe::events::EventSink for Events {
 
 /// An experiment file whose one run spins until cancelled (or 20 s pass).
 fn spinning_experiment(dir: &Path, name: &str) -> loupe::runner::Experiment {
-    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
     let path = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &path,
-        format!(
-            "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 20\n",
-            wasm.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, common::plugins::spin_run(name, 20)).unwrap();
     loupe::runner::Experiment::load(&path).unwrap()
 }
 
@@ -462,14 +454,9 @@ fn ctrl_c_ends_the_runs_going_with_their_summaries() {
             .as_str()
             .is_some_and(|m| m.starts_with("watching"))
     });
-    let wasm = common::plugins::misbehaving_plugins().join("misbehave.wasm");
     drop_file(
         &experiments.join("spin.toml"),
-        format!(
-            "[[run]]\nname = \"spin\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = 120\n",
-            wasm.display()
-        )
-        .as_bytes(),
+        common::plugins::spin_run("spin", 120).as_bytes(),
     );
     watch.wait_for("the run started", |v| event_is(v, "started"));
     // SAFETY: signals the child this test spawned, which is still running.

@@ -162,3 +162,12 @@ pub fn read_json(path: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
+
+/// An experiment's `[[run]]` of the misbehave plugin spinning until it is stopped: by a cancel, a
+/// signal, or its `time_s` limit.
+pub fn spin_run(name: &str, time_s: u64) -> String {
+    format!(
+        "[[run]]\nname = \"{name}\"\nplugin = \"{}\"\n[run.params]\nbehaviour = \"spin\"\n[run.limits]\ntime_s = {time_s}\n\n",
+        misbehaving_plugins().join("misbehave.wasm").display()
+    )
+}
