@@ -73,6 +73,20 @@ struct Prepared {
     datasets: BTreeMap<String, Dataset>,
 }
 
+/// A plugin parameter `model_name` left empty is filled with the name of the run's model directory
+/// (`gpt2-small` for `models/gpt2-small`): what the plugin records as the model it ran on (an SAE's
+/// `cfg.json`), and what `config.json` keeps for reproducing the run.
+fn fill_model_name(params: &mut Map<String, Value>, model: Option<&Path>) {
+    let name = model
+        .and_then(|m| m.canonicalize().ok().or_else(|| Some(m.to_path_buf())))
+        .and_then(|m| m.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let (Some(Value::String(given)), Some(name)) = (params.get_mut("model_name"), name)
+        && given.is_empty()
+    {
+        *given = name;
+    }
+}
+
 /// Whether a parameter names hooks of the run's model and is checked against them up front:
 /// `hook`, `hooks`, or a name ending in `_hook` / `_hooks` (a convention plugins follow).
 fn names_hooks(param: &str) -> bool {
@@ -225,13 +239,14 @@ impl<'e> Runner<'e> {
         let plugin = self
             .find_plugin(&run.plugin.value, base)
             .map_err(|e| format!("{place}:{}: run.plugin: {e}", run.plugin.line))?;
-        let params = resolve(
+        let mut params = resolve(
             &plugin.manifest,
             &run.params,
             &self.options.overrides,
             place,
             run.line,
         )?;
+        fill_model_name(&mut params, run.model.as_deref());
         let device = match (forced, &run.device) {
             (Some(device), _) => device,
             (None, Some(own)) => {
@@ -515,5 +530,39 @@ impl<'e> Runner<'e> {
         let params = Value::Object(p.params).to_string();
         let (ctx, result) = p.plugin.run(self.engine, ctx, &run.limits, &params);
         (ctx.recorder, result.map_err(|f| f.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use serde_json::{Map, json};
+
+    use super::{fill_model_name, names_hooks};
+
+    #[test]
+    fn an_empty_model_name_names_the_model_directory() {
+        let mut params = Map::new();
+        params.insert("model_name".into(), json!(""));
+        fill_model_name(&mut params, Some(Path::new("models/gpt2-small")));
+        assert_eq!(params["model_name"], "gpt2-small");
+        // A name given is kept; without a model nothing is filled.
+        fill_model_name(&mut params, Some(Path::new("other")));
+        assert_eq!(params["model_name"], "gpt2-small");
+        let mut params = Map::new();
+        params.insert("model_name".into(), json!(""));
+        fill_model_name(&mut params, None);
+        assert_eq!(params["model_name"], "");
+    }
+
+    #[test]
+    fn hook_parameters_are_known_by_their_names() {
+        for name in ["hook", "hooks", "source_hook", "target_hooks"] {
+            assert!(names_hooks(name), "{name}");
+        }
+        for name in ["site", "hookup", "hook_count"] {
+            assert!(!names_hooks(name), "{name}");
+        }
     }
 }

@@ -104,7 +104,7 @@ pub fn manifest() -> Manifest {
     .param(Param::int("context_tokens", 8, "Tokens shown before each top activation"))
     .param(Param::int("save_codes_rows", 0, "Save x, feature_acts and reconstruction of the first N evaluation rows to codes.safetensors"))
     .param(Param::int("log_every", 10, "Report training metrics every this many steps"))
-    .param(Param::string("model_name", "", "The model's name written to cfg.json's metadata.model_name (e.g. \"gpt2-small\", as TransformerLens names it); empty: null, with a warning (the host tells plugins the model's family, not its name)"))
+    .param(Param::string("model_name", "", "The model's name written to cfg.json's metadata.model_name (e.g. \"gpt2-small\", as TransformerLens names it); empty: the run's model directory name (the host fills it in), null with a warning for runs without a model"))
 }
 
 /// How the activations are scaled during training.
