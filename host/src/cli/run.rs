@@ -29,7 +29,10 @@ An experiment file holds one or more [[run]] tables:
   time_s = 600
 
 Each run writes <out>/<id>/: config.json (resolved, with the plugin's sha256 and API version),
-events.jsonl, artifacts/ and summary.json. The exit code is 0 only if every run succeeded.")]
+events.jsonl, artifacts/ and summary.json. Every run is checked (plugin, parameters, device, model,
+datasets, hook names) before any starts; a file with a problem is refused whole. Ctrl-C (or SIGTERM)
+stops the runs going at their next check, each with its summary.json (\"ended\": \"cancelled\"); a
+second Ctrl-C stops at once. The exit code is 0 only if every run succeeded.")]
 pub struct RunArgs {
     /// The experiment file.
     experiment: PathBuf,
