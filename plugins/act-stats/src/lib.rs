@@ -5,6 +5,7 @@
 //! with Chan et al.'s pairwise update, so the variance stays accurate over long datasets. The top-k
 //! activations of each batch are found on the host and merged with the running top-k here.
 
+mod figure;
 mod stats;
 mod topk;
 
@@ -190,7 +191,17 @@ impl Plugin for ActStats {
         )?;
 
         let heat = position_sum * (1.0 / sequences as f32);
-        report::save_png("position_mean.png", &normalized(&heat)?)?;
+        // `[seq_len, neurons]`: positions down, neurons across.
+        let dims = heat.shape();
+        let (positions, columns) = (dims[0], dims[1..].iter().product());
+        let title = format!("mean activation by position · {}", p.hook);
+        let fig = figure::heat_map(&heat.to_vec_f32()?, positions, columns, &title)
+            .map_err(|e| Error::invalid("act-stats", e))?;
+        if let Some(note) = &fig.note {
+            info(&format!("position_mean.png: {note} to fit the figure"));
+        }
+        let image = Tensor::from_f32(&fig.rgb, &[fig.height, fig.width, 3])?;
+        report::save_png("position_mean.png", &image)?;
 
         let shown = if p.report_neurons == 0 {
             n
@@ -246,14 +257,6 @@ fn by_position(act: Tensor, hook: &str) -> Result<Tensor> {
     } else {
         Ok(act)
     }
-}
-
-/// Scales values to [0, 1] for an image.
-fn normalized(x: &Tensor) -> Result<Tensor> {
-    let flat = x.reshape(&[x.numel()])?;
-    let (lo, hi) = (flat.min(0, false)?.item()?, flat.max(0, false)?.item()?);
-    let span = if hi > lo { hi - lo } else { 1.0 };
-    x.affine(1.0 / span, -lo / span)
 }
 
 /// A top activation with its token and the tokens around it (within its sequence).
