@@ -75,6 +75,15 @@ fn the_quickstart_experiment_runs_act_stats() {
             "{artifact} missing"
         );
     }
+    // The heat map is a figure (cells upscaled, axes, a colour scale), not one pixel per cell.
+    let heat = image::open(run.join("artifacts/position_mean.png")).unwrap();
+    assert!(
+        heat.width() >= 600 && heat.height() >= 300 && heat.color().channel_count() == 3,
+        "{}×{} {:?}",
+        heat.width(),
+        heat.height(),
+        heat.color()
+    );
     let config = read_json(&run.join("config.json"));
     assert_eq!(config["plugin"]["name"], "act-stats");
     assert_eq!(
