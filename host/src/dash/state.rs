@@ -769,13 +769,14 @@ fn add_point(metrics: &mut BTreeMap<String, Vec<(f64, f64)>>, name: &str, point:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::time::Duration;
 
     use super::*;
     use crate::events::Event;
 
-    fn run_event(experiment: &str, run: &str, t: f64, body: EventBody) -> HostEvent {
+    /// A run event of `experiment`, as the service forwards it (shared with the view's tests).
+    pub(crate) fn run_event(experiment: &str, run: &str, t: f64, body: EventBody) -> HostEvent {
         HostEvent::Run {
             experiment: PathBuf::from(experiment),
             event: Event {

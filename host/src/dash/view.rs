@@ -742,16 +742,7 @@ mod tests {
         assert_eq!(screen[23].trim_end(), "cancelling 001-sae");
     }
 
-    fn run_event(experiment: &str, run: &str, t: f64, body: EventBody) -> HostEvent {
-        HostEvent::Run {
-            experiment: PathBuf::from(experiment),
-            event: Event {
-                run: run.into(),
-                t,
-                body,
-            },
-        }
-    }
+    use crate::dash::state::tests::run_event;
 
     fn started(plugin: &str, run: &str) -> EventBody {
         EventBody::Started {
