@@ -3,6 +3,8 @@
 
 #[path = "../host/tests/common/mod.rs"]
 mod common;
+#[path = "plugin_runs/interrupt.rs"]
+mod interrupt;
 
 use std::path::Path;
 
@@ -421,7 +423,7 @@ fn plugins_list_and_check_describe_the_manifest() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.2.0)"),
+        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.3.0)"),
         "{stdout}"
     );
     assert!(stdout.contains("top_k (int, default 5)"), "{stdout}");
@@ -574,7 +576,7 @@ fn a_signal_ends_every_run_with_its_summary() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
         assert!(
-            stderr.contains(&format!("loupe: {name}: stopping 1 run(s)")),
+            stderr.contains(&format!("loupe: {name}: asking 1 run(s) to stop")),
             "{stderr}"
         );
         assert!(

@@ -444,6 +444,13 @@ log_every = 4
 
     let contexts = read_json(&run.join("artifacts/top_contexts.json"));
     assert_eq!(contexts.as_array().unwrap().len(), 4);
+    for latent in contexts.as_array().unwrap() {
+        for hit in latent["top"].as_array().unwrap() {
+            for key in ["token", "before", "after"] {
+                assert!(hit[key].is_string(), "{key} in {hit}");
+            }
+        }
+    }
     let density = read_json(&run.join("artifacts/feature_density.json"));
     let counted: u64 = density["counts"]
         .as_array()
@@ -507,6 +514,288 @@ eval_tokens = 200
     let rows = |name: &str| reconstruction(&runs[name])["tokens"].as_u64().unwrap();
     assert_eq!(rows("exclude-true"), 2 * 8 * 15);
     assert_eq!(rows("exclude-false"), 2 * 8 * 16);
+}
+
+/// A usable Chromium: `LOUPE_CHROMIUM`, or Debian's (`scripts/chromium.sh` installs it).
+fn chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("LOUPE_CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+}
+
+/// Runs headless Chromium on `page` with `args` and a fresh profile; its stdout and stderr. Killed
+/// after two minutes, which a page without network or script never needs.
+fn headless(browser: &Path, page: &Path, args: &[&str]) -> (String, String) {
+    let profile = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1200,2000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(format!("file://{}", page.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start chromium");
+    let (mut stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).unwrap();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).unwrap();
+        s
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!(
+                "chromium did not finish within 2 minutes on {}",
+                page.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "chromium failed ({status}):\n{err}");
+    (out, err)
+}
+
+#[test]
+fn the_feature_view_shows_chosen_latents_and_renders_in_a_browser() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exp = write(
+        tmp.path(),
+        "exp.toml",
+        &format!(
+            r#"
+[[run]]
+name = "view"
+plugin = "sae"
+model = "{model}"
+data = {{ path = "{corpus}", seq_len = 16 }}
+seed = 5
+[run.params]
+hook = "blocks.1.hook_resid_post"
+architecture = "topk"
+k = 8
+expansion_factor = 4
+training_tokens = 4096
+batch_size = 256
+buffer_batches = 4
+model_batch_size = 8
+eval_tokens = 150
+top_contexts_latents = 2
+top_contexts_k = 4
+context_tokens = 3
+view_top_latents = 3
+view_random_latents = 2
+view_latents = [5, 7, 100000]
+view_vocab_tokens = 6
+log_every = 2
+"#,
+            model = tiny_model().display(),
+            corpus = corpus().display()
+        ),
+    );
+    let out = tmp.path().join("runs");
+    run_ok(&exp, &out);
+    let run = &runs_by_name(&out)["view"];
+    let artifacts = run.join("artifacts");
+
+    // feature_view.json: the listed latents first, then the 3 most active, then 2 random ones.
+    let view = read_json(&artifacts.join("feature_view.json"));
+    let latents = view["latents"].as_array().unwrap();
+    let ids: Vec<u64> = latents
+        .iter()
+        .map(|l| l["latent"].as_u64().unwrap())
+        .collect();
+    assert_eq!(&ids[..2], &[5, 7], "{ids:?}");
+    assert_eq!(view["ignored_latents"], serde_json::json!([100000]));
+    let with = |reason: &str| {
+        latents
+            .iter()
+            .filter(|l| {
+                l["chosen_as"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == reason)
+            })
+            .count()
+    };
+    assert_eq!(with("listed"), 2);
+    assert_eq!(with("most_active"), 3);
+    assert_eq!(with("random"), 2);
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "a latent shown twice: {ids:?}");
+    let mut most_active_density = Vec::new();
+    for l in latents {
+        let density = l["density"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&density), "{l}");
+        let fires = l["fires"].as_u64().unwrap();
+        assert_eq!(fires, (density * 150.0).round() as u64);
+        if l["chosen_as"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "most_active")
+        {
+            most_active_density.push(density);
+        }
+        if l["chosen_as"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "random")
+        {
+            assert!(
+                fires > 0,
+                "random latents are drawn from those that fired: {l}"
+            );
+        }
+        let top = l["top_contexts"].as_array().unwrap();
+        assert_eq!(top.is_empty(), fires == 0, "{l}");
+        assert!(top.len() <= 4);
+        let mut last = f64::INFINITY;
+        for c in top {
+            for key in ["before", "token", "after"] {
+                assert!(c[key].is_string(), "{key} in {c}");
+            }
+            let value = c["value"].as_f64().unwrap();
+            assert!(
+                value > 0.0 && value <= last,
+                "contexts largest first: {top:?}"
+            );
+            last = value;
+            // Held out: the first 10 sequences of 16.
+            assert!(c["sequence"].as_u64().unwrap() < 10, "{c}");
+            assert!(c["position"].as_u64().unwrap() < 16, "{c}");
+        }
+        if fires > 0 {
+            let mean = l["mean_when_firing"].as_f64().unwrap();
+            assert!(
+                mean > 0.0 && mean <= top[0]["value"].as_f64().unwrap() + 1e-6,
+                "{l}"
+            );
+        }
+        // A residual-stream SAE reads straight through ln_f and the unembedding.
+        for side in ["vocab_top", "vocab_bottom"] {
+            let tokens = l[side].as_array().unwrap();
+            assert_eq!(tokens.len(), 6, "{side}");
+            assert!(tokens.iter().all(|t| t["token"].is_string()));
+        }
+        let (top_logit, bottom_logit) = (
+            l["vocab_top"][0]["logit"].as_f64().unwrap(),
+            l["vocab_bottom"][0]["logit"].as_f64().unwrap(),
+        );
+        assert!(top_logit > bottom_logit, "{l}");
+    }
+    assert!(most_active_density.windows(2).all(|w| w[0] >= w[1]));
+    assert_eq!(view["vocab_available"], true);
+    // Steps 1, 2, 4, …, 16 were logged.
+    assert_eq!(view["curves"].as_array().unwrap().len(), 9);
+    // top_contexts.json has the same shape, text after the token included.
+    let first = read_json(&artifacts.join("top_contexts.json"));
+    assert_eq!(first.as_array().unwrap().len(), 2);
+    for hit in first[0]["top"].as_array().unwrap() {
+        assert!(
+            hit["after"].is_string() && hit["sequence"].is_u64(),
+            "{hit}"
+        );
+    }
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(
+        summary["summary"]["feature_view"]["html"],
+        "artifacts/feature_view.html"
+    );
+
+    // The page fetches nothing: no scripts, stylesheets, images or URLs (bar the SVG namespace).
+    let page = artifacts.join("feature_view.html");
+    let html = std::fs::read_to_string(&page).unwrap();
+    for banned in ["<script", "<link", "<img", "src=", "url(", "@import"] {
+        assert!(!html.contains(banned), "the page has {banned}");
+    }
+    assert_eq!(
+        html.matches("http").count(),
+        html.matches("http://www.w3.org/2000/svg").count(),
+        "the page names a URL"
+    );
+
+    let Some(browser) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "no Chromium (run scripts/chromium.sh, or set LOUPE_CHROMIUM)"
+        );
+        eprintln!("skipped the browser check: no Chromium (scripts/chromium.sh installs one)");
+        return;
+    };
+    let shot = tmp.path().join("feature_view.png");
+    headless(
+        &browser,
+        &page,
+        &[&format!("--screenshot={}", shot.display())],
+    );
+    let image = image::open(&shot).expect("a PNG screenshot").to_rgb8();
+    assert_eq!(image.dimensions(), (1200, 2000));
+    let luma: Vec<f64> = image
+        .pixels()
+        .map(|p| 0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64)
+        .collect();
+    let mean = luma.iter().sum::<f64>() / luma.len() as f64;
+    let variance = luma.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / luma.len() as f64;
+    assert!(
+        variance > 100.0,
+        "the screenshot is nearly blank (variance {variance})"
+    );
+    // The curves and the highlighted tokens are drawn in orange.
+    let orange = image
+        .pixels()
+        .filter(|p| p[0] > 180 && p[1] > 40 && p[1] < 120 && p[2] < 60)
+        .count();
+    assert!(
+        orange > 500,
+        "{orange} orange pixels: no curves or highlights drawn"
+    );
+
+    let (dom, log) = headless(
+        &browser,
+        &page,
+        &["--enable-logging=stderr", "--v=0", "--dump-dom"],
+    );
+    assert_eq!(
+        dom.matches(r#"<article class="latent""#).count(),
+        latents.len()
+    );
+    assert_eq!(dom.matches(r#"<svg class="chart""#).count(), 3);
+    assert!(dom.contains(r#"<mark class="hit""#));
+    assert!(dom.contains(r#"id="latent-5""#) && dom.contains(r#"id="latent-7""#));
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|l| (l.contains("CONSOLE") && l.contains("ERROR")) || l.contains("Uncaught"))
+        .collect();
+    assert!(errors.is_empty(), "console errors:\n{}", errors.join("\n"));
 }
 
 #[test]

@@ -77,7 +77,7 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         "{stderr}"
     );
     for message in [
-        "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.2.0",
+        "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.3.0",
         "a core WebAssembly module, not a component",
         "malformed component",
     ] {
@@ -486,7 +486,7 @@ fn memory_hog(memories: usize, pages: u32) -> Vec<u8> {
         "0.1.0",
         "test",
         "Declares many memories and grows each",
-        "0.2.0",
+        "0.3.0",
         "{}",
     ];
     let escape = |bytes: &[u8]| -> String { bytes.iter().map(|b| format!("\\{b:02x}")).collect() };
@@ -558,7 +558,7 @@ fn memory_hog(memories: usize, pages: u32) -> Vec<u8> {
   (core instance $i (instantiate $m))
   (alias core export $i "memory" (core memory $mem))
   (alias core export $i "cabi_realloc" (core func $realloc))
-  (import "loupe:plugin/types@0.2.0" (instance $types
+  (import "loupe:plugin/types@0.3.0" (instance $types
     (type $k {error_kind})
     (export "error-kind" (type $ek (eq $k)))
     (type $e (record (field "kind" $ek) (field "op" string) (field "message" string)))
@@ -600,7 +600,7 @@ fn memory_hog(memories: usize, pages: u32) -> Vec<u8> {
     (with "import-type-param-type" (type $pt))
     (with "import-type-param" (type $param))
     (with "import-type-plugin-manifest" (type $man))))
-  (export "loupe:plugin/method@0.2.0" (instance $method)))"#,
+  (export "loupe:plugin/method@0.3.0" (instance $method)))"#,
         blob = escape(&blob),
         manifest = escape(&manifest),
         ok = escape(&ok),

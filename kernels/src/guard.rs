@@ -9,9 +9,9 @@
 
 use std::cell::RefCell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::stop::StopSwitch;
 use crate::{DType, Error, Result, Shape};
 
 /// Why a guarded op gave up.
@@ -19,7 +19,7 @@ use crate::{DType, Error, Result, Shape};
 pub enum StopReason {
     /// The caller's deadline passed.
     Deadline,
-    /// The caller's cancel switch was set.
+    /// The caller's stop switch called for a hard stop.
     Cancelled,
 }
 
@@ -32,11 +32,11 @@ impl std::fmt::Display for StopReason {
     }
 }
 
-/// A deadline and a cancel switch, cheap to clone and to check (a clock read and an atomic load).
+/// A deadline and a stop switch, cheap to clone and to check (a clock read and a few atomic loads).
 #[derive(Debug, Clone, Default)]
 pub struct StopSignal {
     deadline: Option<Instant>,
-    cancel: Option<Arc<AtomicBool>>,
+    cancel: Option<Arc<StopSwitch>>,
 }
 
 impl StopSignal {
@@ -45,7 +45,7 @@ impl StopSignal {
         Self::default()
     }
 
-    pub fn new(deadline: Option<Instant>, cancel: Option<Arc<AtomicBool>>) -> Self {
+    pub fn new(deadline: Option<Instant>, cancel: Option<Arc<StopSwitch>>) -> Self {
         StopSignal { deadline, cancel }
     }
 
@@ -55,11 +55,8 @@ impl StopSignal {
 
     /// Whether to stop now, and why.
     pub fn reason(&self) -> Option<StopReason> {
-        if self
-            .cancel
-            .as_ref()
-            .is_some_and(|c| c.load(Ordering::Relaxed))
-        {
+        // A stop request inside its grace period is not a stop: the run may still be saving.
+        if self.cancel.as_ref().is_some_and(|c| c.hard_stop_due()) {
             return Some(StopReason::Cancelled);
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -221,10 +218,10 @@ mod tests {
 
     #[test]
     fn stop_signals_report_cancel_and_deadline() {
-        let flag = Arc::new(AtomicBool::new(false));
-        let stop = StopSignal::new(None, Some(flag.clone()));
+        let switch = Arc::new(StopSwitch::new());
+        let stop = StopSignal::new(None, Some(switch.clone()));
         assert_eq!(stop.reason(), None);
-        flag.store(true, Ordering::Relaxed);
+        switch.request();
         assert_eq!(stop.reason(), Some(StopReason::Cancelled));
         let past = StopSignal::new(Some(Instant::now()), None);
         let (r, _) = guarded(None, past, || stop_signal().check("cholesky"));

@@ -18,6 +18,7 @@ pub mod guard;
 mod ops;
 pub mod selftest;
 mod shape;
+mod stop;
 mod storage;
 mod tensor;
 
@@ -32,4 +33,5 @@ pub use ops::MatmulPrecision;
 pub use ops::ReduceOp;
 pub use ops::UnaryOp;
 pub use shape::Shape;
+pub use stop::StopSwitch;
 pub use tensor::Tensor;

@@ -1,6 +1,6 @@
 //! The stable API between loupe and its WebAssembly plugins, and the guest SDK plugins are written with.
 //!
-//! The contract is the WIT package in `wit/` (`loupe:plugin@0.2.0`). This crate wraps its generated
+//! The contract is the WIT package in `wit/` (`loupe:plugin@0.3.0`). This crate wraps its generated
 //! bindings in an idiomatic surface: [`Tensor`] handles with operators that free their host memory when
 //! dropped, a [`Forward`] builder for model runs with captures and interventions, datasets, reporting,
 //! and [`export_plugin!`] to export a type implementing [`Plugin`]:
@@ -35,6 +35,7 @@
 //! do not broadcast, say), which ends the run with that message, as a failed assertion would; the named
 //! methods (`a.add(&b)?`) return the error instead.
 
+pub mod contexts;
 pub mod data;
 mod error;
 pub mod manifest;
@@ -52,7 +53,7 @@ pub use model::{Forward, Intervention, ModelInfo, Output};
 pub use tensor::{AdamConfig, DType, Tensor};
 
 /// The version of the plugin API this crate describes: the WIT package's version.
-pub const API_VERSION: &str = "0.2.0";
+pub const API_VERSION: &str = "0.3.0";
 
 /// The generated bindings of the `plugin` world. Plugins rarely need them directly.
 #[doc(hidden)]

@@ -61,3 +61,8 @@ pub fn save_csv(name: &str, header: &[&str], rows: &[Vec<String>]) -> Result<()>
 pub fn save_png(name: &str, image: &Tensor) -> Result<()> {
     Ok(wit::save_png(name, &image.0)?)
 }
+
+/// UTF-8 text as written, as a `.html` (a self-contained page), `.md`, `.txt` or `.svg` artifact.
+pub fn save_text(name: &str, text: &str) -> Result<()> {
+    Ok(wit::save_text(name, text)?)
+}

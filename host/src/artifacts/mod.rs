@@ -114,7 +114,7 @@ pub enum ArtifactError {
     Encode { name: String, why: String },
 }
 
-/// The kinds of file a plugin may write; each has one extension.
+/// The kinds of file a plugin may write, each with the extensions its names may end in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ArtifactKind {
     /// `.safetensors`
@@ -125,22 +125,33 @@ pub enum ArtifactKind {
     Csv,
     /// `.png`
     Png,
+    /// `.html`, `.md`, `.txt`, `.svg`: text written as given.
+    Text,
 }
 
 impl ArtifactKind {
-    /// The extension every name of this kind ends with, with its dot: `.json`.
-    pub fn extension(self) -> &'static str {
+    /// The extensions a name of this kind may end with, with their dots; the first is the usual one.
+    pub fn extensions(self) -> &'static [&'static str] {
         match self {
-            ArtifactKind::Tensors => ".safetensors",
-            ArtifactKind::Json => ".json",
-            ArtifactKind::Csv => ".csv",
-            ArtifactKind::Png => ".png",
+            ArtifactKind::Tensors => &[".safetensors"],
+            ArtifactKind::Json => &[".json"],
+            ArtifactKind::Csv => &[".csv"],
+            ArtifactKind::Png => &[".png"],
+            ArtifactKind::Text => &[".html", ".md", ".txt", ".svg"],
         }
     }
 
-    /// The word messages use for the kind: `json`, `csv`, `png`, `safetensors`.
+    /// The usual extension, with its dot: `.json`.
+    pub fn extension(self) -> &'static str {
+        self.extensions()[0]
+    }
+
+    /// The word messages use for the kind: `json`, `csv`, `png`, `safetensors`, `text`.
     pub fn label(self) -> &'static str {
-        &self.extension()[1..]
+        match self {
+            ArtifactKind::Text => "text",
+            other => &other.extension()[1..],
+        }
     }
 }
 
@@ -232,6 +243,12 @@ impl ArtifactDir {
         encode::check_csv(name, header, rows)?;
         let size = self.sized(name, |w| encode::csv(header, rows, w))?;
         self.write_atomic_with(name, &path, size, |w| encode::csv(header, rows, w))
+    }
+
+    /// Writes UTF-8 text as given (an HTML page, Markdown).
+    pub fn write_text(&self, name: &str, text: &str) -> Result<u64, ArtifactError> {
+        let path = self.path_for(name, ArtifactKind::Text)?;
+        self.write_atomic(name, &path, text.as_bytes())
     }
 
     /// Writes an f32 tensor `[h, w]` (grayscale) or `[h, w, 3]` (RGB) as an 8-bit PNG: values are

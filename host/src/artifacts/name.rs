@@ -40,11 +40,15 @@ pub(super) fn validate(name: &str, kind: ArtifactKind) -> Result<Vec<&str>, Stri
         check_component(component)?;
     }
     let file = components.last().copied().unwrap_or_default();
-    let extension = kind.extension();
-    if !file.ends_with(extension) || file.len() == extension.len() {
+    let fits = kind
+        .extensions()
+        .iter()
+        .any(|e| file.ends_with(e) && file.len() > e.len());
+    if !fits {
         return Err(format!(
-            "a {} artifact's name must end in {extension}",
-            kind.label()
+            "a {} artifact's name must end in {}",
+            kind.label(),
+            kind.extensions().join(" or ")
         ));
     }
     Ok(components)

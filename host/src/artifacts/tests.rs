@@ -72,6 +72,12 @@ fn accepted_names_map_under_the_root() {
         ),
         ("a..b/c.json", ArtifactKind::Json, "a..b/c.json"),
         ("j.json.json", ArtifactKind::Json, "j.json.json"),
+        (
+            "features/view.html",
+            ArtifactKind::Text,
+            "features/view.html",
+        ),
+        ("notes.md", ArtifactKind::Text, "notes.md"),
     ];
     for (name, kind, rel) in cases {
         assert_eq!(
@@ -594,4 +600,20 @@ fn one_byte_over_the_name_limit_is_rejected() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("201 bytes long; the limit is 200"), "{msg}");
+}
+
+#[test]
+fn text_is_written_as_given_under_a_text_extension() {
+    let (_tmp, a) = dir();
+    let page = "<!doctype html><title>é</title>\n";
+    assert_eq!(a.write_text("view.html", page).unwrap(), page.len() as u64);
+    assert_eq!(
+        fs::read_to_string(a.root().join("view.html")).unwrap(),
+        page
+    );
+    let e = a.write_text("view.exe", "x").unwrap_err().to_string();
+    assert!(
+        e.contains("must end in .html or .md or .txt or .svg"),
+        "{e}"
+    );
 }

@@ -23,16 +23,19 @@ An experiment file holds one or more [[run]] tables:
                                      # named: { acts = { path = \"r.safetensors\", tensor = \"x\" }, sae = \"saes/topk\" }
   device = \"auto\"                    # auto | cpu | cuda[:N]
   seed = 0
+  resume = \"runs/<id>\"               # optional: continue that run from its artifacts/checkpoint/
   [run.params]                       # the plugin's parameters: `loupe plugins list` shows them
   hook = \"blocks.0.mlp.hook_post\"
-  [run.limits]                       # optional: memory_mb (plugin memory), time_s, tensor_mb
-  time_s = 600
+  [run.limits]                       # optional: memory_mb (plugin memory), time_s, tensor_mb,
+  time_s = 600                       #   stop_grace_s (time to save after Ctrl-C; default 10)
 
 Each run writes <out>/<id>/: config.json (resolved, with the plugin's sha256 and API version),
 events.jsonl, artifacts/ and summary.json. Every run is checked (plugin, parameters, device, model,
 datasets, hook names) before any starts; a file with a problem is refused whole. Ctrl-C (or SIGTERM)
-stops the runs going at their next check, each with its summary.json (\"ended\": \"cancelled\"); a
-second Ctrl-C stops at once. The exit code is 0 only if every run succeeded.")]
+asks the runs going to stop: a plugin that watches for it saves what it has (the sae plugin a partial
+SAE and a checkpoint) within stop_grace_s, any other stops at its next check; each ends with its
+summary.json (\"ended\": \"cancelled\"). A second Ctrl-C stops at once. The exit code is 0 only if
+every run succeeded.")]
 pub struct RunArgs {
     /// The experiment file.
     experiment: PathBuf,

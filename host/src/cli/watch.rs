@@ -191,8 +191,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
 /// How long stopping waits for cancelled runs to end and write their summaries.
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
-/// The first Ctrl-C or SIGTERM cancels every run (each ends at its next check with its summary) and
-/// stops watching; a second exits at once.
+/// The first Ctrl-C or SIGTERM asks every run to stop (each saves what it has within its grace period
+/// and ends with its summary) and stops watching; a second ends the grace periods at once, and the
+/// process exits a few seconds later if the runs have not ended by then.
 #[cfg(unix)]
 fn stop_on_signals(cancellations: Arc<Cancellations>, stop: Arc<AtomicBool>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -201,14 +202,22 @@ fn stop_on_signals(cancellations: Arc<Cancellations>, stop: Arc<AtomicBool>) -> 
         .name("loupe-signals".into())
         .spawn(move || {
             for (seen, _) in signals.forever().enumerate() {
-                if seen > 0 {
-                    eprintln!("loupe watch: stopping at once");
+                if seen > 1 {
                     std::process::exit(130);
+                }
+                if seen == 1 {
+                    eprintln!("loupe watch: stopping at once");
+                    cancellations.stop_all_now();
+                    std::thread::spawn(|| {
+                        std::thread::sleep(Duration::from_secs(5));
+                        std::process::exit(130);
+                    });
+                    continue;
                 }
                 let going = cancellations.cancel_all();
                 stop.store(true, Ordering::SeqCst);
                 eprintln!(
-                    "loupe watch: stopping; {going} run(s) end at their next check, each with its summary \
+                    "loupe watch: stopping; {going} run(s) save what they have and end with their summaries \
                      (again to stop at once)"
                 );
             }

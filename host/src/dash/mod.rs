@@ -265,7 +265,9 @@ fn ui_loop(
                 Action::Start(path) => queue(emit, submit, path),
                 Action::Cancel(run) => {
                     let line = if cfg.cancellations.cancel(&run) {
-                        format!("cancelling {run}: it stops at the plugin's next check")
+                        format!(
+                            "asked {run} to stop: it saves what it can and ends with its summary"
+                        )
                     } else {
                         format!("{run} is no longer running")
                     };

@@ -838,7 +838,7 @@ pub(crate) mod tests {
             path: path.clone(),
             name: "x".into(),
             version: "1.0.0".into(),
-            api_version: "0.2.0".into(),
+            api_version: "0.3.0".into(),
             from_cache: false,
             load_time: Duration::from_millis(200),
             replaced: None,

@@ -490,7 +490,7 @@ mod tests {
                 path: plugins.join(file),
                 name: name.into(),
                 version: "0.1.0".into(),
-                api_version: "0.2.0".into(),
+                api_version: "0.3.0".into(),
                 from_cache: true,
                 load_time: Duration::from_millis(3),
                 replaced: None,
@@ -612,8 +612,8 @@ mod tests {
             &[
                 "┌plugins───────────────────────────────────────────────────┐",
                 "│plugin     version API   status  last event               │",
-                "│act-stats  0.1.0   0.2.0 ready   plugin act-stats 0.1.0 (A│",
-                "│sae        0.1.0   0.2.0 broken  /p/sae.wasm: not a WebAss│",
+                "│act-stats  0.1.0   0.3.0 ready   plugin act-stats 0.1.0 (A│",
+                "│sae        0.1.0   0.3.0 broken  /p/sae.wasm: not a WebAss│",
                 "└──────────────────────────────────────────────────────────┘",
             ],
         );
@@ -1179,7 +1179,7 @@ mod tests {
                 "│plugin      sae                                           │",
                 "│file        /p/sae.wasm                                   │",
                 "│version     0.1.0                                         │",
-                "│API         0.2.0                                         │",
+                "│API         0.3.0                                         │",
                 "│status      broken                                        │",
                 "│                                                          │",
                 "│last event                                                │",

@@ -1,4 +1,5 @@
-//! The `report`, `runtime` and `types` interfaces: events and artifacts of the run, facts about it.
+//! The `report`, `runtime` and `types` interfaces: events and artifacts of the run, facts about it,
+//! and the stop request.
 
 use wasmtime::component::Resource;
 
@@ -110,6 +111,11 @@ impl wit::Host for RunState {
         let result = self.ctx.artifacts.write_png(&name, &image);
         self.artifact_written("report.save-png", &name, result)
     }
+
+    fn save_text(&mut self, name: String, text: String) -> Answer<()> {
+        let result = self.ctx.artifacts.write_text(&name, &text);
+        self.artifact_written("report.save-text", &name, result)
+    }
 }
 
 impl runtime::Host for RunState {
@@ -119,7 +125,17 @@ impl runtime::Host for RunState {
             seed: self.ctx.seed,
             device: self.ctx.device.to_string(),
             api_version: loupe_plugin_api::API_VERSION.to_string(),
+            resumed_from: self.ctx.resumed_from.clone(),
         })
+    }
+
+    fn stop_requested(&mut self) -> wasmtime::Result<bool> {
+        let Some(switch) = &self.ctx.cancel else {
+            return Ok(false);
+        };
+        // A plugin that looks has shown it will wind down: it gets the grace period to do so.
+        switch.grant_grace(self.stop_grace);
+        Ok(switch.requested())
     }
 }
 

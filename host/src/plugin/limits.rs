@@ -17,6 +17,10 @@ pub struct Limits {
     /// Tensors the plugin holds on the device at once, in MiB.
     #[serde(default = "Limits::default_tensor_mb")]
     pub tensor_mb: u64,
+    /// Seconds between a stop request (Ctrl-C, cancel) and the hard stop, for a plugin that watches
+    /// for requests to save a checkpoint and return.
+    #[serde(default = "Limits::default_stop_grace_s")]
+    pub stop_grace_s: f64,
 }
 
 impl Limits {
@@ -28,6 +32,14 @@ impl Limits {
     }
     fn default_tensor_mb() -> u64 {
         16 * 1024
+    }
+    fn default_stop_grace_s() -> f64 {
+        10.0
+    }
+
+    /// The grace period as a duration (a bad value, refused when the experiment is read, as none).
+    pub fn stop_grace(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.stop_grace_s).unwrap_or_default()
     }
 
     pub fn memory_bytes(&self) -> usize {
@@ -45,6 +57,7 @@ impl Default for Limits {
             memory_mb: Self::default_memory_mb(),
             time_s: Self::default_time_s(),
             tensor_mb: Self::default_tensor_mb(),
+            stop_grace_s: Self::default_stop_grace_s(),
         }
     }
 }

@@ -130,6 +130,7 @@ fn manifest_limits() -> Limits {
         memory_mb: 256,
         time_s: 5.0,
         tensor_mb: 0,
+        stop_grace_s: 0.0,
     }
 }
 

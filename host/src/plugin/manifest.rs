@@ -266,7 +266,7 @@ mod tests {
             version: "1.0.0".into(),
             method: "test".into(),
             description: "a test".into(),
-            api_version: "0.2.0".into(),
+            api_version: "0.3.0".into(),
             params,
         }
     }

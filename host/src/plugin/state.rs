@@ -33,12 +33,15 @@ pub struct RunContext {
     pub datasets: BTreeMap<String, Dataset>,
     pub recorder: Recorder,
     pub artifacts: ArtifactDir,
-    /// Set from outside (the dashboard) to stop the run at the plugin's next epoch check.
+    /// Asked from outside (the dashboard, Ctrl-C) to stop the run: the plugin sees the request at its
+    /// next `runtime.stop-requested`, and is stopped at its grace period's end.
     pub cancel: Option<CancelFlag>,
+    /// The run this one continues (`resume = "runs/<id>"`): its id.
+    pub resumed_from: Option<String>,
 }
 
-/// A run's cancel switch, shared between the run and whoever may stop it.
-pub type CancelFlag = Arc<std::sync::atomic::AtomicBool>;
+/// A run's stop switch, shared between the run and whoever may stop it.
+pub type CancelFlag = Arc<loupe_kernels::StopSwitch>;
 
 impl RunContext {
     /// A context that grants nothing: no model, no data, no artifacts, events discarded. For calls
@@ -53,6 +56,7 @@ impl RunContext {
             recorder: Recorder::discard("manifest"),
             artifacts: ArtifactDir::with_budget(std::env::temp_dir().join("loupe-no-artifacts"), 0),
             cancel: None,
+            resumed_from: None,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct RunState {
     /// The run's deadline and cancel switch, for host work that must stop with the run: long ops,
     /// blocking WASI calls, forward passes.
     pub(crate) stop: StopSignal,
+    /// How long the plugin may go on after a stop request, once it has shown it watches for one.
+    pub(crate) stop_grace: Duration,
     pub(crate) ctx: RunContext,
 }
 
@@ -84,6 +90,7 @@ impl RunState {
         let stop = StopSignal::new(deadline, ctx.cancel.clone());
         RunState {
             stop,
+            stop_grace: limits.stop_grace(),
             table: ResourceTable::new(),
             wasi,
             stderr,

@@ -1,9 +1,13 @@
-//! Cancelling runs by id: the runner registers a switch for each run it starts, anyone holding the
-//! [`Cancellations`] (the dashboard) can flip it, and the plugin stops at its next epoch check.
+//! Cancelling runs by id: the runner registers a switch for each run it starts, and anyone holding
+//! the [`Cancellations`] (the dashboard, the signal handler) can ask it to stop. A plugin that watches
+//! for the request (`runtime.stop-requested`) gets its grace period to save what it has; one that
+//! does not is stopped at its next epoch check.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use loupe_kernels::StopSwitch;
 
 use crate::plugin::CancelFlag;
 
@@ -26,7 +30,10 @@ impl Cancellations {
 
     /// The switch of a run about to start.
     pub fn register(&self, run: &str) -> CancelFlag {
-        let flag = CancelFlag::new(AtomicBool::new(self.closed.load(Ordering::SeqCst)));
+        let flag: CancelFlag = Arc::new(StopSwitch::new());
+        if self.closed.load(Ordering::SeqCst) {
+            flag.request();
+        }
         self.runs().insert(run.to_string(), flag.clone());
         flag
     }
@@ -41,7 +48,18 @@ impl Cancellations {
         self.closed.store(true, Ordering::SeqCst);
         let runs = self.runs();
         for flag in runs.values() {
-            flag.store(true, Ordering::Relaxed);
+            flag.request();
+        }
+        runs.len()
+    }
+
+    /// Stops every run going at its next check, without waiting out any grace period: the second
+    /// Ctrl-C.
+    pub fn stop_all_now(&self) -> usize {
+        self.closed.store(true, Ordering::SeqCst);
+        let runs = self.runs();
+        for flag in runs.values() {
+            flag.stop_now();
         }
         runs.len()
     }
@@ -55,7 +73,7 @@ impl Cancellations {
     pub fn cancel(&self, run: &str) -> bool {
         match self.runs().get(run) {
             Some(flag) => {
-                flag.store(true, Ordering::Relaxed);
+                flag.request();
                 true
             }
             None => false,
@@ -71,13 +89,21 @@ mod tests {
     fn cancel_all_stops_the_runs_going_and_those_still_to_start() {
         let c = Cancellations::new();
         let going = c.register("a");
-        assert!(!going.load(Ordering::Relaxed));
+        assert!(!going.requested());
         assert_eq!(c.cancel_all(), 1);
-        assert!(going.load(Ordering::Relaxed));
-        assert!(
-            c.register("b").load(Ordering::Relaxed),
-            "a later run starts cancelled"
-        );
+        assert!(going.requested());
+        assert!(c.register("b").requested(), "a later run starts cancelled");
         assert!(c.all_cancelled());
+    }
+
+    #[test]
+    fn stop_all_now_overrides_the_grace_period() {
+        let c = Cancellations::new();
+        let going = c.register("a");
+        going.grant_grace(std::time::Duration::from_secs(3600));
+        c.cancel_all();
+        assert!(!going.hard_stop_due(), "asked, inside its grace");
+        assert_eq!(c.stop_all_now(), 1);
+        assert!(going.hard_stop_due());
     }
 }

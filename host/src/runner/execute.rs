@@ -16,6 +16,7 @@ use super::cancel::Cancellations;
 use super::experiment::{DataSpec, Experiment, RunConfig};
 use super::params::{Override, check_overrides_used, resolve};
 use super::recorder::{Recorder, SharedSink};
+use super::resume::RESUME_DATASET;
 use super::rundir::RunDir;
 use super::slots::DeviceSlots;
 use crate::artifacts::ArtifactDir;
@@ -71,6 +72,8 @@ struct Prepared {
     device: Device,
     model: Option<Arc<LoadedModel>>,
     datasets: BTreeMap<String, Dataset>,
+    /// The run continued, when `resume` is set: its id and directory.
+    resumed: Option<(String, PathBuf)>,
 }
 
 /// A plugin parameter `model_name` left empty is filled with the name of the run's model directory
@@ -261,18 +264,39 @@ impl<'e> Runner<'e> {
                     .map_err(|e| format!("{place}:{}: run.model: {e}", run.line))?,
             ),
         };
-        let datasets = self
+        let mut datasets = self
             .datasets(&run.data, model.as_deref())
             .map_err(|e| format!("{place}:{}: run.data: {e}", run.line))?;
         if let Some(model) = &model {
             check_hook_params(&params, run, model, place)?;
         }
+        let resumed = match &run.resume {
+            None => None,
+            Some(spec) => {
+                let at = |e: String| format!("{place}:{}: run.{e}", spec.line);
+                if datasets.contains_key(RESUME_DATASET) {
+                    return Err(at(format!(
+                        "resume: the run also declares a dataset named `{RESUME_DATASET}`, the name its checkpoint is given; rename that dataset"
+                    )));
+                }
+                let r = super::resume::find(
+                    &spec.value,
+                    base,
+                    &self.options.out_dir,
+                    &plugin.manifest.name,
+                )
+                .map_err(at)?;
+                datasets.insert(RESUME_DATASET.into(), Dataset::Directory(r.checkpoint));
+                Some((r.id, r.dir))
+            }
+        };
         Ok(Prepared {
             plugin,
             params,
             device,
             model,
             datasets,
+            resumed,
         })
     }
 
@@ -412,6 +436,7 @@ impl<'e> Runner<'e> {
             "data": run.data,
             "seed": run.seed,
             "limits": run.limits,
+            "resumed_from": p.resumed.as_ref().map(|(id, dir)| json!({ "id": id, "dir": dir.display().to_string() })),
         });
         // What the run resolved to.
         config["device"] = json!(p.device.to_string());
@@ -462,7 +487,18 @@ impl<'e> Runner<'e> {
                 )),
             }
         });
+        let stop_asked = cancelled.as_ref().is_some_and(|c| c.requested());
         let (ok, error, summary) = match outcome {
+            // Asked to stop, the plugin saved what it had and said so: cancelled, not done, but
+            // with its summary.
+            Ok(summary) if stop_asked && summary["partial"] == json!(true) => (
+                false,
+                Some(
+                    "cancelled by the user: the plugin stopped early and saved what it had (its summary is marked partial)"
+                        .to_string(),
+                ),
+                summary,
+            ),
             Ok(summary) => (true, None, summary),
             // The message may quote the plugin at any length: it is kept, cut, in three places.
             Err(e) => (
@@ -478,10 +514,7 @@ impl<'e> Runner<'e> {
         });
         // How it ended, in a word a script can test: a cancelled run (the dashboard's `c`, Ctrl-C)
         // is told apart from one that failed.
-        let ended = match (
-            ok,
-            cancelled.is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed)),
-        ) {
+        let ended = match (ok, stop_asked) {
             (true, _) => "done",
             (false, true) => "cancelled",
             (false, false) => "failed",
@@ -526,6 +559,7 @@ impl<'e> Runner<'e> {
             recorder,
             artifacts: ArtifactDir::new(dir.artifacts()),
             cancel,
+            resumed_from: p.resumed.map(|(id, _)| id),
         };
         let params = Value::Object(p.params).to_string();
         let (ctx, result) = p.plugin.run(self.engine, ctx, &run.limits, &params);

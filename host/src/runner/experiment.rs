@@ -41,6 +41,9 @@ pub struct RunConfig {
     pub seed: u64,
     pub params: BTreeMap<String, AtLine<toml::Value>>,
     pub limits: Limits,
+    /// `resume = "runs/<id>"`: the earlier run whose checkpoint this one continues, as written (the
+    /// runner resolves it against the experiment's directory, the current one and `--out`).
+    pub resume: Option<AtLine<String>>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +72,7 @@ struct RunToml {
     params: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     limits: Limits,
+    resume: Option<Spanned<String>>,
 }
 
 /// 1-based line of a byte offset.
@@ -140,6 +144,25 @@ impl Experiment {
                     path.display()
                 ));
             }
+            if !(run.limits.stop_grace_s >= 0.0 && run.limits.stop_grace_s <= 3600.0) {
+                return Err(format!(
+                    "{}:{line}: run.limits.stop_grace_s must be between 0 and 3600 seconds",
+                    path.display()
+                ));
+            }
+            let resume = match run.resume {
+                Some(r) if r.get_ref().trim().is_empty() => {
+                    return Err(format!(
+                        "{}: run.resume is empty; give the run directory to continue, e.g. resume = \"runs/sae-20261203-101500\"",
+                        at(r.span().start)
+                    ));
+                }
+                Some(r) => Some(AtLine {
+                    line: line_of(text, r.span().start),
+                    value: r.into_inner(),
+                }),
+                None => None,
+            };
             let params = run
                 .params
                 .into_iter()
@@ -168,6 +191,7 @@ impl Experiment {
                 seed: run.seed,
                 params,
                 limits: run.limits,
+                resume,
             });
         }
         Ok(Experiment {

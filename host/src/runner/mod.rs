@@ -6,6 +6,7 @@ mod execute;
 mod experiment;
 mod params;
 mod recorder;
+mod resume;
 mod rundir;
 mod slots;
 
@@ -18,5 +19,6 @@ pub use recorder::{
     MAX_EVENT_NAME_BYTES, MAX_LOG_BYTES, MAX_PLUGIN_EVENT_BYTES, MAX_PLUGIN_EVENTS,
     MAX_PROGRESS_STAGES, Recorder, SharedSink,
 };
+pub use resume::{CHECKPOINT_DIR, RESUME_DATASET};
 pub use rundir::RunDir;
 pub use slots::{DeviceSlots, Slot};

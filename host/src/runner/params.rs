@@ -147,7 +147,7 @@ mod tests {
             version: "1.0.0".into(),
             method: "demo".into(),
             description: String::new(),
-            api_version: "0.2.0".into(),
+            api_version: "0.3.0".into(),
             params: vec![
                 p(
                     "hook",

@@ -9,6 +9,7 @@ mod figure;
 mod stats;
 mod topk;
 
+use loupe_plugin_api::contexts::TopContext;
 use loupe_plugin_api::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -211,7 +212,7 @@ impl Plugin for ActStats {
         let mut neurons_json = Vec::with_capacity(shown);
         for j in 0..shown {
             let hits = top.of(j);
-            let hits: Vec<Value> = hits
+            let hits: Vec<TopContext> = hits
                 .iter()
                 .map(|h| describe_hit(h, &tokens, seq_len, p.context))
                 .collect::<Result<_>>()?;
@@ -260,26 +261,14 @@ fn by_position(act: Tensor, hook: &str) -> Result<Tensor> {
 }
 
 /// A top activation with its token and the tokens around it (within its sequence).
-fn describe_hit(hit: &Hit, tokens: &[i32], seq_len: usize, context: usize) -> Result<Value> {
+fn describe_hit(hit: &Hit, tokens: &[i32], seq_len: usize, context: usize) -> Result<TopContext> {
     let row = hit.row as usize;
     let (sequence, position) = (row / seq_len, row % seq_len);
-    let start = sequence * seq_len;
-    let token_at = |pos: usize| tokens[start + pos] as u32;
-    let text = |range: std::ops::Range<usize>| -> Result<String> {
-        let ids: Vec<u32> = range.map(token_at).collect();
-        model::decode(&ids)
-    };
-    let before = position.saturating_sub(context);
-    let after = (position + 1 + context).min(seq_len);
-    Ok(json!({
-        "value": hit.value,
-        "sequence": sequence,
-        "position": position,
-        "token_id": token_at(position),
-        "token": text(position..position + 1)?,
-        "before": text(before..position)?,
-        "after": text(position + 1..after)?,
-    }))
+    let ids: Vec<u32> = tokens[sequence * seq_len..(sequence + 1) * seq_len]
+        .iter()
+        .map(|&t| t as u32)
+        .collect();
+    TopContext::in_sequence(hit.value, sequence as u64, &ids, position, context)
 }
 
 export_plugin!(ActStats);

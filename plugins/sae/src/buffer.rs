@@ -38,6 +38,10 @@ impl Buffer {
         }
     }
 
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
     pub fn into_source(self) -> Source {
         self.source
     }

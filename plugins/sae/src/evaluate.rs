@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::arch::Sae;
 use crate::contexts::TopContexts;
 use crate::dark_matter::{DarkMatter, DarkMatterMetrics};
-use crate::metrics::{DensityHistogram, ReconMetrics, ReconSums, density_histogram};
+use crate::metrics::{DensityHistogram, ReconMetrics, ReconSums, accumulate, density_histogram};
 use crate::source::{Source, hook_rows, kept_positions};
 
 pub struct EvalOptions {
@@ -65,7 +65,14 @@ pub struct Evaluation {
     pub skipped: Vec<Skipped>,
     pub held_out: Option<serde_json::Value>,
     pub splice: Option<SpliceMetrics>,
+    /// `top_contexts.json`: the first latents' top contexts (model runs).
     pub contexts: Option<serde_json::Value>,
+    /// Every latent's top contexts, for the feature view (model runs; `None` without a model or with
+    /// `top_contexts_k = 0`).
+    pub top_contexts: Option<TopContexts>,
+    /// `[d_sae]`: each latent's activations summed over the evaluation rows (its mean when firing is
+    /// this over its firing count).
+    pub activation_sums: Tensor,
 }
 
 /// Rows gathered for `codes.safetensors`.
@@ -136,7 +143,9 @@ pub fn evaluate(
     let mut dark = DarkMatter::default();
     let mut codes = Codes::default();
     let mut splice: Option<SpliceSums> = None;
+    let mut activation_sums: Option<Tensor> = None;
     let total = opts.rows;
+    opts.contexts.start_at_sequence(source.position());
     while sums.tokens() < total {
         match source {
             Source::Cached { .. } => {
@@ -150,6 +159,7 @@ pub fn evaluate(
                 let f = sae.encode(&x)?;
                 let x_hat = sae.decode(&f)?;
                 sums.add(&x, &f, &x_hat)?;
+                accumulate(&mut activation_sums, f.sum(0, false)?)?;
                 dark.add(&x, &x.sub(&x_hat)?)?;
                 codes.add(opts.codes_rows, &x, &f, &x_hat)?;
             }
@@ -172,6 +182,8 @@ pub fn evaluate(
                 let kept = kept_positions(&ids, *exclude);
                 let partial = kept.as_ref();
                 if partial.is_some_and(|k| k.is_empty()) {
+                    // No rows, but the sequences still count for the contexts' row numbers.
+                    opts.contexts.pass_over(&ids, seq_len);
                     continue;
                 }
                 let spliced_override = match partial {
@@ -203,6 +215,7 @@ pub fn evaluate(
                     None => (&all, &f_all, &x_hat_all),
                 };
                 sums.add(x, f, x_hat)?;
+                accumulate(&mut activation_sums, f.sum(0, false)?)?;
                 dark.add(x, &x.sub(x_hat)?)?;
                 codes.add(opts.codes_rows, x, f, x_hat)?;
                 if !opts.contexts.is_empty() {
@@ -298,11 +311,12 @@ pub fn evaluate(
             warn: true,
         });
     }
-    let contexts = if source.is_model() && !opts.contexts.is_empty() {
-        Some(opts.contexts.to_json()?)
-    } else {
-        None
+    let top_contexts = (source.is_model() && opts.contexts.has_rows()).then_some(opts.contexts);
+    let contexts = match &top_contexts {
+        Some(c) if c.writes_json() => Some(c.to_json(sae.d_sae())?),
+        _ => None,
     };
+    let activation_sums = activation_sums.expect("rows were evaluated");
     Ok(Some(Evaluation {
         recon,
         frequencies,
@@ -312,5 +326,7 @@ pub fn evaluate(
         held_out: opts.held_out.take(),
         splice,
         contexts,
+        top_contexts,
+        activation_sums,
     }))
 }

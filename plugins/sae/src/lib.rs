@@ -6,6 +6,7 @@
 mod arch;
 mod buffer;
 mod calibrate;
+mod checkpoint;
 mod contexts;
 mod dark_matter;
 mod evaluate;
@@ -16,6 +17,7 @@ mod saelens;
 mod schedule;
 mod source;
 mod train;
+mod view;
 
 use loupe_plugin_api::data::DatasetKind;
 use loupe_plugin_api::prelude::*;
@@ -196,10 +198,23 @@ fn train_run(p: &Params) -> Result<Value> {
     let mut source = open_source(p, &p.hook)?;
     let from_model = source.is_model();
     let held_out = HeldOut::plan(p, &source)?;
-    // Training reads only after the held-out slice, and starts over there.
-    source.set_window(Window::rows(held_out.dataset_rows, u64::MAX))?;
+    let resumed = checkpoint::load()?;
+    // Training reads only after the held-out slice, and starts over there; a resumed run first
+    // goes on from where the run it continues stood.
+    let training_rows = match &resumed {
+        Some(r) => Window::resuming(held_out.dataset_rows, u64::MAX, r.state.source_position),
+        None => Window::rows(held_out.dataset_rows, u64::MAX),
+    };
+    source.set_window(training_rows)?;
     let seed = runtime::seed();
-    let mut buffer = Buffer::new(source, p.batch_size, p.buffer_batches, seed);
+    // A resumed run shuffles differently from the run it continues, which saw other rows first.
+    let shuffle_seed = resumed.as_ref().map_or(seed, |r| {
+        seed ^ r.state.trainer.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    });
+    let mut buffer = Buffer::new(source, p.batch_size, p.buffer_batches, shuffle_seed);
+    if let Some(r) = &resumed {
+        buffer.epochs_restarted = r.state.epochs_restarted;
+    }
     info(&format!(
         "filling the activation buffer ({} rows) from `{}`",
         p.batch_size * p.buffer_batches,
@@ -208,11 +223,38 @@ fn train_run(p: &Params) -> Result<Value> {
     let contents = buffer.contents()?;
     let d_in = contents.shape()[1];
     let d_sae = p.latents(d_in)?;
+    let steps = p.steps();
+    let settings = checkpoint::State {
+        format: String::new(),
+        version: 0,
+        run: runtime::info().id,
+        architecture: architecture.name().to_string(),
+        d_in,
+        d_sae,
+        k: p.k,
+        hook: p.hook.clone(),
+        dataset: p.dataset.clone(),
+        batch_size: p.batch_size,
+        input_scale: 1.0,
+        steps_planned: steps,
+        held_out_rows: held_out.dataset_rows,
+        source_position: 0,
+        epochs_restarted: 0,
+        trainer: train::TrainerScalars {
+            step: 0,
+            coefficient: 0.0,
+            batch_threshold: None,
+        },
+    };
+    if let Some(r) = &resumed {
+        r.state.check_matches(&settings)?;
+    }
     // SAELens's `expected_average_only_in`: train on s·x with mean ‖s·x‖ = √d_in, estimated here on
-    // the full shuffled buffer; s is folded into the saved weights.
-    let scale = match p.normalisation()? {
-        Normalisation::None => 1.0,
-        Normalisation::ExpectedAverageOnlyIn => {
+    // the full shuffled buffer; s is folded into the saved weights. A resumed run keeps its scale.
+    let scale = match (&resumed, p.normalisation()?) {
+        (Some(r), _) => r.state.input_scale,
+        (None, Normalisation::None) => 1.0,
+        (None, Normalisation::ExpectedAverageOnlyIn) => {
             let mean_norm = contents.l2_norm(1, false)?.mean_all()? as f64;
             if mean_norm.is_nan() || mean_norm <= 0.0 {
                 return Err(Error::invalid(
@@ -223,19 +265,50 @@ fn train_run(p: &Params) -> Result<Value> {
             (d_in as f64).sqrt() / mean_norm
         }
     };
-    let steps = p.steps();
-    info(&format!(
-        "training a {} SAE {d_in} → {d_sae} for {steps} steps of {} rows (input scale {scale:.4})",
-        architecture.name(),
-        p.batch_size
-    ));
+    let settings = checkpoint::State {
+        input_scale: scale,
+        ..settings
+    };
     let first = buffer.next_batch()?.affine(scale as f32, 0.0)?;
-    let b_dec = initial_b_dec(p.b_dec_init()?, &first)?;
-    let mut trainer = Trainer::new(train_config(p, d_in, d_sae)?, b_dec, seed)?;
+    let (mut trainer, resumed_from) = match resumed {
+        Some(r) => {
+            let from = (r.state.run.clone(), r.state.trainer.step);
+            (r.trainer(train_config(p, d_in, d_sae)?)?, Some(from))
+        }
+        None => {
+            let b_dec = initial_b_dec(p.b_dec_init()?, &first)?;
+            (
+                Trainer::new(train_config(p, d_in, d_sae)?, b_dec, seed)?,
+                None,
+            )
+        }
+    };
+    match &resumed_from {
+        Some((run, step)) => info(&format!(
+            "resuming the {} SAE {d_in} → {d_sae} of run `{run}` at step {step} of {steps} (input scale {scale:.4})",
+            architecture.name()
+        )),
+        None => info(&format!(
+            "training a {} SAE {d_in} → {d_sae} for {steps} steps of {} rows (input scale {scale:.4})",
+            architecture.name(),
+            p.batch_size
+        )),
+    }
+    let saved = |trainer: &Trainer, buffer: &Buffer| -> Result<()> {
+        let state = checkpoint::State {
+            source_position: buffer.source().position(),
+            epochs_restarted: buffer.epochs_restarted,
+            ..checkpoint::state_of(trainer, settings.clone())
+        };
+        let sae = trainer.to_sae(scale)?;
+        let info = partial_save_info(p, from_model, trainer.steps_done(), steps)?;
+        checkpoint::save(trainer, &state, &sae, &info)
+    };
     // The first batch, already drawn for b_dec, is also the first step's.
     let mut first = Some(first);
     let mut last = train::StepStats::default();
-    for step in 1..=steps {
+    let mut curves: Vec<view::CurvePoint> = Vec::new();
+    for step in trainer.steps_done() + 1..=steps {
         let x = match first.take() {
             Some(x) => x,
             None => buffer.next_batch()?.affine(scale as f32, 0.0)?,
@@ -253,8 +326,24 @@ fn train_run(p: &Params) -> Result<Value> {
         }
         if logged {
             report_step(step, &last, &mut trainer, p.dense_threshold)?;
+            curves.push(view::CurvePoint {
+                step,
+                loss: last.loss,
+                l0: last.l0,
+                explained_variance: 1.0 - last.fvu,
+            });
         }
         report::progress("train", step, steps);
+        if runtime::stop_requested() {
+            return stopped_early(p, &trainer, &buffer, &last, scale, from_model, &saved);
+        }
+        if p.checkpoint_every > 0 && step % p.checkpoint_every == 0 && step < steps {
+            saved(&trainer, &buffer)?;
+            info(&format!(
+                "checkpoint at step {step} in artifacts/{}/",
+                checkpoint::DIR
+            ));
+        }
     }
     let mut sae = trainer.to_sae(scale)?;
     if buffer.epochs_restarted > 0 {
@@ -363,10 +452,94 @@ fn train_run(p: &Params) -> Result<Value> {
         "training": loupe,
         "sae_dir": "artifacts/sae",
     });
+    if let Some((run, step)) = &resumed_from {
+        summary["resumed"] = json!({ "from_run": run, "at_step": step });
+    }
     if let Some(e) = &evaluation {
         summary["evaluation"] = save_evaluation(e)?;
+        summary["feature_view"] = view::write(&view::ViewInput {
+            params: p,
+            sae: &sae,
+            evaluation: e,
+            hook: &p.hook,
+            architecture: architecture.name(),
+            curves: &curves,
+        })?;
     }
     Ok(summary)
+}
+
+/// `cfg.json`'s record for an SAE saved before its training ended.
+fn partial_save_info(
+    p: &Params,
+    from_model: bool,
+    steps_done: u64,
+    steps: u64,
+) -> Result<saelens::SaveInfo<'_>> {
+    let context_size = from_model
+        .then(|| Dataset::open(&p.dataset).map(|d| d.width()))
+        .transpose()?;
+    Ok(saelens::SaveInfo {
+        hook: &p.hook,
+        model_name: (!p.model_name.is_empty()).then(|| p.model_name.clone()),
+        context_size,
+        prepend_bos: true,
+        exclude_bos: p.exclude_bos,
+        loupe: json!({
+            "partial": true,
+            "trained_architecture": p.architecture()?.name(),
+            "steps_done": steps_done,
+            "steps_planned": steps,
+            "training_tokens": steps_done * p.batch_size as u64,
+            "note": "saved before training ended: not evaluated; a batchtopk threshold is training's moving average, not calibrated",
+        }),
+    })
+}
+
+/// Asked to stop: the checkpoint and the SAE so far (SAELens, marked partial) are saved, and the
+/// summary says how far training got and how to continue it.
+fn stopped_early(
+    p: &Params,
+    trainer: &Trainer,
+    buffer: &Buffer,
+    last: &train::StepStats,
+    scale: f64,
+    from_model: bool,
+    saved: &dyn Fn(&Trainer, &Buffer) -> Result<()>,
+) -> Result<Value> {
+    let (done, planned) = (trainer.steps_done(), p.steps());
+    warn(&format!(
+        "asked to stop at step {done} of {planned}: saving the SAE so far and a checkpoint"
+    ));
+    saved(trainer, buffer)?;
+    let sae = trainer.to_sae(scale)?;
+    saelens::save(
+        "sae",
+        &sae,
+        &partial_save_info(p, from_model, done, planned)?,
+        None,
+    )?;
+    let run = runtime::info().id;
+    info(&format!(
+        "saved the partial SAE to artifacts/sae/ and a checkpoint to artifacts/{}/; continue with resume = \"{run}\"",
+        checkpoint::DIR
+    ));
+    Ok(json!({
+        "partial": true,
+        "stopped_at_step": done,
+        "steps_planned": planned,
+        "architecture": p.architecture()?.name(),
+        "hook": p.hook,
+        "d_in": sae.d_in(),
+        "d_sae": sae.d_sae(),
+        "final_train_step": {
+            "loss": last.loss, "mse": last.mse, "l0": last.l0,
+            "explained_variance": 1.0 - last.fvu,
+        },
+        "sae_dir": "artifacts/sae",
+        "checkpoint_dir": format!("artifacts/{}", checkpoint::DIR),
+        "resume_with": format!("resume = \"{run}\""),
+    }))
 }
 
 /// The slice of the dataset held out from training for the evaluation: its first rows.
@@ -599,6 +772,14 @@ fn evaluate_run(p: &Params) -> Result<Value> {
     });
     if let Some(e) = &evaluation {
         summary["evaluation"] = save_evaluation(e)?;
+        summary["feature_view"] = view::write(&view::ViewInput {
+            params: p,
+            sae: &sae,
+            evaluation: e,
+            hook: &hook,
+            architecture: &config.architecture,
+            curves: &[],
+        })?;
     }
     Ok(summary)
 }

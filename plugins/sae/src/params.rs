@@ -48,8 +48,13 @@ pub struct Params {
     pub top_contexts_latents: usize,
     pub top_contexts_k: usize,
     pub context_tokens: usize,
+    pub view_top_latents: usize,
+    pub view_random_latents: usize,
+    pub view_latents: Vec<i64>,
+    pub view_vocab_tokens: usize,
     pub save_codes_rows: usize,
     pub log_every: u64,
+    pub checkpoint_every: u64,
     pub target_l0: f64,
     pub model_name: String,
 }
@@ -101,9 +106,14 @@ pub fn manifest() -> Manifest {
     .param(Param::float("dark_matter_ridge", 1e-4, "Ridge (relative to the mean diagonal) of the linear fit that predicts the SAE error from its input"))
     .param(Param::int("top_contexts_latents", 32, "Latents (from 0) whose top-activating contexts go into top_contexts.json (model runs)"))
     .param(Param::int("top_contexts_k", 8, "Top activations kept per latent"))
-    .param(Param::int("context_tokens", 8, "Tokens shown before each top activation"))
+    .param(Param::int("context_tokens", 8, "Tokens of text shown on each side of a top activation"))
+    .param(Param::int("view_top_latents", 16, "feature_view.html/.json: show this many of the latents firing most often on the evaluation rows"))
+    .param(Param::int("view_random_latents", 8, "feature_view: and this many random latents (among those that fired; seeded by the run's seed)"))
+    .param(Param::int_list("view_latents", &[], "feature_view: and these latents"))
+    .param(Param::int("view_vocab_tokens", 10, "feature_view: tokens listed at each end of a latent's vocabulary projection (model runs)"))
     .param(Param::int("save_codes_rows", 0, "Save x, feature_acts and reconstruction of the first N evaluation rows to codes.safetensors"))
     .param(Param::int("log_every", 10, "Report training metrics every this many steps"))
+    .param(Param::int("checkpoint_every", 0, "Write artifacts/checkpoint/ (the SAE so far in SAELens form plus the trainer's state) every this many steps, so a crash loses at most that many; 0: only when the run is asked to stop. Continue one with `resume = \"runs/<id>\"` in the experiment"))
     .param(Param::string("model_name", "", "The model's name written to cfg.json's metadata.model_name (e.g. \"gpt2-small\", as TransformerLens names it); empty: the run's model directory name (the host fills it in), null with a warning for runs without a model"))
 }
 

@@ -29,26 +29,44 @@ pub struct Window {
     pub end: u64,
     /// The next row the dataset will give.
     at: u64,
+    /// A resumed run's first pass starts here, where the run it continues stood; starting over goes
+    /// back to `start`.
+    resume_at: Option<u64>,
 }
 
 impl Window {
     pub fn all() -> Self {
-        Window {
-            start: 0,
-            end: u64::MAX,
-            at: 0,
-        }
+        Self::rows(0, u64::MAX)
     }
 
     pub fn rows(start: u64, end: u64) -> Self {
-        Window { start, end, at: 0 }
+        Window {
+            start,
+            end,
+            at: 0,
+            resume_at: None,
+        }
+    }
+
+    /// `start..end`, its first pass beginning at row `from` (where a checkpointed run stood).
+    pub fn resuming(start: u64, end: u64, from: u64) -> Self {
+        Window {
+            resume_at: Some(from.max(start)),
+            ..Self::rows(start, end)
+        }
+    }
+
+    /// The dataset row the next read starts at.
+    pub fn position(&self) -> u64 {
+        self.at.max(self.resume_at.unwrap_or(self.start))
     }
 
     /// The next at most `want` rows of the window from `data`, or `None` at its end.
     pub fn read(&mut self, data: &Dataset, want: usize) -> Result<Option<Tensor>> {
-        while self.at < self.start {
+        let first = self.resume_at.unwrap_or(self.start);
+        while self.at < first {
             // Skipping: reads whose rows are dropped (token ids or cached rows; no forward pass).
-            let skip = (self.start - self.at).min(1 << 16) as usize;
+            let skip = (first - self.at).min(1 << 16) as usize;
             match data.next_batch(skip)? {
                 Some(t) => self.at += t.shape()[0] as u64,
                 None => return Ok(None),
@@ -70,6 +88,7 @@ impl Window {
     pub fn rewind(&mut self, data: &Dataset) -> Result<()> {
         data.reset()?;
         self.at = 0;
+        self.resume_at = None;
         Ok(())
     }
 }
@@ -176,9 +195,20 @@ impl Source {
     /// Reads `window` of the dataset from now on, from its start.
     pub fn set_window(&mut self, w: Window) -> Result<()> {
         match self {
-            Source::Model { window, .. } | Source::Cached { window, .. } => *window = w,
+            Source::Model { window, data, .. } | Source::Cached { window, data, .. } => {
+                data.reset()?;
+                // `w` reads from the dataset's first row, skipping to its own.
+                *window = Window { at: 0, ..w };
+                Ok(())
+            }
         }
-        self.rewind()
+    }
+
+    /// The dataset row the source reads next (for a checkpoint to resume from).
+    pub fn position(&self) -> u64 {
+        match self {
+            Source::Model { window, .. } | Source::Cached { window, .. } => window.position(),
+        }
     }
 
     pub fn dataset(&self) -> &Dataset {

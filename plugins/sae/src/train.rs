@@ -660,4 +660,104 @@ impl Trainer {
     pub fn batch_threshold(&self) -> Option<f64> {
         self.batch_threshold
     }
+
+    /// Everything training needs to go on from here, as named tensors and scalars: the parameters
+    /// and their Adam moments, steps since each latent fired, the step count, the sparsity coefficient
+    /// and BatchTopK's threshold. The window of firings for the dense-latent metric starts afresh.
+    pub fn snapshot(&self) -> (Vec<(String, &Tensor)>, TrainerScalars) {
+        let mut tensors = Vec::new();
+        for (name, param) in self.params() {
+            tensors.push((name.to_string(), &param.value));
+            tensors.push((format!("{name}.adam_m"), &param.m));
+            tensors.push((format!("{name}.adam_v"), &param.v));
+        }
+        tensors.push(("steps_since_fired".to_string(), &self.since_fired));
+        let scalars = TrainerScalars {
+            step: self.step,
+            coefficient: self.coefficient,
+            batch_threshold: self.batch_threshold,
+        };
+        (tensors, scalars)
+    }
+
+    /// A trainer for `cfg` in the state [`snapshot`](Self::snapshot) recorded. Every tensor must be
+    /// there with the shape `cfg` gives it; `what` names the checkpoint in errors.
+    pub fn restore(
+        cfg: TrainConfig,
+        mut tensors: Vec<(String, Tensor)>,
+        scalars: TrainerScalars,
+        what: &str,
+    ) -> Result<Self> {
+        let (d, m) = (cfg.d_in, cfg.d_sae);
+        let mut take = |name: &str, shape: &[usize]| -> Result<Tensor> {
+            let at = tensors.iter().position(|(n, _)| n == name).ok_or_else(|| {
+                Error::invalid(
+                    "sae.resume",
+                    format!("{what} has no tensor `{name}`; it is not a checkpoint of this SAE"),
+                )
+            })?;
+            let (_, t) = tensors.swap_remove(at);
+            if t.shape() != shape {
+                return Err(Error::invalid(
+                    "sae.resume",
+                    format!(
+                        "{what}: `{name}` has shape {:?}, but this run's SAE needs {shape:?} (d_in {d}, d_sae {m}): resume with the settings of the run it continues",
+                        t.shape()
+                    ),
+                ));
+            }
+            Ok(t)
+        };
+        let mut param = |name: &str, shape: &[usize]| -> Result<Param> {
+            Ok(Param {
+                value: take(name, shape)?,
+                m: take(&format!("{name}.adam_m"), shape)?,
+                v: take(&format!("{name}.adam_v"), shape)?,
+            })
+        };
+        let w_enc = param("w_enc", &[d, m])?;
+        let b_enc = param("b_enc", &[m])?;
+        let w_dec = param("w_dec", &[m, d])?;
+        let b_dec = param("b_dec", &[d])?;
+        let log_threshold = match cfg.architecture {
+            Architecture::JumpRelu => Some(param("log_threshold", &[m])?),
+            _ => None,
+        };
+        let since_fired = take("steps_since_fired", &[m])?;
+        Ok(Trainer {
+            cfg,
+            w_enc,
+            b_enc,
+            w_dec,
+            b_dec,
+            log_threshold,
+            since_fired,
+            batch_threshold: scalars.batch_threshold,
+            window_fires: None,
+            window_rows: 0,
+            step: scalars.step,
+            coefficient: scalars.coefficient,
+        })
+    }
+
+    fn params(&self) -> Vec<(&'static str, &Param)> {
+        let mut out = vec![
+            ("w_enc", &self.w_enc),
+            ("b_enc", &self.b_enc),
+            ("w_dec", &self.w_dec),
+            ("b_dec", &self.b_dec),
+        ];
+        if let Some(t) = &self.log_threshold {
+            out.push(("log_threshold", t));
+        }
+        out
+    }
+}
+
+/// The scalars of a trainer's state, as a checkpoint keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainerScalars {
+    pub step: u64,
+    pub coefficient: f64,
+    pub batch_threshold: Option<f64>,
 }

@@ -15,6 +15,9 @@ pub struct Columns {
     pub sample_ids: Vec<i32>,
     /// Position within the document (0: its first token after BOS).
     pub positions: Vec<i32>,
+    /// The dataset row (sequence) the token is in, and its position there: where a reader finds it.
+    pub rows: Vec<u64>,
+    pub row_positions: Vec<u32>,
 }
 
 impl Columns {
@@ -41,9 +44,11 @@ pub struct Collected {
 }
 
 /// Labels the kept positions of one batch of sequences and gives their flattened indices.
-/// `next_sample` carries the document count across batches.
+/// `next_sample` carries the document count across batches; the batch starts at dataset row
+/// `first_row`.
 fn label_positions(
     ids: &[i32],
+    first_row: u64,
     seq_len: usize,
     bos: Option<i32>,
     exclude_bos: bool,
@@ -70,6 +75,8 @@ fn label_positions(
             columns.token_ids.push(id);
             columns.sample_ids.push(sample);
             columns.positions.push(position);
+            columns.rows.push(first_row + s as u64);
+            columns.row_positions.push(p as u32);
             position += 1;
         }
     }
@@ -138,6 +145,7 @@ pub fn from_model(
         let before = columns.len();
         let mut kept = label_positions(
             &ids,
+            sequences,
             seq_len,
             bos,
             exclude_bos,
@@ -150,6 +158,8 @@ pub fn from_model(
             columns.token_ids.truncate(limit);
             columns.sample_ids.truncate(limit);
             columns.positions.truncate(limit);
+            columns.rows.truncate(limit);
+            columns.row_positions.truncate(limit);
         }
         sequences += (ids.len() / seq_len) as u64;
         report::progress("collect activations", sequences, total);
@@ -266,15 +276,18 @@ mod tests {
         let ids = [0, 11, 12, 0, 13, 0, 14, 0, 0, 0];
         let mut columns = Columns::default();
         let mut next = 0;
-        let kept = label_positions(&ids, 5, Some(0), true, &mut next, &mut columns);
+        // The batch starts at dataset row 7.
+        let kept = label_positions(&ids, 7, 5, Some(0), true, &mut next, &mut columns);
         assert_eq!(kept, vec![1, 2, 4, 6]);
         assert_eq!(columns.token_ids, vec![11, 12, 13, 14]);
         assert_eq!(columns.sample_ids, vec![0, 0, 1, 2]);
         assert_eq!(columns.positions, vec![0, 1, 0, 0]);
+        assert_eq!(columns.rows, vec![7, 7, 7, 8]);
+        assert_eq!(columns.row_positions, vec![1, 2, 4, 1]);
 
         let mut columns = Columns::default();
         let mut next = 0;
-        let kept = label_positions(&ids[..5], 5, Some(0), false, &mut next, &mut columns);
+        let kept = label_positions(&ids[..5], 0, 5, Some(0), false, &mut next, &mut columns);
         assert_eq!(kept, vec![0, 1, 2, 3, 4]);
         assert_eq!(columns.sample_ids, vec![0, 0, 0, 1, 1]);
         assert_eq!(columns.positions, vec![0, 1, 2, 0, 1]);

@@ -8,7 +8,8 @@
 //! 4. Ding–Li–Jordan: with `P = X·Hᵀ = AᵀF`, `Q = H·Hᵀ = FᵀF`,
 //!    `G ← G ⊙ sqrt((P⁺ + G·Q⁻) / (P⁻ + G·Q⁺ + 1e-6))`;
 //! 5. loss `‖A‖² − 2·Σ P⊙G + Σ Q⊙GᵀG` without forming F·Gᵀ, its row sums added up in f64; the best
-//!    (F, G) so far is kept (handles, not copies: tensors are immutable) and returned at the end.
+//!    (F, G) so far is kept (handles, not copies: tensors are immutable) and returned at the end, or
+//!    as soon as the user asks the run to stop.
 
 use std::rc::Rc;
 
@@ -51,6 +52,9 @@ pub struct FitResult {
     /// Non-zero neurons per feature (winner-take-all keeps at least `m`).
     pub kept_per_feature: usize,
     pub stopped_early: bool,
+    /// The user asked the run to stop: the best factors so far are returned before `max_iter` or
+    /// the patience ran out.
+    pub interrupted: bool,
 }
 
 /// Neurons each feature keeps: `max(1, ⌈pct_keep · d⌉)`.
@@ -164,6 +168,7 @@ pub fn fit(x: &Tensor, cfg: &FitConfig) -> Result<FitResult> {
     let (mut best_loss, mut best_iteration, mut last_loss) = (f64::INFINITY, 0, f64::NAN);
     let mut since_best = 0;
     let mut iterations = 0;
+    let mut interrupted = false;
     for t in 1..=cfg.max_iter {
         let step = problem.step(&g, &gtg)?;
         if t <= cfg.dump_steps {
@@ -219,6 +224,11 @@ pub fn fit(x: &Tensor, cfg: &FitConfig) -> Result<FitResult> {
         if since_best >= cfg.patience {
             break;
         }
+        // Checked after the best is updated, so the iterate returned is the best one computed.
+        if runtime::stop_requested() {
+            interrupted = true;
+            break;
+        }
     }
     let factors = best.expect("the first iteration's finite loss always improves on infinity");
     Ok(FitResult {
@@ -230,5 +240,6 @@ pub fn fit(x: &Tensor, cfg: &FitConfig) -> Result<FitResult> {
         norm_sq: problem.norm_sq,
         kept_per_feature: problem.m,
         stopped_early: iterations < cfg.max_iter,
+        interrupted,
     })
 }

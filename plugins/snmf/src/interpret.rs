@@ -2,22 +2,22 @@
 //! G, each with the surrounding tokens of its own document), and what the feature writes (its unit
 //! direction through W_out, the final layer norm and the unembedding, for +z and −z).
 
+use loupe_plugin_api::contexts::TopContext;
 use loupe_plugin_api::prelude::*;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::collect::Columns;
 
+/// A top token in the shape every plugin writes (value, token, text before and after, dataset row and
+/// position), plus where it sits in SNMF's own indexing.
 #[derive(Serialize)]
 struct TopToken {
-    value: f32,
-    token: String,
-    token_id: i32,
-    /// The document's tokens before and after it, at most `context_window` each way.
-    before: String,
-    after: String,
+    /// `before` and `after` stop at the token's document (a BOS inside a row starts a new one).
+    #[serde(flatten)]
+    context: TopContext,
+    /// Its document: a dataset row, split again at every BOS.
     sample: i32,
-    position: i32,
     /// Index of its column in A (row of G).
     column: usize,
 }
@@ -25,6 +25,10 @@ struct TopToken {
 fn decode(ids: &[i32]) -> Result<String> {
     let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
     model::decode(&ids)
+}
+
+fn ids(ids: &[i32]) -> Vec<u32> {
+    ids.iter().map(|&i| i as u32).collect()
 }
 
 /// Per feature, the `top` columns with the largest positive coefficients in `g_tokens` `[n, k]`.
@@ -57,13 +61,15 @@ pub fn top_tokens(
                 .last()
                 .map_or(column + 1, |c| c + 1);
             entries.push(TopToken {
-                value,
-                token: decode(&columns.token_ids[column..=column])?,
-                token_id: columns.token_ids[column],
-                before: decode(&columns.token_ids[start..column])?,
-                after: decode(&columns.token_ids[column + 1..end])?,
+                context: TopContext::decode(
+                    value,
+                    columns.rows[column],
+                    columns.row_positions[column],
+                    &ids(&columns.token_ids[start..column]),
+                    columns.token_ids[column] as u32,
+                    &ids(&columns.token_ids[column + 1..end]),
+                )?,
                 sample,
-                position: columns.positions[column],
                 column,
             });
         }

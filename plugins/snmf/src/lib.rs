@@ -50,14 +50,28 @@ impl Plugin for SnmfPlugin {
             )?;
         }
         let mut fits = Vec::new();
+        let mut interrupted = false;
         for matrix in &collected.matrices {
-            fits.extend(factorise(&p, matrix, &collected)?);
+            let (summaries, stopped) = factorise(&p, matrix, &collected)?;
+            fits.extend(summaries);
+            if stopped {
+                interrupted = true;
+                break;
+            }
         }
-        Ok(json!({
+        let mut summary = json!({
             "tokens": collected.matrices[0].x.shape()[0],
             "neurons": collected.matrices[0].x.shape()[1],
             "fits": fits,
-        }))
+        });
+        if interrupted {
+            // What the host reads to record the run as cancelled with these results.
+            summary["partial"] = json!(true);
+            summary["note"] = json!(
+                "asked to stop: the last fit listed is its best iterate so far; later fits, fine-tuning and steering did not run"
+            );
+        }
+        Ok(summary)
     }
 }
 
@@ -82,8 +96,9 @@ fn steer_config(p: &Params) -> SteerConfig {
 }
 
 /// Every level of one matrix's factorization (one level unless `ranks` asks for a hierarchy), with
-/// its artifacts; gives each level's summary.
-fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<Value>> {
+/// its artifacts; gives each level's summary, and whether the user asked the run to stop (then the
+/// last level is the best iterate its fit had reached, saved and described, and nothing follows).
+fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<(Vec<Value>, bool)> {
     let ranks = p.ranks();
     let hierarchical = ranks.len() > 1;
     let (n, d) = (matrix.x.shape()[0], matrix.x.shape()[1]);
@@ -151,6 +166,16 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
         }
         report::save_tensors(&format!("{label}snmf.safetensors"), &saved)?;
         describe(p, &label, h, &tokens_g, collected, readout.as_ref())?;
+        if result.interrupted {
+            warn(&format!(
+                "{label}asked to stop: saved the best iterate so far (iteration {} of at most {}, relative error {:.4}) to {label}snmf.safetensors",
+                result.best_iteration,
+                p.max_iter,
+                result.best_loss / result.norm_sq
+            ));
+            summaries.push(summary(matrix, level, &cfg, &result));
+            return Ok((summaries, true));
+        }
         if let Some(steerer) = &steerer {
             steer_features(p, &label, h, steerer)?;
         }
@@ -181,7 +206,7 @@ fn factorise(p: &Params, matrix: &Matrix, collected: &Collected) -> Result<Vec<V
             data_norm_sq,
         )?);
     }
-    Ok(summaries)
+    Ok((summaries, false))
 }
 
 /// The joint fine-tune of a hierarchy's levels, saved and described like a level under `finetuned/`.
@@ -310,6 +335,7 @@ fn summary(matrix: &Matrix, level: usize, cfg: &FitConfig, r: &FitResult) -> Val
         "init": cfg.init.name(),
         "iterations": r.iterations,
         "stopped_early": r.stopped_early,
+        "interrupted": r.interrupted,
         "best_iteration": r.best_iteration,
         "best_loss": r.best_loss,
         "last_loss": r.last_loss,

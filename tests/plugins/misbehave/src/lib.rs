@@ -37,7 +37,7 @@ impl Plugin for Misbehave {
                 "behaviour",
                 "ok",
                 "ok | spin | memory-bomb | recursion | panic | over-quota | escape | flood | bad-op | snoop \
-                 | sleep | poll-clock | list-datasets | tokenize-flood | huge-forward",
+                 | sleep | poll-clock | list-datasets | tokenize-flood | huge-forward | stall-on-stop",
             ),
         )
     }
@@ -53,6 +53,20 @@ impl Plugin for Misbehave {
                 let mut n = 0u64;
                 loop {
                     n = black_box(n.wrapping_add(1));
+                }
+            }
+            // Watches for the stop request, so it is given the grace period, then ignores it: the
+            // host must stop it when the grace runs out.
+            "stall-on-stop" => {
+                let mut n = 0u64;
+                loop {
+                    n = black_box(n.wrapping_add(1));
+                    if n % 4096 == 0 && runtime::stop_requested() {
+                        info("asked to stop; carrying on regardless");
+                        loop {
+                            n = black_box(n.wrapping_add(1));
+                        }
+                    }
                 }
             }
             "memory-bomb" => {

@@ -24,7 +24,11 @@ fn outcome(r: Raw2) -> Value {
     match r {
         Ok(t) => {
             let shape = t.shape();
-            let values = if t.numel() <= 64 { t.to_f32().ok() } else { None };
+            let values = if t.numel() <= 64 {
+                t.to_f32().ok()
+            } else {
+                None
+            };
             json!({ "shape": shape, "values": values })
         }
         Err(e) => json!({ "error": e.message, "op": e.op }),
@@ -102,7 +106,10 @@ fn spd(n: u32) -> Raw {
     let rows = Raw::from_f32(&index, &[n, 1]).expect("an index");
     let cols = Raw::from_f32(&index, &[1, n]).expect("an index");
     let eye = rows
-        .binary(loupe_plugin_api::bindings::loupe::plugin::tensor::BinaryOp::Equal, &cols)
+        .binary(
+            loupe_plugin_api::bindings::loupe::plugin::tensor::BinaryOp::Equal,
+            &cols,
+        )
         .expect("eye");
     eye.affine(n as f32, 1.0).expect("spd")
 }
