@@ -109,6 +109,23 @@ log_every = 5
     )
 }
 
+/// An experiment's text with `resume = "<spec>"` added to its run.
+fn resuming(experiment: String, spec: &str) -> String {
+    experiment.replace(
+        "[run.params]",
+        &format!("resume = \"{spec}\"\n[run.params]"),
+    )
+}
+
+/// `loupe run` of `exp` with the product plugins.
+fn run_product(exp: &Path, out: &Path) -> Output {
+    loupe_run(
+        exp,
+        out,
+        &["--plugins", product_plugins().to_str().unwrap()],
+    )
+}
+
 fn only_run(out: &Path) -> PathBuf {
     let dirs = run_dirs(out);
     assert_eq!(dirs.len(), 1, "{dirs:?}");
@@ -161,15 +178,10 @@ fn an_sae_asked_to_stop_saves_itself_and_a_checkpoint_that_resume_continues() {
     let resume = tmp.path().join("resume.toml");
     std::fs::write(
         &resume,
-        sae_experiment(&data, 64, 64 * total, "")
-            .replace("[run.params]", &format!("resume = \"{id}\"\n[run.params]")),
+        resuming(sae_experiment(&data, 64, 64 * total, ""), &id),
     )
     .unwrap();
-    let output = loupe_run(
-        &resume,
-        &out,
-        &["--plugins", product_plugins().to_str().unwrap()],
-    );
+    let output = run_product(&resume, &out);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let resumed = run_dirs(&out)
@@ -194,16 +206,11 @@ fn an_sae_asked_to_stop_saves_itself_and_a_checkpoint_that_resume_continues() {
     let other = tmp.path().join("other.toml");
     std::fs::write(
         &other,
-        sae_experiment(&data, 32, 64 * total, "")
-            .replace("[run.params]", &format!("resume = \"{id}\"\n[run.params]")),
+        resuming(sae_experiment(&data, 32, 64 * total, ""), &id),
     )
     .unwrap();
     let before = run_dirs(&out);
-    let output = loupe_run(
-        &other,
-        &out,
-        &["--plugins", product_plugins().to_str().unwrap()],
-    );
+    let output = run_product(&other, &out);
     assert!(!output.status.success());
     let refused = run_dirs(&out)
         .into_iter()
@@ -229,11 +236,7 @@ fn checkpoint_every_leaves_a_checkpoint_and_a_bad_resume_is_refused_up_front() {
     )
     .unwrap();
     let out = tmp.path().join("runs");
-    let output = loupe_run(
-        &exp,
-        &out,
-        &["--plugins", product_plugins().to_str().unwrap()],
-    );
+    let output = run_product(&exp, &out);
     assert!(
         output.status.success(),
         "{}",
@@ -256,17 +259,10 @@ fn checkpoint_every_leaves_a_checkpoint_and_a_bad_resume_is_refused_up_front() {
         let bad = tmp.path().join("bad.toml");
         std::fs::write(
             &bad,
-            sae_experiment(&data, 32, 64 * 12, "").replace(
-                "[run.params]",
-                &format!("resume = \"{spec}\"\n[run.params]"),
-            ),
+            resuming(sae_experiment(&data, 32, 64 * 12, ""), &spec),
         )
         .unwrap();
-        let output = loupe_run(
-            &bad,
-            &out,
-            &["--plugins", product_plugins().to_str().unwrap()],
-        );
+        let output = run_product(&bad, &out);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());
         assert!(stderr.contains(says), "{spec}: {stderr}");
