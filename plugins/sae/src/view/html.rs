@@ -35,6 +35,13 @@ fn token_text(text: &str) -> String {
         .replace('\r', "")
 }
 
+/// A token standing alone (a vocabulary list): its spaces drawn too, so ` the` and `the`, or a token
+/// of spaces, can be told apart.
+fn lone_token_text(text: &str) -> String {
+    // Spaces are marked before `token_text` adds its spans, whose tags hold spaces of their own.
+    token_text(&text.replace(' ', "\u{2423}")).replace('\u{2423}', r#"<span class="ws">␣</span>"#)
+}
+
 /// Prose from the run escaped, with `backticked` names set as code.
 fn prose(text: &str) -> String {
     let mut out = String::new();
@@ -306,7 +313,7 @@ fn vocabulary(out: &mut String, l: &LatentView, view: &FeatureView) {
     let cells = |t: Option<&VocabToken>| match t {
         Some(t) => format!(
             r#"<td class="tok">{}</td><td class="num">{}</td>"#,
-            token_text(&t.token),
+            lone_token_text(&t.token),
             number(t.logit as f64)
         ),
         None => "<td></td><td></td>".into(),
@@ -325,6 +332,12 @@ fn vocabulary(out: &mut String, l: &LatentView, view: &FeatureView) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lone_token_shows_its_spaces() {
+        assert_eq!(lone_token_text(" a<"), r#"<span class="ws">␣</span>a&lt;"#);
+        assert_eq!(lone_token_text(""), "");
+    }
 
     #[test]
     fn text_from_the_run_cannot_open_tags_or_attributes() {
