@@ -361,7 +361,7 @@ fn selftest_checks_every_op_family_and_the_fixture_on_the_cpu() {
         "--report",
         report.to_str().unwrap(),
     ]);
-    assert!(text.contains("all 15 checks passed"), "{text}");
+    assert!(text.contains("all 16 checks passed"), "{text}");
     for row in [
         "matmul f32",
         "attention pattern, values",
@@ -380,8 +380,8 @@ fn selftest_checks_every_op_family_and_the_fixture_on_the_cpu() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 15);
-    let fixture = &checks[14];
+    assert_eq!(checks.len(), 16);
+    let fixture = checks.last().unwrap();
     assert_eq!(fixture["cases"], 32, "logits and every hook of gpt2-ref");
     assert_eq!(fixture["cpu"], "ok");
 

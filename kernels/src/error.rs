@@ -66,6 +66,9 @@ pub enum Error {
         op: &'static str,
         reason: crate::guard::StopReason,
     },
+    /// A tracked tensor reached an op with no gradient: the tape would lose it.
+    #[error("{op}: cannot take part in a gradient: {why}")]
+    NotDifferentiable { op: &'static str, why: String },
     #[error("device {device} is not available: {why}")]
     DeviceUnavailable { device: Device, why: String },
 }

@@ -8,6 +8,7 @@
 //!
 //! Every failure is a typed [`Error`] naming the op and the shapes involved — never a panic.
 
+mod autodiff;
 mod cpu;
 pub mod cpu_memory;
 pub mod cuda;
@@ -22,6 +23,7 @@ mod stop;
 mod storage;
 mod tensor;
 
+pub use autodiff::Tape;
 pub use cpu_memory::{CpuMemoryUse, cpu_memory_use};
 pub use device::Device;
 pub use dtype::DType;

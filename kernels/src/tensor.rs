@@ -16,6 +16,8 @@ use crate::{DType, Device, Error, Result, Shape, guard};
 pub struct Tensor {
     pub(crate) storage: Arc<Storage>,
     pub(crate) shape: Shape,
+    /// Its node when a [`Tape`](crate::Tape) tracks it; `None` for almost every tensor.
+    pub(crate) node: Option<crate::autodiff::Tracked>,
 }
 
 /// A tensor an op is about to make: its shape checked ([`Shape::checked`]) and its bytes charged to the
@@ -62,6 +64,7 @@ impl Tensor {
         Ok(Tensor {
             storage: Arc::new(Storage::cpu(buffer)),
             shape: out.shape,
+            node: None,
         })
     }
 
@@ -71,6 +74,7 @@ impl Tensor {
         Ok(Tensor {
             storage: Arc::new(Storage::Cuda(buffer)),
             shape: out.shape,
+            node: None,
         })
     }
 
@@ -89,6 +93,7 @@ impl Tensor {
         Ok(Tensor {
             storage: self.storage.clone(),
             shape,
+            node: None,
         })
     }
 
@@ -321,6 +326,11 @@ impl Tensor {
         if device == self.device() {
             return Ok(self.clone());
         }
+        crate::autodiff::refuse(
+            "to_device",
+            &[self],
+            "a move between devices has no gradient yet; watch the tensor on the device it is used on",
+        )?;
         let out = Tensor::reserve("to_device", self.shape.clone(), self.dtype())?;
         let buffer = match self.dtype() {
             DType::F32 => CpuBuffer::F32(self.to_vec_f32()?),

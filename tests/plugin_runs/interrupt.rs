@@ -257,11 +257,7 @@ fn checkpoint_every_leaves_a_checkpoint_and_a_bad_resume_is_refused_up_front() {
         (".", "no run directory there"),
     ] {
         let bad = tmp.path().join("bad.toml");
-        std::fs::write(
-            &bad,
-            resuming(sae_experiment(&data, 32, 64 * 12, ""), &spec),
-        )
-        .unwrap();
+        std::fs::write(&bad, resuming(sae_experiment(&data, 32, 64 * 12, ""), spec)).unwrap();
         let output = run_product(&bad, &out);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success());

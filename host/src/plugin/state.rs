@@ -199,7 +199,7 @@ pub(crate) fn engine_error(op: &str, e: loupe_kernels::Error) -> ApiError {
         E::OutOfDeviceMemory { .. } | E::TooLarge { .. } | E::OverBudget { .. } => {
             ErrorKind::OutOfQuota
         }
-        E::Interrupted { .. } => ErrorKind::Internal,
+        E::Interrupted { .. } | E::NotDifferentiable { .. } => ErrorKind::Internal,
         E::DeviceMismatch { .. } | E::DeviceUnavailable { .. } => ErrorKind::Internal,
     };
     // The engine names its op too (`binary: shapes ...`); once is enough.

@@ -9,6 +9,7 @@ impl Tensor {
     /// `0..=i + key - query`, and masked weights are exactly 0. One fused op: the scale rides in the
     /// GEMM and the mask in the softmax pass.
     pub fn attention_pattern(&self, k: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
+        crate::autodiff::refuse("attention_pattern", &[self, k], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "attention_pattern";
         same_device(OP, self, k)?;
         let heads_layout_agrees = self.rank() == 4
@@ -71,6 +72,7 @@ impl Tensor {
     /// `[batch, head, query, key]` and `v` is `[batch, key, head, d_head]`; `z` is
     /// `[batch, query, head, d_head]`.
     pub fn attention_values(&self, v: &Tensor) -> Result<Tensor> {
+        crate::autodiff::refuse("attention_values", &[self, v], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "attention_values";
         same_device(OP, self, v)?;
         let agrees = self.rank() == 4

@@ -1,10 +1,21 @@
 use super::{BinaryOp, UnaryOp, same_device};
+use crate::autodiff::{self, BinaryVjp, NO_VJP_YET, Recorder, ScaleVjp, UnaryVjp};
 use crate::cpu::elementwise as cpu;
 use crate::cuda::ops::elementwise as gpu;
 use crate::{DType, Error, Result, Shape, Tensor};
 
 impl Tensor {
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
+        let rec = Recorder::new("unary", &[self])?;
+        let y = self.unary_values(op)?;
+        rec.finish(y, |y| UnaryVjp {
+            op,
+            x: self.detach(),
+            y: y.clone(),
+        })
+    }
+
+    fn unary_values(&self, op: UnaryOp) -> Result<Tensor> {
         let out = Tensor::reserve("unary", self.shape.clone(), DType::F32)?;
         if let Some(x) = self.gpu() {
             return Tensor::from_gpu(gpu::unary(op, x)?, out);
@@ -14,6 +25,23 @@ impl Tensor {
     }
 
     pub fn binary(&self, op: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
+        if matches!(op, BinaryOp::Greater | BinaryOp::Less | BinaryOp::Equal) {
+            autodiff::refuse(
+                "binary",
+                &[self, rhs],
+                "a comparison has no gradient; detach() its inputs to build a mask",
+            )?;
+        }
+        let rec = Recorder::new("binary", &[self, rhs])?;
+        let out = self.binary_values(op, rhs)?;
+        rec.finish(out, |_| BinaryVjp {
+            op,
+            a: self.detach(),
+            b: rhs.detach(),
+        })
+    }
+
+    fn binary_values(&self, op: BinaryOp, rhs: &Tensor) -> Result<Tensor> {
         const OP: &str = "binary";
         same_device(OP, self, rhs)?;
         let out = Tensor::reserve(
@@ -73,16 +101,21 @@ impl Tensor {
 
     /// `x * mul + add` with scalars.
     pub fn affine(&self, mul: f32, add: f32) -> Result<Tensor> {
+        let rec = Recorder::new("affine", &[self])?;
         let out = Tensor::reserve("affine", self.shape.clone(), DType::F32)?;
-        if let Some(x) = self.gpu() {
-            return Tensor::from_gpu(gpu::affine(x, mul, add)?, out);
-        }
-        let x = self.f32_slice("affine")?;
-        Tensor::cpu_f32(cpu::map(x, |v| v * mul + add), out)
+        let out = match self.gpu() {
+            Some(x) => Tensor::from_gpu(gpu::affine(x, mul, add)?, out)?,
+            None => {
+                let x = self.f32_slice("affine")?;
+                Tensor::cpu_f32(cpu::map(x, |v| v * mul + add), out)?
+            }
+        };
+        rec.finish(out, |_| ScaleVjp { mul })
     }
 
     /// Limits every element to `[min, max]`.
     pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
+        autodiff::refuse("clamp", &[self], NO_VJP_YET)?;
         if min > max || min.is_nan() || max.is_nan() {
             return Err(Error::invalid(
                 "clamp",
@@ -100,6 +133,7 @@ impl Tensor {
     /// `self != 0 ? on_true : on_false`, the three shapes broadcast together. `self` is the condition.
     pub fn where_(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         const OP: &str = "where";
+        autodiff::refuse(OP, &[self, on_true, on_false], NO_VJP_YET)?;
         same_device(OP, self, on_true)?;
         same_device(OP, self, on_false)?;
         let out = Shape::broadcast(OP, &self.shape, &on_true.shape)?;

@@ -1,3 +1,4 @@
+use crate::autodiff::{self, NO_VJP_YET, PermuteVjp, Recorder, ReshapeVjp};
 use crate::cpu::layout as cpu;
 use crate::cuda::ops::{elementwise as gpu_cast, layout as gpu};
 use crate::storage::{CpuBuffer, Storage};
@@ -15,7 +16,10 @@ impl Tensor {
                 "element counts differ",
             ));
         }
-        self.view("reshape", shape)
+        let rec = Recorder::new("reshape", &[self])?;
+        rec.finish(self.view("reshape", shape)?, |_| ReshapeVjp {
+            input: self.shape.clone(),
+        })
     }
 
     /// Reorders the axes: output axis `i` is input axis `perm[i]`.
@@ -34,16 +38,21 @@ impl Tensor {
                 ),
             ));
         }
+        let rec = Recorder::new("permute", &[self])?;
         let dims: Vec<usize> = perm.iter().map(|&p| self.dims()[p]).collect();
         let out = Tensor::reserve("permute", dims, self.dtype())?;
-        let buffer = match &*self.storage {
-            Storage::Cpu(CpuBuffer::F32(x)) => CpuBuffer::F32(cpu::permute(x, &self.shape, perm)),
-            Storage::Cpu(CpuBuffer::I32(x)) => CpuBuffer::I32(cpu::permute(x, &self.shape, perm)),
-            Storage::Cuda(x) => {
-                return Tensor::from_gpu(gpu::permute(x, &self.shape, perm)?, out);
+        let out = match &*self.storage {
+            Storage::Cpu(CpuBuffer::F32(x)) => {
+                Tensor::from_cpu(CpuBuffer::F32(cpu::permute(x, &self.shape, perm)), out)?
             }
+            Storage::Cpu(CpuBuffer::I32(x)) => {
+                Tensor::from_cpu(CpuBuffer::I32(cpu::permute(x, &self.shape, perm)), out)?
+            }
+            Storage::Cuda(x) => Tensor::from_gpu(gpu::permute(x, &self.shape, perm)?, out)?,
         };
-        Tensor::from_cpu(buffer, out)
+        rec.finish(out, |_| PermuteVjp {
+            perm: perm.to_vec(),
+        })
     }
 
     /// Swaps two axes.
@@ -57,6 +66,7 @@ impl Tensor {
 
     /// Entries `start..end` along `axis`.
     pub fn slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
+        autodiff::refuse("slice", &[self], NO_VJP_YET)?;
         let axis = self.shape.axis("slice", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if start > end || end > len {
@@ -87,6 +97,7 @@ impl Tensor {
 
     /// Joins tensors along `axis`; all other axes must agree, and so must dtypes and devices.
     pub fn concat(parts: &[&Tensor], axis: isize) -> Result<Tensor> {
+        autodiff::refuse("concat", parts, NO_VJP_YET)?;
         const OP: &str = "concat";
         let first = parts
             .first()
@@ -148,6 +159,7 @@ impl Tensor {
 
     /// Picks the entries at i32 `indices` (1-D) along `axis`, in that order (repeats allowed).
     pub fn index_select(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
+        autodiff::refuse("index_select", &[self, indices], NO_VJP_YET)?;
         const OP: &str = "index_select";
         super::same_device(OP, self, indices)?;
         let axis = self.shape.axis(OP, axis)?;
@@ -187,6 +199,11 @@ impl Tensor {
 
     /// Converts between f32 and i32 (f32 → i32 truncates toward zero).
     pub fn to_dtype(&self, dtype: DType) -> Result<Tensor> {
+        autodiff::refuse(
+            "to_dtype",
+            &[self],
+            "a dtype cast has no gradient; detach() first",
+        )?;
         if dtype == self.dtype() {
             return Ok(self.clone());
         }

@@ -11,6 +11,7 @@ impl Tensor {
     /// `x` with `a · x = b`, for `a` `[n, n]` symmetric positive definite and `b` `[n, m]`: a Cholesky
     /// factorisation accumulated in f64, then two triangular solves per column of `b`.
     pub fn solve_spd(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        crate::autodiff::refuse("solve_spd", &[a, b], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "solve_spd";
         same_device(OP, a, b)?;
         let [n, n2] = *a.dims() else {

@@ -39,7 +39,17 @@ impl Tensor {
         transpose_lhs: bool,
         transpose_rhs: bool,
     ) -> Result<Tensor> {
-        self.scaled_matmul("matmul", rhs, transpose_lhs, transpose_rhs, 1.0)
+        let rec = crate::autodiff::Recorder::new("matmul", &[self, rhs])?;
+        let out = self.scaled_matmul("matmul", rhs, transpose_lhs, transpose_rhs, 1.0)?;
+        // Each operand is kept only for the other's gradient.
+        rec.finish(out, |_| crate::autodiff::MatmulVjp {
+            a: rhs.is_tracked().then(|| self.detach()),
+            b: self.is_tracked().then(|| rhs.detach()),
+            a_shape: self.shape.clone(),
+            b_shape: rhs.shape.clone(),
+            transpose_a: transpose_lhs,
+            transpose_b: transpose_rhs,
+        })
     }
 
     /// [`Tensor::matmul_t`] multiplying in `precision` (bf16/f16: tensor cores on a GPU).
@@ -50,6 +60,11 @@ impl Tensor {
         transpose_rhs: bool,
         precision: MatmulPrecision,
     ) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "matmul_with_precision",
+            &[self, rhs],
+            "reduced-precision products have no gradient; use matmul_t (f32)",
+        )?;
         self.gemm("matmul", rhs, transpose_lhs, transpose_rhs, 1.0, precision)
     }
 
@@ -160,6 +175,10 @@ impl Tensor {
     /// The affine layer `self · weight + bias` for `self` of shape `[.., in]`, `weight` `[in, out]`
     /// (the Conv1D layout GPT-2 checkpoints store) and `bias` `[out]`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        crate::autodiff::refuse("linear", &[self, weight], crate::autodiff::NO_VJP_YET)?;
+        if let Some(bias) = bias {
+            crate::autodiff::refuse("linear", &[bias], crate::autodiff::NO_VJP_YET)?;
+        }
         const OP: &str = "linear";
         same_device(OP, self, weight)?;
         let k = *self

@@ -6,11 +6,13 @@ use crate::{DType, Error, Result, Tensor};
 impl Tensor {
     /// Softmax along `axis`.
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
+        crate::autodiff::refuse("softmax", &[self], crate::autodiff::NO_VJP_YET)?;
         self.softmax_impl("softmax", axis, false)
     }
 
     /// `log(softmax(x))` along `axis`, computed stably.
     pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
+        crate::autodiff::refuse("log_softmax", &[self], crate::autodiff::NO_VJP_YET)?;
         self.softmax_impl("log_softmax", axis, true)
     }
 
@@ -30,6 +32,11 @@ impl Tensor {
 
     /// Layer normalisation over the last axis, then `* weight + bias` (both of the last axis' length).
     pub fn layer_norm(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "layer_norm",
+            &[self, weight, bias],
+            crate::autodiff::NO_VJP_YET,
+        )?;
         const OP: &str = "layer_norm";
         same_device(OP, self, weight)?;
         same_device(OP, self, bias)?;
@@ -67,6 +74,7 @@ impl Tensor {
 
     /// Gathers rows of this `[vocab, d]` table for i32 `ids` of any shape: the result is `[..ids, d]`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        crate::autodiff::refuse("embedding", &[self, ids], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "embedding";
         same_device(OP, self, ids)?;
         if self.rank() != 2 {
@@ -117,6 +125,7 @@ impl Tensor {
     /// The TopK activation of sparse autoencoders (followed by `relu` for SAELens' TopK); on a batch
     /// flattened to one row, BatchTopK.
     pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
+        crate::autodiff::refuse("keep_top_k", &[self], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "keep_top_k";
         let len = self.row_len_for_k(OP, k)?;
         let out = Tensor::reserve(OP, self.shape.clone(), DType::F32)?;
@@ -131,6 +140,7 @@ impl Tensor {
 
     /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
+        crate::autodiff::refuse("top_k", &[self], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "top_k";
         let len = self.row_len_for_k(OP, k)?;
         let mut dims = self.dims().to_vec();
@@ -160,6 +170,7 @@ impl Tensor {
     /// Fills entries above the causal diagonal of the last two axes `[query, key]` with `fill`
     /// (query `i` keeps keys `0..=i + key_len - query_len`).
     pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
+        crate::autodiff::refuse("causal_mask", &[self], crate::autodiff::NO_VJP_YET)?;
         const OP: &str = "causal_mask";
         if self.rank() < 2 {
             return Err(Error::invalid(

@@ -37,6 +37,11 @@ impl Tensor {
         config: AdamConfig,
         step: u64,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        crate::autodiff::refuse(
+            "adam_step",
+            &[param, grad, m, v],
+            "an optimiser step has no gradient; apply it to detached parameters and gradients",
+        )?;
         const OP: &str = "adam_step";
         for other in [grad, m, v] {
             super::same_device(OP, param, other)?;

@@ -6,6 +6,21 @@ use crate::{DType, Result, Shape, Tensor};
 impl Tensor {
     /// Reduces along `axis` (negative counts from the end). With `keepdim` the axis stays with size 1.
     pub fn reduce(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
+        if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+            crate::autodiff::refuse("reduce", &[self], crate::autodiff::NO_VJP_YET)?;
+        }
+        let rec = crate::autodiff::Recorder::new("reduce", &[self])?;
+        let out = self.reduce_values(op, axis, keepdim)?;
+        let axis = self.shape.axis("reduce", axis)?;
+        rec.finish(out, |_| crate::autodiff::ReduceVjp {
+            op,
+            input: self.shape.clone(),
+            axis,
+            keepdim,
+        })
+    }
+
+    fn reduce_values(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
         let axis = self.shape.axis("reduce", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if len == 0 && matches!(op, ReduceOp::Max | ReduceOp::Min) {
@@ -52,6 +67,11 @@ impl Tensor {
 
     /// Position of the largest value along `axis` (the first on ties), as i32.
     pub fn argmax(&self, axis: isize, keepdim: bool) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "argmax",
+            &[self],
+            "argmax has no gradient; detach() its input",
+        )?;
         let axis = self.shape.axis("argmax", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if len == 0 {

@@ -59,6 +59,11 @@ impl Tensor {
     /// `out[i] = Σ_j values[i, j] · table[indices[i, j]]` for f32 `values` and i32 `indices` `[n, k]`
     /// and f32 `table` `[m, d]`: `[n, d]`. Decoding TopK codes without the dense `[n, m]` matrix.
     pub fn sparse_matmul(values: &Tensor, indices: &Tensor, table: &Tensor) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "sparse_matmul",
+            &[values, indices, table],
+            crate::autodiff::NO_VJP_YET,
+        )?;
         const OP: &str = "sparse_matmul";
         let (n, k) = codes(OP, values, indices)?;
         same_device(OP, values, table)?;
@@ -89,6 +94,11 @@ impl Tensor {
     /// `out[i, j] = lhs[i] · table[indices[i, j]]` for f32 `lhs` `[n, d]`, i32 `indices` `[n, k]` and f32
     /// `table` `[m, d]`: `[n, k]`. The gradient of [`Tensor::sparse_matmul`] with respect to its values.
     pub fn gather_dot(lhs: &Tensor, indices: &Tensor, table: &Tensor) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "gather_dot",
+            &[lhs, indices, table],
+            crate::autodiff::NO_VJP_YET,
+        )?;
         const OP: &str = "gather_dot";
         same_device(OP, lhs, indices)?;
         same_device(OP, lhs, table)?;
@@ -148,6 +158,11 @@ impl Tensor {
         rhs: &Tensor,
         rows: usize,
     ) -> Result<Tensor> {
+        crate::autodiff::refuse(
+            "scatter_outer",
+            &[values, indices, rhs],
+            crate::autodiff::NO_VJP_YET,
+        )?;
         const OP: &str = "scatter_outer";
         let (n, k) = codes(OP, values, indices)?;
         same_device(OP, values, rhs)?;

@@ -5,7 +5,9 @@
 //! results exact; the 16-bit tensor-core products within 1e-4 of their CPU twin and 2e-2 of f32.
 
 use super::{Case, CaseOp};
-use crate::{AdamConfig, BinaryOp, DType, Device, MatmulPrecision, ReduceOp, Tensor, UnaryOp};
+use crate::{
+    AdamConfig, BinaryOp, DType, Device, MatmulPrecision, ReduceOp, Tape, Tensor, UnaryOp,
+};
 
 const RTOL: f32 = 1e-5;
 
@@ -26,6 +28,7 @@ pub fn cases() -> Vec<Case> {
         attention,
         adam,
         sparse,
+        gradients,
         empty,
     ] {
         group(&mut all);
@@ -592,6 +595,66 @@ fn adam(all: &mut Vec<Case>) {
                 }),
             ));
         }
+    }
+}
+
+/// Gradients through the tape: the VJPs are engine ops, so each backend computes them with its own
+/// kernels. One case per input's gradient of a small network, and per unary derivative.
+fn gradients(all: &mut Vec<Case>) {
+    let g = "gradients";
+    let (x, w, b) = (
+        randn(&[37, 65], 160),
+        randn(&[65, 33], 161),
+        randn(&[33], 162),
+    );
+    for (which, name) in [(0, "x"), (1, "w"), (2, "b")] {
+        all.push(Case::agree(
+            g,
+            format!("d/d{name} of mean(tanh(gelu(x·w + b))²), x [37, 65], w [65, 33]"),
+            &[&x, &w, &b],
+            1e-4,
+            op(move |t| {
+                let tape = Tape::new();
+                let v: Vec<Tensor> = t
+                    .iter()
+                    .map(|t| tape.watch(t))
+                    .collect::<crate::Result<_>>()?;
+                let h = v[0].matmul(&v[1])?.add(&v[2])?;
+                let h = h.unary(UnaryOp::GeluTanh)?.unary(UnaryOp::Tanh)?;
+                let loss = h.mul(&h)?.mean(1, false)?.mean(0, true)?;
+                let one = Tensor::ones([1usize], loss.device())?;
+                Ok(tape.backward(&[(&loss, &one)], &[&v[which]])?.remove(0))
+            }),
+        ));
+    }
+    let x = uniform(&[257, 3], 0.1, 2.0, 163);
+    for unary in [
+        UnaryOp::Relu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Sqrt,
+        UnaryOp::Abs,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+    ] {
+        all.push(Case::agree(
+            g,
+            format!("{unary:?}′ [257, 3]"),
+            &[&x],
+            1e-4,
+            op(move |t| {
+                let tape = Tape::new();
+                let v = tape.watch(&t[0])?;
+                // Negative inputs too, where the function is defined there.
+                let y = match unary {
+                    UnaryOp::Log | UnaryOp::Sqrt => v.unary(unary)?,
+                    _ => v.affine(1.0, -1.0)?.unary(unary)?,
+                };
+                let seed = Tensor::ones(y.dims().to_vec(), y.device())?;
+                Ok(tape.backward(&[(&y, &seed)], &[&v])?.remove(0))
+            }),
+        ));
     }
 }
 

@@ -1,0 +1,240 @@
+use super::Tape;
+use crate::{Device, Error, Tensor, UnaryOp};
+
+fn t(values: &[f32], shape: &[usize]) -> Tensor {
+    Tensor::from_vec_f32(values.to_vec(), shape, Device::Cpu).unwrap()
+}
+
+/// Deterministic values in about [-1.5, 1.5], away from 0 by at least 0.1.
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let h = ((i as u32).wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) % 1000;
+            let v = h as f32 / 1000.0 * 2.8 - 1.4;
+            if v.abs() < 0.1 { v + 0.3 } else { v }
+        })
+        .collect()
+}
+
+fn sum_all(x: &Tensor) -> Tensor {
+    let mut x = x.clone();
+    while x.rank() > 0 && !(x.rank() == 1 && x.dims()[0] == 1) {
+        x = x.sum(0, false).unwrap();
+        if x.rank() == 0 {
+            break;
+        }
+    }
+    x.reshape([1usize]).unwrap()
+}
+
+/// Checks the tape's gradient of `f` (a scalar `[1]` of its inputs) against central differences.
+fn check(inputs: &[Tensor], f: impl Fn(&[Tensor]) -> Tensor, tol: f32) {
+    let tape = Tape::new();
+    let watched: Vec<Tensor> = inputs.iter().map(|x| tape.watch(x).unwrap()).collect();
+    let loss = f(&watched);
+    assert!(loss.is_tracked(), "the loss must be tracked");
+    let one = t(&[1.0], &[1]);
+    let wrt: Vec<&Tensor> = watched.iter().collect();
+    let grads = tape.backward(&[(&loss, &one)], &wrt).unwrap();
+    let eps = 1e-2f32;
+    for (k, x) in inputs.iter().enumerate() {
+        let base = x.to_vec_f32().unwrap();
+        let got = grads[k].to_vec_f32().unwrap();
+        assert_eq!(grads[k].dims(), x.dims(), "input {k}'s gradient shape");
+        for i in 0..base.len() {
+            let at = |d: f32| {
+                let mut v = base.clone();
+                v[i] += d;
+                let mut args = inputs.to_vec();
+                args[k] = t(&v, x.dims());
+                f(&args).to_vec_f32().unwrap()[0]
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            let diff = (numeric - got[i]).abs();
+            assert!(
+                diff <= tol * (1.0 + numeric.abs()),
+                "input {k}[{i}]: tape {} vs finite differences {numeric}",
+                got[i]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_small_network_matches_finite_differences() {
+    let x = t(&values(12, 1), &[3, 4]);
+    let w = t(&values(20, 2), &[4, 5]);
+    let b = t(&values(5, 3), &[5]);
+    check(
+        &[x, w, b],
+        |a| {
+            let h = a[0].matmul(&a[1]).unwrap().add(&a[2]).unwrap();
+            let h = h
+                .unary(UnaryOp::GeluTanh)
+                .unwrap()
+                .unary(UnaryOp::Tanh)
+                .unwrap();
+            sum_all(&h.mul(&h).unwrap().mean(1, false).unwrap())
+        },
+        2e-2,
+    );
+}
+
+#[test]
+fn every_unary_op_matches_finite_differences() {
+    let positive: Vec<f32> = values(6, 4).iter().map(|v| v.abs() + 0.5).collect();
+    let x = t(&values(6, 4), &[2, 3]);
+    let p = t(&positive, &[2, 3]);
+    for op in [
+        UnaryOp::Relu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Exp,
+        UnaryOp::Abs,
+        UnaryOp::Neg,
+        UnaryOp::Tanh,
+        UnaryOp::Sigmoid,
+    ] {
+        check(
+            std::slice::from_ref(&x),
+            |a| sum_all(&a[0].unary(op).unwrap()),
+            2e-2,
+        );
+    }
+    for op in [UnaryOp::Log, UnaryOp::Sqrt] {
+        check(
+            std::slice::from_ref(&p),
+            |a| sum_all(&a[0].unary(op).unwrap()),
+            2e-2,
+        );
+    }
+}
+
+#[test]
+fn binary_ops_and_broadcasting_match_finite_differences() {
+    let a = t(&values(6, 5), &[2, 3]);
+    let b = t(&values(3, 6), &[3]);
+    let c = t(&values(2, 7), &[2, 1]);
+    let weight = t(&values(6, 8), &[2, 3]);
+    check(
+        &[a.clone(), b.clone(), c.clone()],
+        |x| {
+            let s = x[0].sub(&x[1]).unwrap().mul(&x[2]).unwrap();
+            let q = s
+                .div(&x[1].mul(&x[1]).unwrap().affine(1.0, 1.0).unwrap())
+                .unwrap();
+            sum_all(
+                &q.maximum(&x[2])
+                    .unwrap()
+                    .minimum(&x[0])
+                    .unwrap()
+                    .mul(&weight)
+                    .unwrap(),
+            )
+        },
+        2e-2,
+    );
+}
+
+#[test]
+fn matmul_with_every_transpose_and_batch_broadcasting() {
+    let a = t(&values(24, 9), &[2, 3, 4]);
+    let b = t(&values(20, 10), &[4, 5]);
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let a = if ta {
+            a.transpose(-1, -2).unwrap()
+        } else {
+            a.clone()
+        };
+        let b = if tb {
+            b.transpose(0, 1).unwrap()
+        } else {
+            b.clone()
+        };
+        check(
+            &[a, b],
+            |x| {
+                let y = x[0].matmul_t(&x[1], ta, tb).unwrap();
+                sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
+            },
+            2e-2,
+        );
+    }
+}
+
+#[test]
+fn layout_and_reductions_match_finite_differences() {
+    let x = t(&values(24, 11), &[2, 3, 4]);
+    let w = t(&values(24, 12), &[4, 2, 3]);
+    check(
+        &[x],
+        |a| {
+            let y = a[0].permute(&[2, 0, 1]).unwrap().mul(&w).unwrap();
+            let y = y.reshape([8usize, 3]).unwrap().mean(0, true).unwrap();
+            sum_all(&y.mul(&y).unwrap().sum(1, false).unwrap())
+        },
+        2e-2,
+    );
+}
+
+#[test]
+fn kinks_and_ties_follow_pytorch() {
+    let tape = Tape::new();
+    let x = tape.watch(&t(&[-1.0, 0.0, 2.0], &[3])).unwrap();
+    let relu = sum_all(&x.relu().unwrap());
+    let abs = sum_all(&x.abs().unwrap());
+    let tie = sum_all(&x.maximum(&t(&[0.0, 0.0, 0.0], &[3])).unwrap());
+    let one = t(&[1.0], &[1]);
+    let total = relu.add(&abs).unwrap().add(&tie).unwrap();
+    let g = tape.backward(&[(&total, &one)], &[&x]).unwrap();
+    // relu′: 0, 0, 1; abs′: −1, 0, 1; maximum with 0: 0, ½ (a tie), 1.
+    assert_eq!(g[0].to_vec_f32().unwrap(), vec![-1.0, 0.5, 3.0]);
+}
+
+#[test]
+fn gradients_reach_intermediates_and_unreached_inputs_get_zeros() {
+    let tape = Tape::new();
+    let x = tape.watch(&t(&[1.0, 2.0], &[2])).unwrap();
+    let unused = tape.watch(&t(&[5.0, 5.0, 5.0], &[3])).unwrap();
+    let h = x.affine(3.0, 0.0).unwrap();
+    let y = sum_all(&h.mul(&h).unwrap());
+    let one = t(&[1.0], &[1]);
+    let g = tape
+        .backward(&[(&y, &one)], &[&h, &x, &unused, &x])
+        .unwrap();
+    assert_eq!(g[0].to_vec_f32().unwrap(), vec![6.0, 12.0], "dy/dh = 2h");
+    assert_eq!(
+        g[1].to_vec_f32().unwrap(),
+        vec![18.0, 36.0],
+        "dy/dx = 3 · 2h"
+    );
+    assert_eq!(g[2].to_vec_f32().unwrap(), vec![0.0; 3]);
+    assert_eq!(g[3].to_vec_f32().unwrap(), g[1].to_vec_f32().unwrap());
+    // Consumed: a second sweep is refused.
+    assert!(tape.backward(&[(&y, &one)], &[&x]).is_err());
+}
+
+#[test]
+fn untracked_results_from_tracked_inputs_are_refused_by_name() {
+    let tape = Tape::new();
+    let x = tape.watch(&t(&[1.0, 2.0, 3.0], &[1, 3])).unwrap();
+    for (op, result) in [
+        ("softmax", x.softmax(-1).map(|_| ())),
+        ("argmax", x.argmax(-1, false).map(|_| ())),
+        (
+            "binary",
+            x.binary(crate::BinaryOp::Greater, &x.detach()).map(|_| ()),
+        ),
+        ("clamp", x.clamp(0.0, 1.0).map(|_| ())),
+        ("slice", x.slice(1, 0, 1).map(|_| ())),
+    ] {
+        match result {
+            Err(Error::NotDifferentiable { op: named, .. }) => assert_eq!(named, op),
+            other => panic!("{op}: expected NotDifferentiable, got {other:?}"),
+        }
+    }
+    // The same ops on detached values work as ever.
+    assert!(x.detach().softmax(-1).is_ok());
+    // Operands from two tapes do not mix.
+    let other = Tape::new().watch(&t(&[1.0, 1.0, 1.0], &[1, 3])).unwrap();
+    assert!(x.add(&other).is_err());
+}

@@ -1,0 +1,227 @@
+//! The vector–Jacobian products of the ops that record themselves, written with engine ops on detached
+//! tensors, so each runs on whichever device its tensors are on.
+
+use super::Vjp;
+use crate::{BinaryOp, Error, ReduceOp, Result, Shape, Tensor, UnaryOp};
+
+/// `g` summed over the axes broadcasting added or stretched to reach its shape from `shape`.
+pub(crate) fn sum_to_shape(g: &Tensor, shape: &Shape) -> Result<Tensor> {
+    let mut g = g.clone();
+    while g.rank() > shape.rank() {
+        g = g.sum(0, false)?;
+    }
+    for (axis, &d) in shape.dims().iter().enumerate() {
+        if d == 1 && g.dims()[axis] != 1 {
+            g = g.sum(axis as isize, true)?;
+        }
+    }
+    Ok(g)
+}
+
+fn scalar(v: f32, like: &Tensor) -> Result<Tensor> {
+    Tensor::full([1usize], v, like.device())
+}
+
+/// `maximum`/`minimum`: the gradient goes to the operand chosen, half to each on a tie (PyTorch).
+fn choice_weights(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<(Tensor, Tensor)> {
+    let wins = match op {
+        BinaryOp::Max => a.binary(BinaryOp::Greater, b)?,
+        _ => a.binary(BinaryOp::Less, b)?,
+    };
+    let ties = a.binary(BinaryOp::Equal, b)?.affine(0.5, 0.0)?;
+    let for_a = wins.add(&ties)?;
+    let for_b = for_a.affine(-1.0, 1.0)?;
+    Ok((for_a, for_b))
+}
+
+pub(crate) struct BinaryVjp {
+    pub op: BinaryOp,
+    pub a: Tensor,
+    pub b: Tensor,
+}
+
+impl Vjp for BinaryVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let (a, b) = (&self.a, &self.b);
+        let (ga, gb) = match self.op {
+            BinaryOp::Add => (g.clone(), g.clone()),
+            BinaryOp::Sub => (g.clone(), g.affine(-1.0, 0.0)?),
+            BinaryOp::Mul => (g.mul(b)?, g.mul(a)?),
+            // d(a/b)/db = −a/b².
+            BinaryOp::Div => (g.div(b)?, g.mul(a)?.div(&b.mul(b)?)?.affine(-1.0, 0.0)?),
+            BinaryOp::Max | BinaryOp::Min => {
+                let (wa, wb) = choice_weights(a, b, self.op)?;
+                (g.mul(&wa)?, g.mul(&wb)?)
+            }
+            BinaryOp::Greater | BinaryOp::Less | BinaryOp::Equal => {
+                return Err(Error::NotDifferentiable {
+                    op: "binary",
+                    why: "comparisons have no gradient".into(),
+                });
+            }
+        };
+        Ok(vec![
+            needs[0].then(|| sum_to_shape(&ga, &a.shape)).transpose()?,
+            needs[1].then(|| sum_to_shape(&gb, &b.shape)).transpose()?,
+        ])
+    }
+}
+
+pub(crate) struct UnaryVjp {
+    pub op: UnaryOp,
+    /// The input and output (each derivative needs one or the other).
+    pub x: Tensor,
+    pub y: Tensor,
+}
+
+/// GELU (tanh approximation)′ at `x`: with u = c·(x + 0.044715·x³) and t = tanh u,
+/// 0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3·0.044715·x²).
+fn gelu_tanh_derivative(x: &Tensor) -> Result<Tensor> {
+    const A: f32 = 0.044715;
+    let c = (2.0f32 / std::f32::consts::PI).sqrt();
+    let x2 = x.mul(x)?;
+    let u = x.mul(&x2.affine(A, 1.0)?)?.affine(c, 0.0)?;
+    let t = u.unary(UnaryOp::Tanh)?;
+    let first = t.affine(0.5, 0.5)?;
+    let sech2 = t.mul(&t)?.affine(-1.0, 1.0)?;
+    let du = x2.affine(3.0 * A * c, c)?;
+    first.add(&x.mul(&sech2)?.mul(&du)?.affine(0.5, 0.0)?)
+}
+
+impl Vjp for UnaryVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let (x, y) = (&self.x, &self.y);
+        let zero = scalar(0.0, x)?;
+        let dx = match self.op {
+            // relu′(0) = 0, as in PyTorch.
+            UnaryOp::Relu => g.mul(&x.binary(BinaryOp::Greater, &zero)?)?,
+            UnaryOp::GeluTanh => g.mul(&gelu_tanh_derivative(x)?)?,
+            UnaryOp::GeluErf => {
+                return Err(Error::NotDifferentiable {
+                    op: "unary",
+                    why: "gelu_erf has no gradient in this engine yet".into(),
+                });
+            }
+            UnaryOp::Exp => g.mul(y)?,
+            UnaryOp::Log => g.div(x)?,
+            UnaryOp::Sqrt => g.div(y)?.affine(0.5, 0.0)?,
+            // abs′(0) = 0, as in PyTorch: sign(x).
+            UnaryOp::Abs => {
+                let sign = x
+                    .binary(BinaryOp::Greater, &zero)?
+                    .sub(&x.binary(BinaryOp::Less, &zero)?)?;
+                g.mul(&sign)?
+            }
+            UnaryOp::Neg => g.affine(-1.0, 0.0)?,
+            UnaryOp::Tanh => g.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?,
+            UnaryOp::Sigmoid => g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
+        };
+        Ok(vec![Some(dx)])
+    }
+}
+
+/// `affine(mul, add)`: the gradient scaled by `mul`.
+pub(crate) struct ScaleVjp {
+    pub mul: f32,
+}
+
+impl Vjp for ScaleVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.affine(self.mul, 0.0)?)])
+    }
+}
+
+/// `sum` and `mean` along an axis: the gradient spread back over it.
+pub(crate) struct ReduceVjp {
+    pub op: ReduceOp,
+    pub input: Shape,
+    pub axis: usize,
+    pub keepdim: bool,
+}
+
+impl Vjp for ReduceVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let mut kept = self.input.dims().to_vec();
+        let len = kept[self.axis];
+        kept[self.axis] = 1;
+        let g = if self.keepdim {
+            g.clone()
+        } else {
+            g.reshape(kept)?
+        };
+        let g = match self.op {
+            ReduceOp::Mean => g.affine(1.0 / len as f32, 0.0)?,
+            _ => g,
+        };
+        Ok(vec![Some(
+            Tensor::zeros(self.input.clone(), g.device())?.add(&g)?,
+        )])
+    }
+}
+
+/// `op(a) · op(b)`, each `op` an optional transpose of the last two axes; batch axes broadcast.
+pub(crate) struct MatmulVjp {
+    pub a: Option<Tensor>,
+    pub b: Option<Tensor>,
+    pub a_shape: Shape,
+    pub b_shape: Shape,
+    pub transpose_a: bool,
+    pub transpose_b: bool,
+}
+
+impl Vjp for MatmulVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        // With A' = op(A), B' = op(B): dA' = g·B'ᵀ and dB' = A'ᵀ·g, then undo each op.
+        let ga = match (needs[0], &self.b) {
+            (true, Some(b)) => {
+                let d = if self.transpose_a {
+                    // A' = Aᵀ: dA = (g·B'ᵀ)ᵀ = B'·gᵀ.
+                    b.matmul_t(g, self.transpose_b, true)?
+                } else {
+                    g.matmul_t(b, false, !self.transpose_b)?
+                };
+                Some(sum_to_shape(&d, &self.a_shape)?)
+            }
+            _ => None,
+        };
+        let gb = match (needs[1], &self.a) {
+            (true, Some(a)) => {
+                let d = if self.transpose_b {
+                    // B' = Bᵀ: dB = (A'ᵀ·g)ᵀ = gᵀ·A'.
+                    g.matmul_t(a, true, self.transpose_a)?
+                } else {
+                    a.matmul_t(g, !self.transpose_a, false)?
+                };
+                Some(sum_to_shape(&d, &self.b_shape)?)
+            }
+            _ => None,
+        };
+        Ok(vec![ga, gb])
+    }
+}
+
+/// `reshape`: the gradient in the input's shape.
+pub(crate) struct ReshapeVjp {
+    pub input: Shape,
+}
+
+impl Vjp for ReshapeVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(g.reshape(self.input.clone())?)])
+    }
+}
+
+/// `permute`: the gradient permuted back.
+pub(crate) struct PermuteVjp {
+    pub perm: Vec<usize>,
+}
+
+impl Vjp for PermuteVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let mut inverse = vec![0; self.perm.len()];
+        for (i, &p) in self.perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        Ok(vec![Some(g.permute(&inverse)?)])
+    }
+}
