@@ -13,12 +13,17 @@
 
 mod sweep;
 mod vjp;
+mod vjp_nn;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{Device, Error, Result, Shape, Tensor};
 
-pub(crate) use vjp::{BinaryVjp, MatmulVjp, PermuteVjp, ReduceVjp, ReshapeVjp, ScaleVjp, UnaryVjp};
+pub(crate) use vjp::{
+    BinaryVjp, ClampVjp, ConcatVjp, MatmulVjp, PermuteVjp, ReduceVjp, ReshapeVjp, ScaleVjp,
+    SliceVjp, UnaryVjp, WhereVjp,
+};
+pub(crate) use vjp_nn::{EmbeddingVjp, LayerNormVjp, SoftmaxVjp};
 
 /// A node's index on its tape: the order ops ran in, so a node's inputs always have lower ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

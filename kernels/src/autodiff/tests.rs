@@ -217,15 +217,16 @@ fn gradients_reach_intermediates_and_unreached_inputs_get_zeros() {
 fn untracked_results_from_tracked_inputs_are_refused_by_name() {
     let tape = Tape::new();
     let x = tape.watch(&t(&[1.0, 2.0, 3.0], &[1, 3])).unwrap();
+    let mask = t(&[1.0, 0.0, 1.0], &[1, 3]);
     for (op, result) in [
-        ("softmax", x.softmax(-1).map(|_| ())),
         ("argmax", x.argmax(-1, false).map(|_| ())),
         (
             "binary",
             x.binary(crate::BinaryOp::Greater, &x.detach()).map(|_| ()),
         ),
-        ("clamp", x.clamp(0.0, 1.0).map(|_| ())),
-        ("slice", x.slice(1, 0, 1).map(|_| ())),
+        ("top_k", x.top_k(1).map(|_| ())),
+        ("where", x.where_(&mask, &mask).map(|_| ())),
+        ("to_dtype", x.to_dtype(crate::DType::I32).map(|_| ())),
     ] {
         match result {
             Err(Error::NotDifferentiable { op: named, .. }) => assert_eq!(named, op),
@@ -233,8 +234,62 @@ fn untracked_results_from_tracked_inputs_are_refused_by_name() {
         }
     }
     // The same ops on detached values work as ever.
-    assert!(x.detach().softmax(-1).is_ok());
+    assert!(x.detach().argmax(-1, false).is_ok());
     // Operands from two tapes do not mix.
     let other = Tape::new().watch(&t(&[1.0, 1.0, 1.0], &[1, 3])).unwrap();
     assert!(x.add(&other).is_err());
+}
+
+#[test]
+fn softmax_and_layer_norm_match_finite_differences() {
+    let x = t(&values(15, 13), &[3, 5]);
+    let w = t(&values(5, 14), &[5]);
+    let b = t(&values(5, 15), &[5]);
+    let mix = t(&values(15, 16), &[3, 5]);
+    for axis in [0, -1] {
+        check(
+            std::slice::from_ref(&x),
+            |a| sum_all(&a[0].softmax(axis).unwrap().mul(&mix).unwrap()),
+            2e-2,
+        );
+        check(
+            std::slice::from_ref(&x),
+            |a| sum_all(&a[0].log_softmax(axis).unwrap().mul(&mix).unwrap()),
+            2e-2,
+        );
+    }
+    check(
+        &[x, w, b],
+        |a| {
+            let y = a[0].layer_norm(&a[1], &a[2], 1e-5).unwrap();
+            sum_all(&y.mul(&mix).unwrap())
+        },
+        2e-2,
+    );
+}
+
+#[test]
+fn embedding_slice_concat_where_and_clamp_match_finite_differences() {
+    let table = t(&values(12, 17), &[4, 3]);
+    let ids = Tensor::from_vec_i32(vec![2, 0, 2, 3, 2, 1], [2, 3], Device::Cpu).unwrap();
+    let mix = t(&values(18, 18), &[2, 3, 3]);
+    check(
+        std::slice::from_ref(&table),
+        |a| sum_all(&a[0].embedding(&ids).unwrap().mul(&mix).unwrap()),
+        2e-2,
+    );
+    let a = t(&values(8, 19), &[2, 4]);
+    let b = t(&values(6, 20), &[2, 3]);
+    let mask = t(&[1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0], &[2, 4]);
+    let w = t(&values(14, 21), &[2, 7]);
+    check(
+        &[a, b],
+        |x| {
+            let c = Tensor::concat(&[&x[0], &x[1]], 1).unwrap().mul(&w).unwrap();
+            let s = c.slice(1, 1, 5).unwrap().unary(UnaryOp::Tanh).unwrap();
+            let picked = mask.where_(&s, &x[0].clamp(-0.5, 0.7).unwrap()).unwrap();
+            sum_all(&picked.mul(&picked).unwrap())
+        },
+        2e-2,
+    );
 }

@@ -225,3 +225,89 @@ impl Vjp for PermuteVjp {
         Ok(vec![Some(g.permute(&inverse)?)])
     }
 }
+
+/// `slice(axis, start, end)`: the gradient in place, zeros around it.
+pub(crate) struct SliceVjp {
+    pub input: Shape,
+    pub axis: usize,
+    pub start: usize,
+}
+
+impl Vjp for SliceVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let len = self.input.dims()[self.axis];
+        let taken = g.dims()[self.axis];
+        let zeros = |n: usize| -> Result<Tensor> {
+            let mut dims = g.dims().to_vec();
+            dims[self.axis] = n;
+            Tensor::zeros(dims, g.device())
+        };
+        let (before, after) = (zeros(self.start)?, zeros(len - self.start - taken)?);
+        let dx = Tensor::concat(&[&before, g, &after], self.axis as isize)?;
+        Ok(vec![Some(dx)])
+    }
+}
+
+/// `concat(parts, axis)`: each part's stretch of the gradient.
+pub(crate) struct ConcatVjp {
+    pub axis: usize,
+    pub lengths: Vec<usize>,
+}
+
+impl Vjp for ConcatVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let mut start = 0;
+        let mut out = Vec::with_capacity(self.lengths.len());
+        for (i, &len) in self.lengths.iter().enumerate() {
+            out.push(
+                needs[i]
+                    .then(|| g.slice(self.axis as isize, start, start + len))
+                    .transpose()?,
+            );
+            start += len;
+        }
+        Ok(out)
+    }
+}
+
+/// `cond.where_(on_true, on_false)`: the gradient goes to the branch each element took; the condition
+/// (a mask) gets none.
+pub(crate) struct WhereVjp {
+    pub cond: Tensor,
+    pub on_true: Shape,
+    pub on_false: Shape,
+}
+
+impl Vjp for WhereVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let zero = scalar(0.0, g)?;
+        // Selected, never multiplied: a −∞ in the branch not taken cannot make a NaN here.
+        let taken = self.cond.where_(g, &zero)?;
+        let not_taken = self.cond.where_(&zero, g)?;
+        Ok(vec![
+            None,
+            needs[1]
+                .then(|| sum_to_shape(&taken, &self.on_true))
+                .transpose()?,
+            needs[2]
+                .then(|| sum_to_shape(&not_taken, &self.on_false))
+                .transpose()?,
+        ])
+    }
+}
+
+/// `clamp(min, max)`: the gradient where `min ≤ x ≤ max` (bounds included, as PyTorch), else 0.
+pub(crate) struct ClampVjp {
+    pub x: Tensor,
+    pub min: f32,
+    pub max: f32,
+}
+
+impl Vjp for ClampVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let below = self.x.binary(BinaryOp::Less, &scalar(self.min, g)?)?;
+        let above = self.x.binary(BinaryOp::Greater, &scalar(self.max, g)?)?;
+        let outside = below.add(&above)?;
+        Ok(vec![Some(outside.where_(&scalar(0.0, g)?, g)?)])
+    }
+}

@@ -1,5 +1,5 @@
 use super::{BinaryOp, UnaryOp, same_device};
-use crate::autodiff::{self, BinaryVjp, NO_VJP_YET, Recorder, ScaleVjp, UnaryVjp};
+use crate::autodiff::{self, BinaryVjp, ClampVjp, Recorder, ScaleVjp, UnaryVjp, WhereVjp};
 use crate::cpu::elementwise as cpu;
 use crate::cuda::ops::elementwise as gpu;
 use crate::{DType, Error, Result, Shape, Tensor};
@@ -115,25 +115,46 @@ impl Tensor {
 
     /// Limits every element to `[min, max]`.
     pub fn clamp(&self, min: f32, max: f32) -> Result<Tensor> {
-        autodiff::refuse("clamp", &[self], NO_VJP_YET)?;
         if min > max || min.is_nan() || max.is_nan() {
             return Err(Error::invalid(
                 "clamp",
                 format!("min {min} must not exceed max {max}"),
             ));
         }
+        let rec = Recorder::new("clamp", &[self])?;
         let out = Tensor::reserve("clamp", self.shape.clone(), DType::F32)?;
-        if let Some(x) = self.gpu() {
-            return Tensor::from_gpu(gpu::clamp(x, min, max)?, out);
-        }
-        let x = self.f32_slice("clamp")?;
-        Tensor::cpu_f32(cpu::map(x, |v| v.clamp(min, max)), out)
+        let out = match self.gpu() {
+            Some(x) => Tensor::from_gpu(gpu::clamp(x, min, max)?, out)?,
+            None => {
+                let x = self.f32_slice("clamp")?;
+                Tensor::cpu_f32(cpu::map(x, |v| v.clamp(min, max)), out)?
+            }
+        };
+        rec.finish(out, |_| ClampVjp {
+            x: self.detach(),
+            min,
+            max,
+        })
     }
 
     /// `self != 0 ? on_true : on_false`, the three shapes broadcast together. `self` is the condition.
     pub fn where_(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
+        autodiff::refuse(
+            "where",
+            &[self],
+            "a condition has no gradient; detach() the mask (the branches may be tracked)",
+        )?;
+        let rec = Recorder::new("where", &[self, on_true, on_false])?;
+        let out = self.where_values(on_true, on_false)?;
+        rec.finish(out, |_| WhereVjp {
+            cond: self.detach(),
+            on_true: on_true.shape.clone(),
+            on_false: on_false.shape.clone(),
+        })
+    }
+
+    fn where_values(&self, on_true: &Tensor, on_false: &Tensor) -> Result<Tensor> {
         const OP: &str = "where";
-        autodiff::refuse(OP, &[self, on_true, on_false], NO_VJP_YET)?;
         same_device(OP, self, on_true)?;
         same_device(OP, self, on_false)?;
         let out = Shape::broadcast(OP, &self.shape, &on_true.shape)?;

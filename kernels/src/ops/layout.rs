@@ -1,4 +1,4 @@
-use crate::autodiff::{self, NO_VJP_YET, PermuteVjp, Recorder, ReshapeVjp};
+use crate::autodiff::{self, ConcatVjp, NO_VJP_YET, PermuteVjp, Recorder, ReshapeVjp, SliceVjp};
 use crate::cpu::layout as cpu;
 use crate::cuda::ops::{elementwise as gpu_cast, layout as gpu};
 use crate::storage::{CpuBuffer, Storage};
@@ -66,7 +66,17 @@ impl Tensor {
 
     /// Entries `start..end` along `axis`.
     pub fn slice(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
-        autodiff::refuse("slice", &[self], NO_VJP_YET)?;
+        let rec = Recorder::new("slice", &[self])?;
+        let out = self.slice_values(axis, start, end)?;
+        let axis = self.shape.axis("slice", axis)?;
+        rec.finish(out, |_| SliceVjp {
+            input: self.shape.clone(),
+            axis,
+            start,
+        })
+    }
+
+    fn slice_values(&self, axis: isize, start: usize, end: usize) -> Result<Tensor> {
         let axis = self.shape.axis("slice", axis)?;
         let (outer, len, inner) = self.shape.split_at_axis(axis);
         if start > end || end > len {
@@ -97,7 +107,16 @@ impl Tensor {
 
     /// Joins tensors along `axis`; all other axes must agree, and so must dtypes and devices.
     pub fn concat(parts: &[&Tensor], axis: isize) -> Result<Tensor> {
-        autodiff::refuse("concat", parts, NO_VJP_YET)?;
+        let rec = Recorder::new("concat", parts)?;
+        let out = Tensor::concat_values(parts, axis)?;
+        let axis = out.shape.axis("concat", axis)?;
+        rec.finish(out, |_| ConcatVjp {
+            axis,
+            lengths: parts.iter().map(|p| p.dims()[axis]).collect(),
+        })
+    }
+
+    fn concat_values(parts: &[&Tensor], axis: isize) -> Result<Tensor> {
         const OP: &str = "concat";
         let first = parts
             .first()

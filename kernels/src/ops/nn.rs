@@ -1,4 +1,5 @@
 use super::same_device;
+use crate::autodiff::{EmbeddingVjp, LayerNormVjp, Recorder, SoftmaxVjp};
 use crate::cpu::nn as cpu;
 use crate::cuda::ops::{nn as gpu, rowwise as gpu_rows};
 use crate::{DType, Error, Result, Tensor};
@@ -6,14 +7,24 @@ use crate::{DType, Error, Result, Tensor};
 impl Tensor {
     /// Softmax along `axis`.
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
-        crate::autodiff::refuse("softmax", &[self], crate::autodiff::NO_VJP_YET)?;
-        self.softmax_impl("softmax", axis, false)
+        let rec = Recorder::new("softmax", &[self])?;
+        let y = self.softmax_impl("softmax", axis, false)?;
+        rec.finish(y, |y| SoftmaxVjp {
+            y: y.clone(),
+            axis,
+            log: false,
+        })
     }
 
     /// `log(softmax(x))` along `axis`, computed stably.
     pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
-        crate::autodiff::refuse("log_softmax", &[self], crate::autodiff::NO_VJP_YET)?;
-        self.softmax_impl("log_softmax", axis, true)
+        let rec = Recorder::new("log_softmax", &[self])?;
+        let y = self.softmax_impl("log_softmax", axis, true)?;
+        rec.finish(y, |y| SoftmaxVjp {
+            y: y.clone(),
+            axis,
+            log: true,
+        })
     }
 
     fn softmax_impl(&self, op: &'static str, axis: isize, log: bool) -> Result<Tensor> {
@@ -32,11 +43,16 @@ impl Tensor {
 
     /// Layer normalisation over the last axis, then `* weight + bias` (both of the last axis' length).
     pub fn layer_norm(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
-        crate::autodiff::refuse(
-            "layer_norm",
-            &[self, weight, bias],
-            crate::autodiff::NO_VJP_YET,
-        )?;
+        let rec = Recorder::new("layer_norm", &[self, weight, bias])?;
+        let out = self.layer_norm_values(weight, bias, eps)?;
+        rec.finish(out, |_| LayerNormVjp {
+            x: self.detach(),
+            w: weight.detach(),
+            eps,
+        })
+    }
+
+    fn layer_norm_values(&self, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<Tensor> {
         const OP: &str = "layer_norm";
         same_device(OP, self, weight)?;
         same_device(OP, self, bias)?;
@@ -74,7 +90,15 @@ impl Tensor {
 
     /// Gathers rows of this `[vocab, d]` table for i32 `ids` of any shape: the result is `[..ids, d]`.
     pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
-        crate::autodiff::refuse("embedding", &[self, ids], crate::autodiff::NO_VJP_YET)?;
+        let rec = Recorder::new("embedding", &[self, ids])?;
+        let out = self.embedding_values(ids)?;
+        rec.finish(out, |_| EmbeddingVjp {
+            ids: ids.detach(),
+            table: self.shape.clone(),
+        })
+    }
+
+    fn embedding_values(&self, ids: &Tensor) -> Result<Tensor> {
         const OP: &str = "embedding";
         same_device(OP, self, ids)?;
         if self.rank() != 2 {

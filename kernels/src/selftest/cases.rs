@@ -627,6 +627,34 @@ fn gradients(all: &mut Vec<Case>) {
             }),
         ));
     }
+    // GPT-2's pieces: embedding, layer norm, softmax over a row of keys, each input's gradient.
+    let table = randn(&[50, 24], 164);
+    let tokens = ids((0..40).map(|i: i32| i * 17 % 50).collect(), &[2, 20]);
+    let (lw, lb) = (randn(&[24], 165), randn(&[24], 166));
+    for (which, name) in [(0, "the embedding table"), (1, "ln weight"), (2, "ln bias")] {
+        let tokens = tokens.clone();
+        all.push(Case::agree(
+            g,
+            format!("d/d({name}) of Σ softmax(ln(embedding))·c, [2, 20, 24]"),
+            &[&table, &lw, &lb],
+            1e-4,
+            op(move |t| {
+                let tape = Tape::new();
+                let v: Vec<Tensor> = t
+                    .iter()
+                    .map(|t| tape.watch(t))
+                    .collect::<crate::Result<_>>()?;
+                let ids = tokens.to_device(v[0].device())?;
+                let h = v[0].embedding(&ids)?.layer_norm(&v[1], &v[2], 1e-5)?;
+                let p = h.softmax(-1)?.log_softmax(1)?;
+                let mix = Tensor::rand_uniform(p.dims().to_vec(), -1.0, 1.0, 167, Device::Cpu)?
+                    .to_device(p.device())?;
+                let loss = p.mul(&mix)?.sum(-1, false)?.sum(-1, false)?.sum(0, true)?;
+                let one = Tensor::ones([1usize], loss.device())?;
+                Ok(tape.backward(&[(&loss, &one)], &[&v[which]])?.remove(0))
+            }),
+        ));
+    }
     let x = uniform(&[257, 3], 0.1, 2.0, 163);
     for unary in [
         UnaryOp::Relu,
