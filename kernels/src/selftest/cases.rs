@@ -598,6 +598,24 @@ fn adam(all: &mut Vec<Case>) {
     }
 }
 
+/// The gradient at input `which` of the scalar `[1]` loss `f` makes of the watched inputs.
+fn gradient_of(
+    inputs: &[Tensor],
+    which: usize,
+    f: impl Fn(&[Tensor]) -> crate::Result<Tensor>,
+) -> crate::Result<Tensor> {
+    let tape = Tape::new();
+    let watched = inputs
+        .iter()
+        .map(|t| tape.watch(t))
+        .collect::<crate::Result<Vec<_>>>()?;
+    let loss = f(&watched)?;
+    let one = Tensor::ones([1usize], loss.device())?;
+    Ok(tape
+        .backward(&[(&loss, &one)], &[&watched[which]])?
+        .remove(0))
+}
+
 /// Gradients through the tape: the VJPs are engine ops, so each backend computes them with its own
 /// kernels. One case per input's gradient of a small network, and per unary derivative.
 fn gradients(all: &mut Vec<Case>) {
@@ -614,16 +632,11 @@ fn gradients(all: &mut Vec<Case>) {
             &[&x, &w, &b],
             1e-4,
             op(move |t| {
-                let tape = Tape::new();
-                let v: Vec<Tensor> = t
-                    .iter()
-                    .map(|t| tape.watch(t))
-                    .collect::<crate::Result<_>>()?;
-                let h = v[0].matmul(&v[1])?.add(&v[2])?;
-                let h = h.unary(UnaryOp::GeluTanh)?.unary(UnaryOp::Tanh)?;
-                let loss = h.mul(&h)?.mean(1, false)?.mean(0, true)?;
-                let one = Tensor::ones([1usize], loss.device())?;
-                Ok(tape.backward(&[(&loss, &one)], &[&v[which]])?.remove(0))
+                gradient_of(t, which, |v| {
+                    let h = v[0].matmul(&v[1])?.add(&v[2])?;
+                    let h = h.unary(UnaryOp::GeluTanh)?.unary(UnaryOp::Tanh)?;
+                    h.mul(&h)?.mean(1, false)?.mean(0, true)
+                })
             }),
         ));
     }
@@ -639,19 +652,14 @@ fn gradients(all: &mut Vec<Case>) {
             &[&table, &lw, &lb],
             1e-4,
             op(move |t| {
-                let tape = Tape::new();
-                let v: Vec<Tensor> = t
-                    .iter()
-                    .map(|t| tape.watch(t))
-                    .collect::<crate::Result<_>>()?;
-                let ids = tokens.to_device(v[0].device())?;
-                let h = v[0].embedding(&ids)?.layer_norm(&v[1], &v[2], 1e-5)?;
-                let p = h.softmax(-1)?.log_softmax(1)?;
-                let mix = Tensor::rand_uniform(p.dims().to_vec(), -1.0, 1.0, 167, Device::Cpu)?
-                    .to_device(p.device())?;
-                let loss = p.mul(&mix)?.sum(-1, false)?.sum(-1, false)?.sum(0, true)?;
-                let one = Tensor::ones([1usize], loss.device())?;
-                Ok(tape.backward(&[(&loss, &one)], &[&v[which]])?.remove(0))
+                gradient_of(t, which, |v| {
+                    let ids = tokens.to_device(v[0].device())?;
+                    let h = v[0].embedding(&ids)?.layer_norm(&v[1], &v[2], 1e-5)?;
+                    let p = h.softmax(-1)?.log_softmax(1)?;
+                    let mix = Tensor::rand_uniform(p.dims().to_vec(), -1.0, 1.0, 167, Device::Cpu)?
+                        .to_device(p.device())?;
+                    p.mul(&mix)?.sum(-1, false)?.sum(-1, false)?.sum(0, true)
+                })
             }),
         ));
     }
