@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::{Device, Error, Result, Shape, Tensor};
 
 pub(crate) use vjp::{
-    BinaryVjp, ClampVjp, ConcatVjp, MatmulVjp, PermuteVjp, ReduceVjp, ReshapeVjp, ScaleVjp,
-    SliceVjp, UnaryVjp, WhereVjp,
+    BinaryVjp, ClampVjp, ConcatVjp, LinearVjp, MatmulVjp, PermuteVjp, ReduceVjp, ReshapeVjp,
+    ScaleVjp, SliceVjp, UnaryVjp, WhereVjp,
 };
 pub(crate) use vjp_nn::{EmbeddingVjp, LayerNormVjp, SoftmaxVjp};
 

@@ -293,3 +293,31 @@ fn embedding_slice_concat_where_and_clamp_match_finite_differences() {
         2e-2,
     );
 }
+
+#[test]
+fn linear_matches_finite_differences() {
+    let x = t(&values(24, 22), &[2, 3, 4]);
+    let w = t(&values(20, 23), &[4, 5]);
+    let b = t(&values(5, 24), &[5]);
+    check(
+        &[x.clone(), w.clone(), b],
+        |a| {
+            let y = a[0].linear(&a[1], Some(&a[2])).unwrap();
+            sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
+        },
+        2e-2,
+    );
+    check(
+        &[x, w],
+        |a| {
+            sum_all(
+                &a[0]
+                    .linear(&a[1], None)
+                    .unwrap()
+                    .unary(UnaryOp::Tanh)
+                    .unwrap(),
+            )
+        },
+        2e-2,
+    );
+}

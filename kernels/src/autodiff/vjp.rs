@@ -311,3 +311,42 @@ impl Vjp for ClampVjp {
         Ok(vec![Some(outside.where_(&scalar(0.0, g)?, g)?)])
     }
 }
+
+/// `x · w + b` with `x` `[.., in]`, `w` `[in, out]`, `b` `[out]` (optional). Each of `x` and `w` is
+/// kept only for the other's gradient.
+pub(crate) struct LinearVjp {
+    pub x: Option<Tensor>,
+    pub w: Option<Tensor>,
+    pub bias: Option<Shape>,
+}
+
+impl Vjp for LinearVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let out = *g.dims().last().expect("linear's output has axes");
+        let dx = match (needs[0], &self.w) {
+            (true, Some(w)) => Some(g.matmul_t(w, false, true)?),
+            _ => None,
+        };
+        let dw = match (needs[1], &self.x) {
+            (true, Some(x)) => {
+                let inputs = *x.dims().last().expect("linear's input has axes");
+                let rows = x.numel() / inputs.max(1);
+                let x2 = x.reshape([rows, inputs])?;
+                Some(x2.matmul_t(&g.reshape([rows, out])?, true, false)?)
+            }
+            _ => None,
+        };
+        let mut grads = vec![dx, dw];
+        if let Some(shape) = &self.bias {
+            grads.push(
+                needs
+                    .get(2)
+                    .copied()
+                    .unwrap_or(false)
+                    .then(|| sum_to_shape(g, shape))
+                    .transpose()?,
+            );
+        }
+        Ok(grads)
+    }
+}

@@ -175,10 +175,18 @@ impl Tensor {
     /// The affine layer `self · weight + bias` for `self` of shape `[.., in]`, `weight` `[in, out]`
     /// (the Conv1D layout GPT-2 checkpoints store) and `bias` `[out]`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        crate::autodiff::refuse("linear", &[self, weight], crate::autodiff::NO_VJP_YET)?;
-        if let Some(bias) = bias {
-            crate::autodiff::refuse("linear", &[bias], crate::autodiff::NO_VJP_YET)?;
-        }
+        let mut operands = vec![self, weight];
+        operands.extend(bias);
+        let rec = crate::autodiff::Recorder::new("linear", &operands)?;
+        let out = self.linear_values(weight, bias)?;
+        rec.finish(out, |_| crate::autodiff::LinearVjp {
+            x: weight.is_tracked().then(|| self.detach()),
+            w: self.is_tracked().then(|| weight.detach()),
+            bias: bias.map(|b| b.shape.clone()),
+        })
+    }
+
+    fn linear_values(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         const OP: &str = "linear";
         same_device(OP, self, weight)?;
         let k = *self
