@@ -85,6 +85,17 @@ fn finish(child: Child, mut stdout: BufReader<std::process::ChildStdout>) -> Out
     child.wait_with_output().unwrap()
 }
 
+/// Runs `exp`, sends `sig` once an event satisfies `until`, and checks loupe exits 1 (a run that did
+/// not finish).
+fn interrupted(exp: &Path, out: &Path, until: impl Fn(&serde_json::Value) -> bool, sig: i32) {
+    let (child, mut stdout) = spawn_json(exp, out);
+    wait_for(&mut stdout, until);
+    signal(&child, sig);
+    let output = finish(child, stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+}
+
 fn training_step(event: &serde_json::Value) -> bool {
     event["event"] == "progress" && event["stage"] == "train" && event["done"].as_u64() >= Some(3)
 }
@@ -141,12 +152,7 @@ fn an_sae_asked_to_stop_saves_itself_and_a_checkpoint_that_resume_continues() {
     let exp = tmp.path().join("train.toml");
     std::fs::write(&exp, sae_experiment(&data, 64, 64 * 1_000_000, "")).unwrap();
     let out = tmp.path().join("runs");
-    let (child, mut stdout) = spawn_json(&exp, &out);
-    wait_for(&mut stdout, training_step);
-    signal(&child, libc::SIGINT);
-    let output = finish(child, stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    interrupted(&exp, &out, training_step, libc::SIGINT);
     let run = only_run(&out);
     let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["ended"], "cancelled", "{summary}");
@@ -292,16 +298,12 @@ log_every = 1
     )
     .unwrap();
     let out = tmp.path().join("runs");
-    let (child, mut stdout) = spawn_json(&exp, &out);
-    wait_for(&mut stdout, |e| {
+    let fitted_five = |e: &serde_json::Value| {
         e["event"] == "metric"
             && e["name"].as_str().is_some_and(|n| n.ends_with("fit/loss"))
             && e["step"].as_u64() >= Some(5)
-    });
-    signal(&child, libc::SIGTERM);
-    let output = finish(child, stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    };
+    interrupted(&exp, &out, fitted_five, libc::SIGTERM);
     let run = only_run(&out);
     let summary = read_json(&run.join("summary.json"));
     assert_eq!(summary["ended"], "cancelled", "{summary}");

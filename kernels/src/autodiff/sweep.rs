@@ -30,7 +30,7 @@ impl Tape {
                     format!("seed {i}'s cotangent must have its output's shape"),
                 ));
             }
-            accumulate(&mut cotangents, id, g.detach())?;
+            accumulate(&mut cotangents, id, (*g).clone())?;
         }
         let mut nodes = {
             let mut inner = self.inner();

@@ -294,7 +294,8 @@ fn train_run(p: &Params) -> Result<Value> {
             p.batch_size
         )),
     }
-    let saved = |trainer: &Trainer, buffer: &Buffer| -> Result<()> {
+    // Writes the checkpoint; gives the SAE so far and its record, for a stop to save as the result.
+    let saved = |trainer: &Trainer, buffer: &Buffer| -> Result<(Sae, saelens::SaveInfo<'_>)> {
         let state = checkpoint::State {
             source_position: buffer.source().position(),
             epochs_restarted: buffer.epochs_restarted,
@@ -302,7 +303,8 @@ fn train_run(p: &Params) -> Result<Value> {
         };
         let sae = trainer.to_sae(scale)?;
         let info = partial_save_info(p, from_model, trainer.steps_done(), steps)?;
-        checkpoint::save(trainer, &state, &sae, &info)
+        checkpoint::save(trainer, &state, &sae, &info)?;
+        Ok((sae, info))
     };
     // The first batch, already drawn for b_dec, is also the first step's.
     let mut first = Some(first);
@@ -335,7 +337,7 @@ fn train_run(p: &Params) -> Result<Value> {
         }
         report::progress("train", step, steps);
         if runtime::stop_requested() {
-            return stopped_early(p, &trainer, &buffer, &last, scale, from_model, &saved);
+            return stopped_early(p, &trainer, &buffer, &last, &saved);
         }
         if p.checkpoint_every > 0 && step % p.checkpoint_every == 0 && step < steps {
             saved(&trainer, &buffer)?;
@@ -401,9 +403,7 @@ fn train_run(p: &Params) -> Result<Value> {
         }
         None
     };
-    let context_size = from_model
-        .then(|| Dataset::open(&p.dataset).map(|d| d.width()))
-        .transpose()?;
+    let context_size = context_size(p, from_model)?;
     let loupe = json!({
         "trained_architecture": architecture.name(),
         "training_tokens": trainer.steps_done() * p.batch_size as u64,
@@ -469,6 +469,13 @@ fn train_run(p: &Params) -> Result<Value> {
     Ok(summary)
 }
 
+/// The sequence length of a run on the model's activations (`cfg.json`'s `context_size`).
+fn context_size(p: &Params, from_model: bool) -> Result<Option<usize>> {
+    from_model
+        .then(|| Dataset::open(&p.dataset).map(|d| d.width()))
+        .transpose()
+}
+
 /// `cfg.json`'s record for an SAE saved before its training ended.
 fn partial_save_info(
     p: &Params,
@@ -476,13 +483,10 @@ fn partial_save_info(
     steps_done: u64,
     steps: u64,
 ) -> Result<saelens::SaveInfo<'_>> {
-    let context_size = from_model
-        .then(|| Dataset::open(&p.dataset).map(|d| d.width()))
-        .transpose()?;
     Ok(saelens::SaveInfo {
         hook: &p.hook,
         model_name: (!p.model_name.is_empty()).then(|| p.model_name.clone()),
-        context_size,
+        context_size: context_size(p, from_model)?,
         prepend_bos: true,
         exclude_bos: p.exclude_bos,
         loupe: json!({
@@ -496,29 +500,24 @@ fn partial_save_info(
     })
 }
 
+/// Writes the checkpoint of a training, giving the SAE so far and its `cfg.json` record.
+type SaveCheckpoint<'p> = dyn Fn(&Trainer, &Buffer) -> Result<(Sae, saelens::SaveInfo<'p>)> + 'p;
+
 /// Asked to stop: the checkpoint and the SAE so far (SAELens, marked partial) are saved, and the
 /// summary says how far training got and how to continue it.
-fn stopped_early(
-    p: &Params,
+fn stopped_early<'p>(
+    p: &'p Params,
     trainer: &Trainer,
     buffer: &Buffer,
     last: &train::StepStats,
-    scale: f64,
-    from_model: bool,
-    saved: &dyn Fn(&Trainer, &Buffer) -> Result<()>,
+    saved: &SaveCheckpoint<'p>,
 ) -> Result<Value> {
     let (done, planned) = (trainer.steps_done(), p.steps());
     warn(&format!(
         "asked to stop at step {done} of {planned}: saving the SAE so far and a checkpoint"
     ));
-    saved(trainer, buffer)?;
-    let sae = trainer.to_sae(scale)?;
-    saelens::save(
-        "sae",
-        &sae,
-        &partial_save_info(p, from_model, done, planned)?,
-        None,
-    )?;
+    let (sae, record) = saved(trainer, buffer)?;
+    saelens::save("sae", &sae, &record, None)?;
     let run = runtime::info().id;
     info(&format!(
         "saved the partial SAE to artifacts/sae/ and a checkpoint to artifacts/{}/; continue with resume = \"{run}\"",
