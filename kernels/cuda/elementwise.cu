@@ -21,7 +21,7 @@ __device__ __forceinline__ float gelu_erf(float x) {
     return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
 }
 
-// op: 0 relu, 1 gelu-tanh, 2 gelu-erf, 3 exp, 4 log, 5 sqrt, 6 abs, 7 neg, 8 tanh, 9 sigmoid
+// op: 0 relu, 1 gelu-tanh, 2 gelu-erf, 3 exp, 4 log, 5 sqrt, 6 abs, 7 neg, 8 tanh, 9 sigmoid, 10 erf
 extern "C" __global__ void unary_f32(float* out, const float* x, long long n, int op) {
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
@@ -37,6 +37,7 @@ extern "C" __global__ void unary_f32(float* out, const float* x, long long n, in
             case 6: r = fabsf(v); break;
             case 7: r = -v; break;
             case 8: r = tanhf(v); break;
+            case 10: r = erff(v); break;
             default: r = 1.0f / (1.0f + expf(-v)); break;
         }
         out[i] = r;

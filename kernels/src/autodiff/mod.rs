@@ -13,7 +13,9 @@
 
 mod sweep;
 mod vjp;
+mod vjp_attention;
 mod vjp_nn;
+mod vjp_select;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -23,7 +25,9 @@ pub(crate) use vjp::{
     BinaryVjp, ClampVjp, ConcatVjp, LinearVjp, MatmulVjp, PermuteVjp, ReduceVjp, ReshapeVjp,
     ScaleVjp, SliceVjp, UnaryVjp, WhereVjp,
 };
+pub(crate) use vjp_attention::{AttentionPatternVjp, AttentionValuesVjp, CausalMaskVjp};
 pub(crate) use vjp_nn::{EmbeddingVjp, LayerNormVjp, SoftmaxVjp};
+pub(crate) use vjp_select::{ExtremeVjp, IndexSelectVjp, KeepTopKVjp, L2NormVjp, TopKVjp};
 
 /// A node's index on its tape: the order ops ran in, so a node's inputs always have lower ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -93,6 +93,8 @@ fn every_unary_op_matches_finite_differences() {
         UnaryOp::Neg,
         UnaryOp::Tanh,
         UnaryOp::Sigmoid,
+        UnaryOp::GeluErf,
+        UnaryOp::Erf,
     ] {
         check(
             std::slice::from_ref(&x),
@@ -224,7 +226,16 @@ fn untracked_results_from_tracked_inputs_are_refused_by_name() {
             "binary",
             x.binary(crate::BinaryOp::Greater, &x.detach()).map(|_| ()),
         ),
-        ("top_k", x.top_k(1).map(|_| ())),
+        (
+            "scatter_outer",
+            Tensor::scatter_outer(
+                &x,
+                &Tensor::from_vec_i32(vec![0, 1, 0], [1, 3], Device::Cpu).unwrap(),
+                &t(&[1.0, 2.0], &[1, 2]),
+                2,
+            )
+            .map(|_| ()),
+        ),
         ("where", x.where_(&mask, &mask).map(|_| ())),
         ("to_dtype", x.to_dtype(crate::DType::I32).map(|_| ())),
     ] {
@@ -319,5 +330,161 @@ fn linear_matches_finite_differences() {
             )
         },
         2e-2,
+    );
+}
+
+#[test]
+fn attention_pattern_and_values_match_finite_differences() {
+    // [batch, pos, head, d_head], with more keys than queries for the offset causal mask.
+    let q = t(&values(2 * 3 * 2 * 5, 31), &[2, 3, 2, 5]);
+    let k = t(&values(2 * 4 * 2 * 5, 32), &[2, 4, 2, 5]);
+    let v = t(&values(2 * 4 * 2 * 5, 33), &[2, 4, 2, 5]);
+    let mix = t(&values(2 * 3 * 2 * 5, 34), &[2, 3, 2, 5]);
+    for causal in [false, true] {
+        let f = |a: &[Tensor]| {
+            let p = a[0].attention_pattern(&a[1], 0.7, causal).unwrap();
+            sum_all(&p.attention_values(&a[2]).unwrap().mul(&mix).unwrap())
+        };
+        check(&[q.clone(), k.clone(), v.clone()], f, 2e-2);
+        // Each input's gradient alone: the VJP keeps only what that one needs.
+        for alone in 0..3 {
+            let tape = Tape::new();
+            let args: Vec<Tensor> = [&q, &k, &v]
+                .iter()
+                .enumerate()
+                .map(|(i, x)| {
+                    if i == alone {
+                        tape.watch(x).unwrap()
+                    } else {
+                        (*x).clone()
+                    }
+                })
+                .collect();
+            let loss = f(&args);
+            let one = t(&[1.0], &[1]);
+            let g = tape.backward(&[(&loss, &one)], &[&args[alone]]).unwrap();
+            let all = {
+                let tape = Tape::new();
+                let w: Vec<Tensor> = [&q, &k, &v]
+                    .iter()
+                    .map(|x| tape.watch(x).unwrap())
+                    .collect();
+                let loss = f(&w);
+                tape.backward(&[(&loss, &one)], &[&w[alone]]).unwrap()
+            };
+            assert_eq!(
+                g[0].to_vec_f32().unwrap(),
+                all[0].to_vec_f32().unwrap(),
+                "input {alone} alone (causal {causal})"
+            );
+        }
+    }
+}
+
+#[test]
+fn causal_masks_give_masked_entries_no_gradient_and_no_nan() {
+    let scores = t(&values(2 * 3 * 3, 35), &[2, 3, 3]);
+    let mix = t(&values(2 * 3 * 3, 36), &[2, 3, 3]);
+    check(
+        std::slice::from_ref(&scores),
+        |a| {
+            let p = a[0]
+                .causal_mask(f32::NEG_INFINITY)
+                .unwrap()
+                .softmax(-1)
+                .unwrap();
+            sum_all(&p.mul(&mix).unwrap())
+        },
+        2e-2,
+    );
+    let tape = Tape::new();
+    let x = tape.watch(&scores).unwrap();
+    let p = x
+        .causal_mask(f32::NEG_INFINITY)
+        .unwrap()
+        .softmax(-1)
+        .unwrap();
+    let loss = sum_all(&p.mul(&mix).unwrap());
+    let g = tape.backward(&[(&loss, &t(&[1.0], &[1]))], &[&x]).unwrap();
+    let g = g[0].to_vec_f32().unwrap();
+    for (i, v) in g.iter().enumerate() {
+        let (query, key) = ((i / 3) % 3, i % 3);
+        assert!(v.is_finite(), "entry {i} is {v}");
+        if key > query {
+            assert_eq!(*v, 0.0, "masked entry {i}");
+        }
+    }
+}
+
+#[test]
+fn picking_ops_match_finite_differences() {
+    let x = t(&values(24, 37), &[2, 3, 4]);
+    let mix = t(&values(24, 38), &[2, 3, 4]);
+    let picks = Tensor::from_vec_i32(vec![2, 0, 2, 1, 2], [5], Device::Cpu).unwrap();
+    check(
+        std::slice::from_ref(&x),
+        |a| {
+            let y = a[0].index_select(1, &picks).unwrap();
+            sum_all(&y.mul(&y).unwrap())
+        },
+        2e-2,
+    );
+    for axis in [0, 1, 2] {
+        for keepdim in [false, true] {
+            check(
+                std::slice::from_ref(&x),
+                |a| {
+                    let m = a[0].max(axis, keepdim).unwrap();
+                    let n = a[0].reduce(crate::ReduceOp::Min, axis, keepdim).unwrap();
+                    let l = a[0].l2_norm(axis, keepdim).unwrap();
+                    sum_all(
+                        &m.mul(&m)
+                            .unwrap()
+                            .add(&n)
+                            .unwrap()
+                            .add(&l.mul(&l).unwrap())
+                            .unwrap(),
+                    )
+                },
+                2e-2,
+            );
+        }
+    }
+    check(
+        std::slice::from_ref(&x),
+        |a| {
+            let (v, _) = a[0].top_k(3).unwrap();
+            let kept = a[0].keep_top_k(2).unwrap();
+            sum_all(&v.mul(&v).unwrap())
+                .add(&sum_all(&kept.mul(&mix).unwrap()))
+                .unwrap()
+        },
+        2e-2,
+    );
+}
+
+#[test]
+fn picked_gradients_go_to_the_index_the_forward_chose() {
+    let tape = Tape::new();
+    let x = tape
+        .watch(&t(&[3.0, 1.0, 3.0, 0.0, 2.0, 2.0], &[2, 3]))
+        .unwrap();
+    let one = t(&[1.0], &[1]);
+    // max: the first of the tied 3s; top_k(1): the same; keep_top_k(1) of [0, 2, 2]: the first 2.
+    let m = sum_all(&x.max(-1, false).unwrap());
+    let (top, _) = x.top_k(1).unwrap();
+    let kept = sum_all(&x.keep_top_k(1).unwrap());
+    let zero_norm = sum_all(&x.mul(&t(&[0.0], &[1])).unwrap().l2_norm(-1, false).unwrap());
+    let loss = m
+        .add(&sum_all(&top).affine(10.0, 0.0).unwrap())
+        .unwrap()
+        .add(&kept.affine(100.0, 0.0).unwrap())
+        .unwrap()
+        .add(&zero_norm)
+        .unwrap();
+    let g = tape.backward(&[(&loss, &one)], &[&x]).unwrap();
+    assert_eq!(
+        g[0].to_vec_f32().unwrap(),
+        vec![111.0, 0.0, 0.0, 0.0, 111.0, 0.0]
     );
 }

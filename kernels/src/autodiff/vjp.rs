@@ -88,6 +88,21 @@ fn gelu_tanh_derivative(x: &Tensor) -> Result<Tensor> {
     first.add(&x.mul(&sech2)?.mul(&du)?.affine(0.5, 0.0)?)
 }
 
+/// Exact GELU′ at `x`: Φ(x) + x·φ(x), with Φ(x) = ½(1 + erf(x/√2)) and φ(x) = exp(−x²/2)/√(2π).
+fn gelu_erf_derivative(x: &Tensor) -> Result<Tensor> {
+    let cdf = x
+        .affine(std::f32::consts::FRAC_1_SQRT_2, 0.0)?
+        .unary(UnaryOp::Erf)?
+        .affine(0.5, 0.5)?;
+    let inv_sqrt_2pi = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
+    let pdf = x
+        .mul(x)?
+        .affine(-0.5, 0.0)?
+        .exp()?
+        .affine(inv_sqrt_2pi, 0.0)?;
+    cdf.add(&x.mul(&pdf)?)
+}
+
 impl Vjp for UnaryVjp {
     fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let (x, y) = (&self.x, &self.y);
@@ -96,12 +111,7 @@ impl Vjp for UnaryVjp {
             // relu′(0) = 0, as in PyTorch.
             UnaryOp::Relu => g.mul(&x.binary(BinaryOp::Greater, &zero)?)?,
             UnaryOp::GeluTanh => g.mul(&gelu_tanh_derivative(x)?)?,
-            UnaryOp::GeluErf => {
-                return Err(Error::NotDifferentiable {
-                    op: "unary",
-                    why: "gelu_erf has no gradient in this engine yet".into(),
-                });
-            }
+            UnaryOp::GeluErf => g.mul(&gelu_erf_derivative(x)?)?,
             UnaryOp::Exp => g.mul(y)?,
             UnaryOp::Log => g.div(x)?,
             UnaryOp::Sqrt => g.div(y)?.affine(0.5, 0.0)?,
@@ -115,6 +125,11 @@ impl Vjp for UnaryVjp {
             UnaryOp::Neg => g.affine(-1.0, 0.0)?,
             UnaryOp::Tanh => g.mul(&y.mul(y)?.affine(-1.0, 1.0)?)?,
             UnaryOp::Sigmoid => g.mul(&y.mul(&y.affine(-1.0, 1.0)?)?)?,
+            // erf′(x) = 2/√π · exp(−x²).
+            UnaryOp::Erf => {
+                let bell = x.mul(x)?.affine(-1.0, 0.0)?.exp()?;
+                g.mul(&bell.affine(std::f32::consts::FRAC_2_SQRT_PI, 0.0)?)?
+            }
         };
         Ok(vec![Some(dx)])
     }

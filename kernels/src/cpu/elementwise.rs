@@ -14,7 +14,7 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
         UnaryOp::Abs => map(x, f32::abs),
         UnaryOp::Neg => map(x, |v| -v),
         UnaryOp::Sqrt => map(x, f32::sqrt),
-        UnaryOp::GeluErf | UnaryOp::Log | UnaryOp::Tanh => map(x, |v| op.apply(v)),
+        UnaryOp::GeluErf | UnaryOp::Erf | UnaryOp::Log | UnaryOp::Tanh => map(x, |v| op.apply(v)),
     }
 }
 

@@ -9,7 +9,18 @@ impl Tensor {
     /// `0..=i + key - query`, and masked weights are exactly 0. One fused op: the scale rides in the
     /// GEMM and the mask in the softmax pass.
     pub fn attention_pattern(&self, k: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
-        crate::autodiff::refuse("attention_pattern", &[self, k], crate::autodiff::NO_VJP_YET)?;
+        let rec = crate::autodiff::Recorder::new("attention_pattern", &[self, k])?;
+        let pattern = self.attention_pattern_unrecorded(k, scale, causal)?;
+        // Queries are kept only for the keys' gradient, and keys only for the queries'.
+        rec.finish(pattern, |p| crate::autodiff::AttentionPatternVjp {
+            pattern: p.detach(),
+            q: k.is_tracked().then(|| self.detach()),
+            k: self.is_tracked().then(|| k.detach()),
+            scale,
+        })
+    }
+
+    fn attention_pattern_unrecorded(&self, k: &Tensor, scale: f32, causal: bool) -> Result<Tensor> {
         const OP: &str = "attention_pattern";
         same_device(OP, self, k)?;
         let heads_layout_agrees = self.rank() == 4
@@ -72,7 +83,15 @@ impl Tensor {
     /// `[batch, head, query, key]` and `v` is `[batch, key, head, d_head]`; `z` is
     /// `[batch, query, head, d_head]`.
     pub fn attention_values(&self, v: &Tensor) -> Result<Tensor> {
-        crate::autodiff::refuse("attention_values", &[self, v], crate::autodiff::NO_VJP_YET)?;
+        let rec = crate::autodiff::Recorder::new("attention_values", &[self, v])?;
+        let z = self.attention_values_unrecorded(v)?;
+        rec.finish(z, |_| crate::autodiff::AttentionValuesVjp {
+            pattern: v.is_tracked().then(|| self.detach()),
+            v: self.is_tracked().then(|| v.detach()),
+        })
+    }
+
+    fn attention_values_unrecorded(&self, v: &Tensor) -> Result<Tensor> {
         const OP: &str = "attention_values";
         same_device(OP, self, v)?;
         let agrees = self.rank() == 4

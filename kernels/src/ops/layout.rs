@@ -1,4 +1,4 @@
-use crate::autodiff::{self, ConcatVjp, NO_VJP_YET, PermuteVjp, Recorder, ReshapeVjp, SliceVjp};
+use crate::autodiff::{self, ConcatVjp, PermuteVjp, Recorder, ReshapeVjp, SliceVjp};
 use crate::cpu::layout as cpu;
 use crate::cuda::ops::{elementwise as gpu_cast, layout as gpu};
 use crate::storage::{CpuBuffer, Storage};
@@ -178,7 +178,17 @@ impl Tensor {
 
     /// Picks the entries at i32 `indices` (1-D) along `axis`, in that order (repeats allowed).
     pub fn index_select(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
-        autodiff::refuse("index_select", &[self, indices], NO_VJP_YET)?;
+        let rec = autodiff::Recorder::new("index_select", &[self, indices])?;
+        let picked = self.index_select_unrecorded(axis, indices)?;
+        let axis = self.shape.axis("index_select", axis)?;
+        rec.finish(picked, |_| autodiff::IndexSelectVjp {
+            indices: indices.detach(),
+            input: self.shape.clone(),
+            axis,
+        })
+    }
+
+    fn index_select_unrecorded(&self, axis: isize, indices: &Tensor) -> Result<Tensor> {
         const OP: &str = "index_select";
         super::same_device(OP, self, indices)?;
         let axis = self.shape.axis(OP, axis)?;

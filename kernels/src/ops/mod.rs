@@ -36,6 +36,8 @@ pub enum UnaryOp {
     Neg,
     Tanh,
     Sigmoid,
+    /// The error function (the exact GELU's derivative is built from it).
+    Erf,
 }
 
 impl UnaryOp {
@@ -54,6 +56,7 @@ impl UnaryOp {
             UnaryOp::Neg => -x,
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Sigmoid => 1.0 / (1.0 + crate::cpu::math::exp(-x)),
+            UnaryOp::Erf => libm::erf(x as f64) as f32,
         }
     }
 }

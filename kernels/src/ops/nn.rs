@@ -149,7 +149,15 @@ impl Tensor {
     /// The TopK activation of sparse autoencoders (followed by `relu` for SAELens' TopK); on a batch
     /// flattened to one row, BatchTopK.
     pub fn keep_top_k(&self, k: usize) -> Result<Tensor> {
-        crate::autodiff::refuse("keep_top_k", &[self], crate::autodiff::NO_VJP_YET)?;
+        let rec = crate::autodiff::Recorder::new("keep_top_k", &[self])?;
+        let kept = self.keep_top_k_unrecorded(k)?;
+        rec.finish(kept, |_| crate::autodiff::KeepTopKVjp {
+            x: self.detach(),
+            k,
+        })
+    }
+
+    fn keep_top_k_unrecorded(&self, k: usize) -> Result<Tensor> {
         const OP: &str = "keep_top_k";
         let len = self.row_len_for_k(OP, k)?;
         let out = Tensor::reserve(OP, self.shape.clone(), DType::F32)?;
@@ -163,8 +171,18 @@ impl Tensor {
     }
 
     /// The `k` largest entries of each row (last axis), largest first: `(values f32, indices i32)`.
+    /// The values are tracked when `self` is; the indices never are (integers have no gradient).
     pub fn top_k(&self, k: usize) -> Result<(Tensor, Tensor)> {
-        crate::autodiff::refuse("top_k", &[self], crate::autodiff::NO_VJP_YET)?;
+        let rec = crate::autodiff::Recorder::new("top_k", &[self])?;
+        let (values, indices) = self.top_k_unrecorded(k)?;
+        let values = rec.finish(values, |_| crate::autodiff::TopKVjp {
+            indices: indices.clone(),
+            input: self.shape.clone(),
+        })?;
+        Ok((values, indices))
+    }
+
+    fn top_k_unrecorded(&self, k: usize) -> Result<(Tensor, Tensor)> {
         const OP: &str = "top_k";
         let len = self.row_len_for_k(OP, k)?;
         let mut dims = self.dims().to_vec();
@@ -194,7 +212,12 @@ impl Tensor {
     /// Fills entries above the causal diagonal of the last two axes `[query, key]` with `fill`
     /// (query `i` keeps keys `0..=i + key_len - query_len`).
     pub fn causal_mask(&self, fill: f32) -> Result<Tensor> {
-        crate::autodiff::refuse("causal_mask", &[self], crate::autodiff::NO_VJP_YET)?;
+        let rec = crate::autodiff::Recorder::new("causal_mask", &[self])?;
+        let masked = self.causal_mask_unrecorded(fill)?;
+        rec.finish(masked, |_| crate::autodiff::CausalMaskVjp)
+    }
+
+    fn causal_mask_unrecorded(&self, fill: f32) -> Result<Tensor> {
         const OP: &str = "causal_mask";
         if self.rank() < 2 {
             return Err(Error::invalid(

@@ -6,18 +6,35 @@ use crate::{DType, Result, Shape, Tensor};
 impl Tensor {
     /// Reduces along `axis` (negative counts from the end). With `keepdim` the axis stays with size 1.
     pub fn reduce(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {
-        if !matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
-            crate::autodiff::refuse("reduce", &[self], crate::autodiff::NO_VJP_YET)?;
-        }
-        let rec = crate::autodiff::Recorder::new("reduce", &[self])?;
+        use crate::autodiff::{ExtremeVjp, L2NormVjp, Recorder, ReduceVjp};
+        let rec = Recorder::new("reduce", &[self])?;
         let out = self.reduce_values(op, axis, keepdim)?;
         let axis = self.shape.axis("reduce", axis)?;
-        rec.finish(out, |_| crate::autodiff::ReduceVjp {
-            op,
-            input: self.shape.clone(),
-            axis,
-            keepdim,
-        })
+        match op {
+            ReduceOp::Sum | ReduceOp::Mean => rec.finish(out, |_| ReduceVjp {
+                op,
+                input: self.shape.clone(),
+                axis,
+                keepdim,
+            }),
+            ReduceOp::Max | ReduceOp::Min => rec.finish(out, |_| ExtremeVjp {
+                x: self.detach(),
+                op,
+                axis,
+                keepdim,
+            }),
+            ReduceOp::L2Norm => {
+                let mut kept = self.dims().to_vec();
+                kept[axis] = 1;
+                let norm = out.detach().reshape(kept)?;
+                rec.finish(out, |_| L2NormVjp {
+                    x: self.detach(),
+                    norm,
+                    axis,
+                    keepdim,
+                })
+            }
+        }
     }
 
     fn reduce_values(&self, op: ReduceOp, axis: isize, keepdim: bool) -> Result<Tensor> {

@@ -75,6 +75,7 @@ fn unary(all: &mut Vec<Case>) {
         UnaryOp::Neg,
         UnaryOp::Tanh,
         UnaryOp::Sigmoid,
+        UnaryOp::Erf,
     ];
     for (s, dims) in SHAPES.iter().enumerate() {
         let signed = uniform(dims, -6.0, 6.0, s as u64);
@@ -663,16 +664,77 @@ fn gradients(all: &mut Vec<Case>) {
             }),
         ));
     }
+    // Causal attention, pattern then values, each of q, k, v alone: 19 queries over 23 keys, 3 heads.
+    let (q, k, v) = (
+        randn(&[2, 19, 3, 7], 168),
+        randn(&[2, 23, 3, 7], 169),
+        randn(&[2, 23, 3, 7], 170),
+    );
+    for (which, name) in [(0, "q"), (1, "k"), (2, "v")] {
+        all.push(Case::agree(
+            g,
+            format!(
+                "d/d{name} of Σ attention(q, k, v)·c, causal, q [2, 19, 3, 7], k [2, 23, 3, 7]"
+            ),
+            &[&q, &k, &v],
+            1e-4,
+            op(move |t| {
+                gradient_of(t, which, |v| {
+                    let z = v[0]
+                        .attention_pattern(&v[1], 0.37, true)?
+                        .attention_values(&v[2])?;
+                    let mix = Tensor::rand_uniform(z.dims().to_vec(), -1.0, 1.0, 171, Device::Cpu)?
+                        .to_device(z.device())?;
+                    z.mul(&mix)?
+                        .sum(-1, false)?
+                        .sum(-1, false)?
+                        .sum(-1, false)?
+                        .sum(0, true)
+                })
+            }),
+        ));
+    }
+    // Picking ops: index_select with repeats, max, top_k values and keep_top_k, one gradient.
+    let x = randn(&[6, 41], 172);
+    let picks = ids(vec![5, 0, 5, 2, 3], &[5]);
+    all.push(Case::agree(
+        g,
+        "d/dx of index_select, max, top_k(5) and keep_top_k(9), x [6, 41]".to_string(),
+        &[&x],
+        1e-4,
+        op(move |t| {
+            let picks = picks.to_device(t[0].device())?;
+            gradient_of(t, 0, |v| {
+                let x = &v[0];
+                let rows = x.index_select(0, &picks)?;
+                let (top, _) = x.top_k(5)?;
+                let parts = [
+                    rows.mul(&rows)?.sum(-1, false)?.sum(0, true)?,
+                    x.max(-1, false)?.sum(0, true)?,
+                    top.mul(&top)?.sum(-1, false)?.sum(0, true)?,
+                    x.keep_top_k(9)?
+                        .unary(UnaryOp::Tanh)?
+                        .sum(-1, false)?
+                        .sum(0, true)?,
+                ];
+                parts[1..]
+                    .iter()
+                    .try_fold(parts[0].clone(), |acc, p| acc.add(p))
+            })
+        }),
+    ));
     let x = uniform(&[257, 3], 0.1, 2.0, 163);
     for unary in [
         UnaryOp::Relu,
         UnaryOp::GeluTanh,
+        UnaryOp::GeluErf,
         UnaryOp::Exp,
         UnaryOp::Log,
         UnaryOp::Sqrt,
         UnaryOp::Abs,
         UnaryOp::Tanh,
         UnaryOp::Sigmoid,
+        UnaryOp::Erf,
     ] {
         all.push(Case::agree(
             g,

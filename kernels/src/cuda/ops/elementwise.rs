@@ -19,6 +19,7 @@ fn unary_code(op: UnaryOp) -> i32 {
         UnaryOp::Neg => 7,
         UnaryOp::Tanh => 8,
         UnaryOp::Sigmoid => 9,
+        UnaryOp::Erf => 10,
     }
 }
 
