@@ -2,14 +2,18 @@
 
 use std::path::Path;
 
-use loupe_kernels::{Device, StopSignal, Tensor};
+use std::collections::BTreeSet;
 
+use loupe_kernels::{Device, StopSignal, Tape, Tensor};
+
+use super::grad::{self, GradOutput, GradSpec, GradTrace, Objective, Targets};
 use super::hooks::HookPlan;
 use super::{
     Activation, Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names,
 };
 
 /// One transformer block's parameters. Matrices are `[in, out]` as HF's Conv1D stores them.
+#[derive(Clone)]
 struct Block {
     ln1: (Tensor, Tensor),
     attn_qkv: (Tensor, Tensor),
@@ -19,16 +23,77 @@ struct Block {
     mlp_out: (Tensor, Tensor),
 }
 
-/// A loaded GPT-2 family model.
-pub struct Gpt2 {
-    pub config: Gpt2Config,
-    device: Device,
+/// Every weight of a GPT-2. A forward pass reads them from here, so a pass with gradients runs on a
+/// copy whose wanted weights are watched by the tape.
+#[derive(Clone)]
+struct Params {
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
     ln_f: (Tensor, Tensor),
     /// `[vocab, d_model]` when the unembedding is not tied to `wte`.
     lm_head: Option<Tensor>,
+}
+
+/// A block's weight pairs under their Hugging Face module names.
+fn block_parts(b: &mut Block) -> [(&'static str, &mut (Tensor, Tensor)); 6] {
+    [
+        ("ln_1", &mut b.ln1),
+        ("attn.c_attn", &mut b.attn_qkv),
+        ("attn.c_proj", &mut b.attn_out),
+        ("ln_2", &mut b.ln2),
+        ("mlp.c_fc", &mut b.mlp_in),
+        ("mlp.c_proj", &mut b.mlp_out),
+    ]
+}
+
+impl Params {
+    /// Every weight under its Hugging Face name, in a fixed order; `lm_head.weight` only when untied.
+    fn each_mut(&mut self) -> Vec<(String, &mut Tensor)> {
+        let mut out = vec![
+            ("wte.weight".to_string(), &mut self.wte),
+            ("wpe.weight".to_string(), &mut self.wpe),
+        ];
+        for (l, b) in self.blocks.iter_mut().enumerate() {
+            for (part, (w, bias)) in block_parts(b) {
+                out.push((format!("h.{l}.{part}.weight"), w));
+                out.push((format!("h.{l}.{part}.bias"), bias));
+            }
+        }
+        out.push(("ln_f.weight".to_string(), &mut self.ln_f.0));
+        out.push(("ln_f.bias".to_string(), &mut self.ln_f.1));
+        if let Some(head) = &mut self.lm_head {
+            out.push(("lm_head.weight".to_string(), head));
+        }
+        out
+    }
+
+    /// A copy (sharing storage) whose weights in `names` are leaves of `tape`, and those leaves.
+    fn watching(
+        &self,
+        tape: &Tape,
+        names: &BTreeSet<String>,
+    ) -> Result<(Params, Vec<(String, Tensor)>), ModelError> {
+        let mut copy = self.clone();
+        let mut leaves = Vec::with_capacity(names.len());
+        for (name, w) in copy.each_mut() {
+            if names.contains(&name) {
+                *w = tape.watch(w).map_err(|source| ModelError::Engine {
+                    context: format!("tracking weight `{name}`"),
+                    source,
+                })?;
+                leaves.push((name, w.clone()));
+            }
+        }
+        Ok((copy, leaves))
+    }
+}
+
+/// A loaded GPT-2 family model.
+pub struct Gpt2 {
+    pub config: Gpt2Config,
+    device: Device,
+    params: Params,
     hook_names: Vec<String>,
 }
 
@@ -78,12 +143,15 @@ impl Gpt2 {
         } else {
             None
         };
-        Ok(Gpt2 {
+        let params = Params {
             wte: get("wte.weight", &[v, d])?,
             wpe: get("wpe.weight", &[p, d])?,
             ln_f: pair("ln_f", &[d], &[d])?,
             blocks,
             lm_head,
+        };
+        Ok(Gpt2 {
+            params,
             hook_names: gpt2_hook_names(config.n_layer),
             device,
             config,
@@ -101,30 +169,14 @@ impl Gpt2 {
 
     /// Every weight under its Hugging Face name (`h.0.mlp.c_fc.weight`), in the stored `[in, out]`
     /// layout; `lm_head.weight` only when untied.
-    pub fn weights(&self) -> Vec<(String, &Tensor)> {
-        let mut out = vec![
-            ("wte.weight".to_string(), &self.wte),
-            ("wpe.weight".to_string(), &self.wpe),
-        ];
-        for (l, b) in self.blocks.iter().enumerate() {
-            for (part, (w, bias)) in [
-                ("ln_1", &b.ln1),
-                ("attn.c_attn", &b.attn_qkv),
-                ("attn.c_proj", &b.attn_out),
-                ("ln_2", &b.ln2),
-                ("mlp.c_fc", &b.mlp_in),
-                ("mlp.c_proj", &b.mlp_out),
-            ] {
-                out.push((format!("h.{l}.{part}.weight"), w));
-                out.push((format!("h.{l}.{part}.bias"), bias));
-            }
-        }
-        out.push(("ln_f.weight".to_string(), &self.ln_f.0));
-        out.push(("ln_f.bias".to_string(), &self.ln_f.1));
-        if let Some(head) = &self.lm_head {
-            out.push(("lm_head.weight".to_string(), head));
-        }
-        out
+    pub fn weights(&self) -> Vec<(String, Tensor)> {
+        // Tensors share storage: the copy costs a few reference counts.
+        let mut params = self.params.clone();
+        params
+            .each_mut()
+            .into_iter()
+            .map(|(name, w)| (name, w.clone()))
+            .collect()
     }
 
     /// Bytes a forward pass over `[batch, seq]` allocates at its peak, roughly: what it returns (captures,
@@ -154,7 +206,8 @@ impl Gpt2 {
 
     /// Number of parameters (the tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
-        let block: usize = self.blocks.first().map_or(0, |b| {
+        let p = &self.params;
+        let block: usize = p.blocks.first().map_or(0, |b| {
             [
                 &b.ln1,
                 &b.attn_qkv,
@@ -167,11 +220,11 @@ impl Gpt2 {
             .map(|(w, bias)| w.numel() + bias.numel())
             .sum()
         });
-        self.wte.numel()
-            + self.wpe.numel()
-            + block * self.blocks.len()
+        p.wte.numel()
+            + p.wpe.numel()
+            + block * p.blocks.len()
             + 2 * self.config.d_model
-            + self.lm_head.as_ref().map_or(0, Tensor::numel)
+            + p.lm_head.as_ref().map_or(0, Tensor::numel)
     }
 
     /// Checks a batch of token sequences against the model and packs it as an i32 `[batch, pos]` tensor.
@@ -228,10 +281,119 @@ impl Gpt2 {
         spec: &RunSpec,
         stop: &StopSignal,
     ) -> Result<RunOutput, ModelError> {
+        self.run(&self.params, ids, spec, stop, None)
+    }
+
+    /// A forward pass that also gives the gradients of `grad`'s objective with respect to what
+    /// `grad.wrt` names: the token embeddings (`input`, i.e. `hook_embed`'s value), hook activations
+    /// (after the hook's interventions, so a replaced hook cuts the gradient above it) and weights.
+    /// The returned run holds what `spec` asks for; nothing returned is tracked.
+    pub fn forward_with_grad(
+        &self,
+        ids: &Tensor,
+        spec: &RunSpec,
+        grad: &GradSpec,
+        stop: &StopSignal,
+    ) -> Result<GradOutput, ModelError> {
+        let weight_names: Vec<String> = self.weights().into_iter().map(|(n, _)| n).collect();
+        let targets = Targets::resolve(&grad.wrt, &self.hook_names, &weight_names)?;
+        let at = grad.objective.at().to_string();
+        if at != grad::LOGITS && !self.hook_names.contains(&at) {
+            return Err(super::hooks::unknown_hook(&at, &self.hook_names));
+        }
+        let mut watch = targets.hooks.clone();
+        if targets.input {
+            watch.insert(INPUT_HOOK.to_string());
+        }
+        // The pass must reach every hook it differentiates by and the objective's, and compute the
+        // logits when the objective reads them.
+        let mut inner = spec.clone();
+        inner.capture.extend(watch.iter().cloned());
+        if at == grad::LOGITS {
+            inner.skip_logits = false;
+        } else {
+            inner.capture.push(at.clone());
+        }
+        let tape = Tape::new();
+        let (params, leaves) = self.params.watching(&tape, &targets.weights)?;
+        let mut trace = GradTrace::new(tape, watch, &at);
+        let mut out = self.run(&params, ids, &inner, stop, Some(&mut trace))?;
+        drop(params);
+
+        let wanted = super::select_hooks(&self.hook_names, &spec.capture)?;
+        out.captures.retain(|name, _| wanted.contains(name));
+        if spec.skip_logits && at != grad::LOGITS {
+            out.logits = None;
+        }
+        let reached = |name: &str| {
+            trace
+                .value(name)
+                .cloned()
+                .ok_or_else(|| ModelError::Hook(format!("the forward pass did not reach `{name}`")))
+        };
+        let output = reached(&at)?;
+        let engine = |context: &'static str| {
+            move |source| ModelError::Engine {
+                context: context.into(),
+                source,
+            }
+        };
+        let (objective, direction) = match &grad.objective {
+            Objective::CrossEntropy { labels } => {
+                let labels = match labels {
+                    Some(l) => l.to_vec_i32().map_err(|_| {
+                        ModelError::Input("labels must be i32 token ids, one per position".into())
+                    })?,
+                    None => grad::next_token_labels(ids)?,
+                };
+                let (loss, _) = grad::cross_entropy_sum(&output, &labels)?;
+                let one = Tensor::ones([1usize], self.device).map_err(engine("seed"))?;
+                (loss, one)
+            }
+            Objective::Cotangent { direction, .. } => {
+                if direction.shape() != output.shape() {
+                    return Err(ModelError::Input(format!(
+                        "the direction at `{at}` has shape {}, but the value there is {}",
+                        direction.shape(),
+                        output.shape()
+                    )));
+                }
+                let direction = direction
+                    .to_device(self.device)
+                    .map_err(engine("moving the direction"))?;
+                (output, direction)
+            }
+        };
+        let value = objective_value(&objective, &direction)?;
+        let mut at_values: Vec<(String, Tensor)> = leaves;
+        for hook in &targets.hooks {
+            at_values.push((hook.clone(), reached(hook)?));
+        }
+        if targets.input {
+            at_values.push((grad::INPUT.to_string(), reached(INPUT_HOOK)?));
+        }
+        let grads = grad::sweep(trace.tape(), &objective, &direction, at_values)?;
+        Ok(GradOutput {
+            run: out,
+            value,
+            grads,
+        })
+    }
+
+    /// The forward pass on `p` (the model's own weights, or a copy with some watched).
+    fn run(
+        &self,
+        p: &Params,
+        ids: &Tensor,
+        spec: &RunSpec,
+        stop: &StopSignal,
+        trace: Option<&mut GradTrace>,
+    ) -> Result<RunOutput, ModelError> {
         let plan = HookPlan::new(&self.hook_names, spec)?;
         let mut pass = Pass {
             plan: &plan,
             out: RunOutput::default(),
+            trace,
         };
         let engine = |context: &str| {
             let context = context.to_string();
@@ -267,14 +429,14 @@ impl Gpt2 {
 
         let embed = hook!(
             "hook_embed",
-            self.wte.embedding(ids).map_err(engine("token embedding"))?
+            p.wte.embedding(ids).map_err(engine("token embedding"))?
         );
         let positions: Vec<i32> = (0..batch).flat_map(|_| 0..seq as i32).collect();
         let positions = Tensor::from_vec_i32(positions, [batch, seq], self.device)
             .map_err(engine("positions"))?;
         let pos_embed = hook!(
             "hook_pos_embed",
-            self.wpe
+            p.wpe
                 .embedding(&positions)
                 .map_err(engine("position embedding"))?
         );
@@ -286,7 +448,7 @@ impl Gpt2 {
             self.config.d_head(),
         );
         let eps = self.config.layer_norm_eps;
-        for (l, block) in self.blocks.iter().enumerate() {
+        for (l, block) in p.blocks.iter().enumerate() {
             if plan.done_before_layer(l) {
                 return Ok(pass.out);
             }
@@ -369,23 +531,47 @@ impl Gpt2 {
         stop.check("forward")
             .map_err(engine("before the final layer norm"))?;
         let final_norm = resid
-            .layer_norm(&self.ln_f.0, &self.ln_f.1, eps)
+            .layer_norm(&p.ln_f.0, &p.ln_f.1, eps)
             .map_err(engine("ln_f"))?;
         let final_norm = hook!("ln_final.hook_normalized", final_norm);
-        let unembed = self.lm_head.as_ref().unwrap_or(&self.wte);
-        pass.out.logits = Some(
-            final_norm
-                .matmul_t(unembed, false, true)
-                .map_err(engine("unembedding"))?,
-        );
+        let unembed = p.lm_head.as_ref().unwrap_or(&p.wte);
+        let logits = final_norm
+            .matmul_t(unembed, false, true)
+            .map_err(engine("unembedding"))?;
+        let logits = match pass.trace.as_mut() {
+            Some(trace) => trace.at(grad::LOGITS, logits)?,
+            None => logits,
+        };
+        pass.out.logits = Some(logits.detach());
         Ok(pass.out)
     }
 }
 
-/// The state of one forward pass: its plan and what it has captured so far.
+/// The hook whose value is the model's input for gradients: the token embeddings.
+const INPUT_HOOK: &str = "hook_embed";
+
+/// `⟨output, direction⟩`, read back for the report.
+fn objective_value(output: &Tensor, direction: &Tensor) -> Result<f32, ModelError> {
+    let engine = |source| ModelError::Engine {
+        context: "the objective's value".into(),
+        source,
+    };
+    let (o, d) = (
+        output.to_vec_f32().map_err(engine)?,
+        direction.to_vec_f32().map_err(engine)?,
+    );
+    Ok(o.iter()
+        .zip(&d)
+        .map(|(a, b)| (*a as f64) * (*b as f64))
+        .sum::<f64>() as f32)
+}
+
+/// The state of one forward pass: its plan, what it has captured so far and, with gradients, the
+/// tape's tracked values.
 struct Pass<'a> {
     plan: &'a HookPlan,
     out: RunOutput,
+    trace: Option<&'a mut GradTrace>,
 }
 
 impl Pass<'_> {
@@ -394,8 +580,12 @@ impl Pass<'_> {
         for intervention in self.plan.interventions(name) {
             x = intervention.apply(&x)?;
         }
+        if let Some(trace) = self.trace.as_mut() {
+            x = trace.at(name, x)?;
+        }
         if self.plan.captures(name) {
-            self.out.captures.insert(name.to_string(), x.clone());
+            // Detached: a capture must not keep the tape alive.
+            self.out.captures.insert(name.to_string(), x.detach());
         }
         Ok(x)
     }

@@ -2,6 +2,7 @@
 
 mod config;
 mod gpt2;
+pub mod grad;
 mod hooks;
 mod intervention;
 mod loaded;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{Activation, Gpt2Config};
 pub use gpt2::Gpt2;
+pub use grad::{GradOutput, GradSpec, Objective};
 pub use hooks::{HookPlan, gpt2_hook_names, gpt2_hook_shape, select_hooks};
 pub use intervention::{Intervention, InterventionAction};
 pub use loaded::LoadedModel;

@@ -488,3 +488,19 @@ fn picked_gradients_go_to_the_index_the_forward_chose() {
         vec![111.0, 0.0, 0.0, 0.0, 111.0, 0.0]
     );
 }
+
+#[test]
+fn a_table_used_twice_gets_both_shares() {
+    // Tied embedding and unembedding, as GPT-2: logits = table[ids] · tableᵀ.
+    let table = t(&values(12, 41), &[4, 3]);
+    let ids = Tensor::from_vec_i32(vec![2, 0, 2, 3, 1, 1], [2, 3], Device::Cpu).unwrap();
+    let mix = t(&values(24, 42), &[2, 3, 4]);
+    check(
+        std::slice::from_ref(&table),
+        |a| {
+            let h = a[0].embedding(&ids).unwrap().unary(UnaryOp::Tanh).unwrap();
+            sum_all(&h.matmul_t(&a[0], false, true).unwrap().mul(&mix).unwrap())
+        },
+        2e-2,
+    );
+}
