@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 
 use common::{fixtures_dir, read_safetensors, worst_mismatch};
 
+#[path = "cli/grad.rs"]
+mod grad;
+
 fn loupe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loupe"))
         .args(args)

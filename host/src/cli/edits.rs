@@ -89,7 +89,7 @@ fn index_list(flag: &str, spec: &str, value: &str) -> Result<Vec<usize>> {
 }
 
 /// The f32 tensor `name` from a safetensors file (such as one `loupe trace` wrote).
-fn read_tensor(path: &Path, name: &str, device: Device) -> Result<Tensor> {
+pub(super) fn read_tensor(path: &Path, name: &str, device: Device) -> Result<Tensor> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let file = SafeTensors::deserialize(&bytes)
         .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;

@@ -7,6 +7,7 @@ mod bench_reload;
 mod dash;
 mod doctor;
 mod edits;
+mod grad;
 #[cfg(unix)]
 mod interrupt;
 mod kernels;
@@ -44,6 +45,9 @@ enum Command {
     Plugins(plugins::PluginsCommand),
     /// Run a model on token ids or text and save its logits and hooked activations to a safetensors file.
     Trace(trace::TraceArgs),
+    /// Gradients of a cross-entropy or of a cotangent at a hook with respect to the input, hooks and
+    /// weights, as safetensors.
+    Grad(grad::GradArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(tokenize::TokenizeArgs),
     /// Inspect model directories or create random ones.
@@ -70,6 +74,7 @@ impl Cli {
             Command::Dash(args) => dash::run(args),
             Command::Plugins(cmd) => plugins::run(cmd),
             Command::Trace(args) => trace::run(args),
+            Command::Grad(args) => grad::run(args),
             Command::Tokenize(args) => tokenize::run(args),
             Command::Models(cmd) => models::run(cmd),
             Command::Bench(cmd) => bench::run(cmd),

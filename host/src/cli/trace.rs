@@ -2,26 +2,60 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use loupe_kernels::Device;
 
 use super::edits::{EditKind, parse_edit};
-use crate::model::{Gpt2, ModelDir, RunSpec};
+use crate::model::{Gpt2, Intervention, ModelDir, RunSpec};
 use crate::tensor_file::write_safetensors;
 use crate::tokenizer::TextTokenizer;
 
+/// The token input of `trace` and `grad`: a model and a batch of ids or texts.
 #[derive(Args)]
-pub struct TraceArgs {
+pub struct TokenInput {
     /// Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
     #[arg(long)]
-    model: PathBuf,
+    pub model: PathBuf,
     /// Comma-separated token ids of one sequence; repeat for a batch (sequences of equal length).
     #[arg(long, value_name = "1,2,3", conflicts_with = "text")]
     ids: Vec<String>,
     /// Text to tokenize with the model's tokenizer; repeat for a batch (equal token counts).
     #[arg(long)]
     text: Vec<String>,
-    /// Hook name or glob to save, e.g. `blocks.0.attn.hook_pattern`, `blocks.*.hook_resid_post`, `*`.
-    #[arg(long, value_name = "GLOB")]
-    capture: Vec<String>,
+    /// Put the BOS token (`<|endoftext|>`) before each sequence, as TransformerLens's `to_tokens` does
+    /// by default and as `loupe run` text datasets do (needs the model's tokenizer.json).
+    #[arg(long)]
+    prepend_bos: bool,
+}
+
+impl TokenInput {
+    /// The batch of token sequences, tokenized and prefixed as asked.
+    pub fn batch(&self) -> Result<Vec<Vec<u32>>> {
+        let mut batch: Vec<Vec<u32>> = if !self.text.is_empty() {
+            let tokenizer = TextTokenizer::load(&ModelDir::new(&self.model)?.tokenizer_path())?;
+            self.text
+                .iter()
+                .map(|t| tokenizer.encode(t))
+                .collect::<Result<_, _>>()?
+        } else if !self.ids.is_empty() {
+            self.ids
+                .iter()
+                .map(|s| super::parse_ids(s))
+                .collect::<Result<_>>()?
+        } else {
+            bail!("give the input as --ids 1,2,3 or --text \"...\"");
+        };
+        if self.prepend_bos {
+            let tokenizer = TextTokenizer::load(&ModelDir::new(&self.model)?.tokenizer_path())?;
+            let bos = super::tokenize::bos(&tokenizer, &self.model)?;
+            batch.iter_mut().for_each(|seq| seq.insert(0, bos));
+        }
+        Ok(batch)
+    }
+}
+
+/// The edits `trace` and `grad` make to activations as the pass reaches their hooks.
+#[derive(Args)]
+pub struct EditFlags {
     /// Zero-ablate a hook: `HOOK[:heads=1,2][:pos=0,3]` (heads for attn.hook_q|k|v|z|pattern). Repeatable.
     #[arg(long, value_name = "HOOK[:heads=..][:pos=..]")]
     zero: Vec<String>,
@@ -32,10 +66,33 @@ pub struct TraceArgs {
     /// trace, `HOOK[:heads=..][:pos=..]:from=TRACE.safetensors`. Repeatable.
     #[arg(long, value_name = "HOOK[:heads=..][:pos=..]:from=FILE")]
     patch: Vec<String>,
-    /// Put the BOS token (`<|endoftext|>`) before each sequence, as TransformerLens's `to_tokens` does
-    /// by default and as `loupe run` text datasets do (needs the model's tokenizer.json).
-    #[arg(long)]
-    prepend_bos: bool,
+}
+
+impl EditFlags {
+    pub fn interventions(&self, device: Device) -> Result<Vec<Intervention>> {
+        let mut interventions = Vec::new();
+        for (kind, specs) in [
+            (EditKind::Zero, &self.zero),
+            (EditKind::Scale, &self.scale),
+            (EditKind::Patch, &self.patch),
+        ] {
+            for spec in specs {
+                interventions.push(parse_edit(kind, spec, device)?);
+            }
+        }
+        Ok(interventions)
+    }
+}
+
+#[derive(Args)]
+pub struct TraceArgs {
+    #[command(flatten)]
+    input: TokenInput,
+    /// Hook name or glob to save, e.g. `blocks.0.attn.hook_pattern`, `blocks.*.hook_resid_post`, `*`.
+    #[arg(long, value_name = "GLOB")]
+    capture: Vec<String>,
+    #[command(flatten)]
+    edits: EditFlags,
     /// Output safetensors file: `input_ids`, `logits` and each captured hook under its name.
     #[arg(long)]
     out: PathBuf,
@@ -46,40 +103,12 @@ pub struct TraceArgs {
 
 pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
-    let mut batch: Vec<Vec<u32>> = if !args.text.is_empty() {
-        let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
-        args.text
-            .iter()
-            .map(|t| tokenizer.encode(t))
-            .collect::<Result<_, _>>()?
-    } else if !args.ids.is_empty() {
-        args.ids
-            .iter()
-            .map(|s| super::parse_ids(s))
-            .collect::<Result<_>>()?
-    } else {
-        bail!("give the input as --ids 1,2,3 or --text \"...\"");
-    };
-    if args.prepend_bos {
-        let tokenizer = TextTokenizer::load(&ModelDir::new(&args.model)?.tokenizer_path())?;
-        let bos = super::tokenize::bos(&tokenizer, &args.model)?;
-        batch.iter_mut().for_each(|seq| seq.insert(0, bos));
-    }
-    let model = Gpt2::load(&args.model, device)?;
+    let batch = args.input.batch()?;
+    let model = Gpt2::load(&args.input.model, device)?;
     let ids = model.input_ids(&batch)?;
-    let mut interventions = Vec::new();
-    for (kind, specs) in [
-        (EditKind::Zero, &args.zero),
-        (EditKind::Scale, &args.scale),
-        (EditKind::Patch, &args.patch),
-    ] {
-        for spec in specs {
-            interventions.push(parse_edit(kind, spec, device)?);
-        }
-    }
     let spec = RunSpec {
         capture: args.capture,
-        interventions,
+        interventions: args.edits.interventions(device)?,
         skip_logits: false,
     };
     let output = model.forward(&ids, &spec)?;

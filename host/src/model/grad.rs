@@ -96,10 +96,11 @@ impl Targets {
                 .weights
                 .extend(weights.iter().filter(|w| glob.matches(w)).cloned());
             if targets.hooks.len() + targets.weights.len() == before {
-                let all: Vec<String> = hooks.iter().chain(weights).cloned().collect();
+                let mut all: Vec<String> = hooks.iter().chain(weights).cloned().collect();
+                all.push(INPUT.to_string());
                 let close = crate::suggest::closest_names(pattern, &all);
                 return Err(ModelError::Input(format!(
-                    "wrt `{pattern}` names no hook or weight; closest: {} (or `input`; all names: `loupe models inspect DIR`)",
+                    "wrt `{pattern}` names no hook or weight; closest: {} (all names: `loupe models inspect DIR`)",
                     close.join(", ")
                 )));
             }
