@@ -3,6 +3,8 @@
 
 #[path = "../host/tests/common/mod.rs"]
 mod common;
+#[path = "plugin_runs/gradients.rs"]
+mod gradients;
 #[path = "plugin_runs/interrupt.rs"]
 mod interrupt;
 
@@ -149,6 +151,26 @@ fn reference_stats(model: &Path, hook: &str, seq_len: usize) -> Reference {
 
 #[test]
 fn act_stats_matches_statistics_computed_directly() {
+    act_stats_matches_direct("act-stats");
+}
+
+/// A plugin built against the previous API release (0.3.0, before gradients) loads and runs on this
+/// host unchanged, with the same numbers: the file is kept as built then.
+#[test]
+fn an_act_stats_built_for_api_0_3_0_runs_unchanged() {
+    let old = repo_root().join("tests/fixtures/api-0.3.0/act-stats.wasm");
+    let config = act_stats_matches_direct(old.to_str().unwrap());
+    assert_eq!(config["plugin"]["api_version"], "0.3.0");
+    assert_ne!(
+        loupe_plugin_api::API_VERSION,
+        "0.3.0",
+        "the host has moved on"
+    );
+}
+
+/// Runs act-stats (`plugin`: a name in the product plugins or a path) and checks every statistic and
+/// top activation against a direct computation; returns the run's config.json.
+fn act_stats_matches_direct(plugin: &str) -> serde_json::Value {
     let plugins = product_plugins();
     let model = tiny_model();
     let dir = tempfile::tempdir().unwrap();
@@ -159,7 +181,7 @@ fn act_stats_matches_statistics_computed_directly() {
             r#"
 [[run]]
 name = "stats"
-plugin = "act-stats"
+plugin = "{plugin}"
 model = "{}"
 data = {{ path = "{}", seq_len = 16 }}
 [run.params]
@@ -229,6 +251,7 @@ report_neurons = 0
         summary["summary"]["tokens"].as_u64(),
         Some(rows.len() as u64)
     );
+    read_json(&run.join("config.json"))
 }
 
 #[test]
@@ -423,7 +446,7 @@ fn plugins_list_and_check_describe_the_manifest() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.3.0)"),
+        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.3.1)"),
         "{stdout}"
     );
     assert!(stdout.contains("top_k (int, default 5)"), "{stdout}");
@@ -527,6 +550,23 @@ fn the_api_reaches_datasets_the_model_and_artifacts() {
         too_big.starts_with("model.run: a pass over [512, 128] tokens needs about")
             && too_big.contains("tensor quota of 64 MiB"),
         "{too_big}"
+    );
+    // Gradients: the three asked for, no logits when not asked, and the chain rule through the hook.
+    assert!(s["loss"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(
+        s["grad_names"],
+        serde_json::json!(["blocks.0.hook_resid_post", "h.0.mlp.c_fc.weight", "input"])
+    );
+    assert_eq!(s["grad_logits"], false);
+    let (chain, scale) = (
+        s["chain_diff"].as_f64().unwrap(),
+        s["input_grad_scale"].as_f64().unwrap(),
+    );
+    assert!(scale > 0.0 && chain <= 1e-4 * scale, "{s}");
+    let bad_wrt = s["bad_wrt"].as_str().unwrap();
+    assert!(
+        bad_wrt.starts_with("model.run-with-grad: wrt `inptu` names no hook or weight"),
+        "{bad_wrt}"
     );
     let artifacts = run.join("artifacts/tour");
     let csv = std::fs::read_to_string(artifacts.join("table.csv")).unwrap();

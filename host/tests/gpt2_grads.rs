@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::{fixtures_dir, read_safetensors};
+use common::{fixtures_dir, gpt2_reference_grads, grad_mismatch, read_safetensors};
 use loupe::model::{Gpt2, GradSpec, Intervention, InterventionAction, Objective, RunSpec};
 use loupe_kernels::{Device, StopSignal, Tensor};
-
-/// Relative tolerance on gradients, with a floor at 1 % of the tensor's largest entry so that entries
-/// near zero are judged on the tensor's scale.
-const GRAD_TOL: f32 = 1e-3;
 
 fn reference_ids(model: &Gpt2) -> Tensor {
     let reference = read_safetensors(&fixtures_dir().join("gpt2-ref/reference.safetensors"));
@@ -26,20 +22,6 @@ fn reference_ids(model: &Gpt2) -> Tensor {
         })
         .collect();
     model.input_ids(&batch).unwrap()
-}
-
-/// The worst entry outside the tolerance, as (index, actual, expected).
-fn grad_mismatch(actual: &[f32], expected: &[f32]) -> Option<(usize, f32, f32)> {
-    assert_eq!(actual.len(), expected.len());
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
-    actual
-        .iter()
-        .zip(expected)
-        .enumerate()
-        // Written so that a NaN on either side counts as a mismatch.
-        .filter(|(_, (a, e))| !(*a - *e).abs().le(&(GRAD_TOL * e.abs().max(0.01 * scale))))
-        .max_by(|x, y| (x.1.0 - x.1.1).abs().total_cmp(&(y.1.0 - y.1.1).abs()))
-        .map(|(i, (a, e))| (i, *a, *e))
 }
 
 fn cross_entropy(wrt: &[&str]) -> GradSpec {
@@ -77,47 +59,23 @@ fn grads_match_on(device: Device) {
             &StopSignal::never(),
         )
         .unwrap();
-    let reference = read_safetensors(&fixtures_dir().join("gpt2-ref/reference_grads.safetensors"));
-    // The fixture's loss is HF's mean over the 2 × 10 predicted tokens; loupe's objective is the sum.
-    let count = 20.0;
-    let loss = reference["loss"].f32s[0];
+    let (loss, reference) = gpt2_reference_grads();
     assert!(
-        (out.value / count - loss).abs() <= 1e-5 * loss.abs().max(1.0),
-        "loss {} vs {loss}",
-        out.value / count
+        (out.value - loss).abs() <= 1e-5 * loss.abs(),
+        "summed loss {} vs {loss}",
+        out.value
     );
-    // The fixture fed `inputs_embeds` to the model as a leaf of its own, so its tied `wte` gradient
-    // holds only the unembedding's share; loupe's is the whole gradient, which adds the embedding's:
-    // each token's `grad.inputs_embeds` row, summed into that token's row of the table.
-    let mut reference = reference;
-    let ids_host = ids.to_vec_i32().unwrap();
-    let by_position = reference["grad.inputs_embeds"].f32s.clone();
-    let wte = reference.get_mut("grad.transformer.wte.weight").unwrap();
-    let d = wte.shape[1];
-    for (pos, &id) in ids_host.iter().enumerate() {
-        for j in 0..d {
-            wte.f32s[id as usize * d + j] += by_position[pos * d + j];
-        }
-    }
     let mut checked = 0;
     for (name, expected) in &reference {
-        let Some(stripped) = name.strip_prefix("grad.") else {
-            continue;
-        };
-        let ours = match stripped {
-            "inputs_embeds" => "input",
-            other => other.strip_prefix("transformer.").unwrap_or(other),
-        };
         let g = out
             .grads
-            .get(ours)
-            .unwrap_or_else(|| panic!("no gradient for {ours} (fixture {name})"));
-        assert_eq!(g.dims(), expected.shape.as_slice(), "shape of {ours}");
+            .get(name)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_eq!(g.dims(), expected.shape.as_slice(), "shape of {name}");
         assert_eq!(g.device(), device);
-        assert!(!g.is_tracked(), "{ours}: gradients come back detached");
-        let ours_mean: Vec<f32> = g.to_vec_f32().unwrap().iter().map(|v| v / count).collect();
-        if let Some((i, a, e)) = grad_mismatch(&ours_mean, &expected.f32s) {
-            panic!("gradient of {ours}: element {i} is {a}, PyTorch {e}");
+        assert!(!g.is_tracked(), "{name}: gradients come back detached");
+        if let Some((i, a, e)) = grad_mismatch(&g.to_vec_f32().unwrap(), &expected.f32s) {
+            panic!("gradient of {name}: element {i} is {a}, PyTorch {e}");
         }
         checked += 1;
     }

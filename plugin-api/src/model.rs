@@ -147,20 +147,104 @@ impl<'a> Forward<'a> {
             .iter()
             .map(Intervention::to_wit)
             .collect();
-        let request = wit::RunRequest {
+        Ok(Output::from_wit(wit::run(&self.request(interventions))?))
+    }
+
+    /// The same pass with gradients of `objective`; name what to differentiate by with
+    /// [`GradForward::wrt`]: `Forward::new(&tokens).grad_of(Objective::NextToken).wrt("input").run()?`.
+    pub fn grad_of(self, objective: Objective<'a>) -> GradForward<'a> {
+        GradForward {
+            forward: self,
+            objective,
+            wrt: Vec::new(),
+        }
+    }
+
+    fn request<'b>(&'b self, interventions: Vec<wit::Intervention<'b>>) -> wit::RunRequest<'b> {
+        wit::RunRequest {
             tokens: &self.tokens.0,
-            capture: self.capture,
+            capture: self.capture.clone(),
             interventions,
             logits: self.logits,
+        }
+    }
+}
+
+/// The scalar a gradient is taken of.
+pub enum Objective<'a> {
+    /// The summed next-token cross-entropy: position t predicts token t + 1.
+    NextToken,
+    /// The cross-entropy against i32 labels `[batch, pos]`, summed; -100 leaves a position out.
+    CrossEntropy(&'a Tensor),
+    /// `⟨value at hook (or "logits"), direction⟩`: the vector–Jacobian product with `direction`.
+    Cotangent { at: &'a str, direction: &'a Tensor },
+}
+
+/// A forward pass with gradients, built by [`Forward::grad_of`].
+pub struct GradForward<'a> {
+    forward: Forward<'a>,
+    objective: Objective<'a>,
+    wrt: Vec<String>,
+}
+
+impl GradForward<'_> {
+    /// Differentiate by `name`: `input` (the token embeddings), a hook, a weight, or a glob of them.
+    pub fn wrt(mut self, name: &str) -> Self {
+        self.wrt.push(name.to_string());
+        self
+    }
+
+    pub fn run(self) -> Result<GradOutput> {
+        let interventions: Vec<wit::Intervention<'_>> = self
+            .forward
+            .interventions
+            .iter()
+            .map(Intervention::to_wit)
+            .collect();
+        let objective = match &self.objective {
+            Objective::NextToken => wit::Objective::CrossEntropy(None),
+            Objective::CrossEntropy(labels) => wit::Objective::CrossEntropy(Some(&labels.0)),
+            Objective::Cotangent { at, direction } => {
+                wit::Objective::Cotangent((at.to_string(), &direction.0))
+            }
         };
-        let out = wit::run(&request)?;
-        Ok(Output {
-            logits: out.logits.map(Tensor),
-            captures: out
-                .captures
+        let request = wit::GradRequest {
+            run: self.forward.request(interventions),
+            objective,
+            wrt: self.wrt.clone(),
+        };
+        let out = wit::run_with_grad(&request)?;
+        Ok(GradOutput {
+            output: Output::from_wit(out.output),
+            value: out.value,
+            grads: out
+                .grads
                 .into_iter()
-                .map(|c| (c.hook, Tensor(c.value)))
+                .map(|g| (g.name, Tensor(g.value)))
                 .collect(),
+        })
+    }
+}
+
+/// What a forward pass with gradients returned.
+pub struct GradOutput {
+    /// The logits and captures, as [`Forward::run`] gives them.
+    pub output: Output,
+    /// The objective's value.
+    pub value: f32,
+    /// By name (`input`, a hook, a weight), each shaped as what it differentiates by.
+    pub grads: BTreeMap<String, Tensor>,
+}
+
+impl GradOutput {
+    /// Takes the gradient with respect to `name`.
+    pub fn take(&mut self, name: &str) -> Result<Tensor> {
+        self.grads.remove(name).ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "model.run-with-grad",
+                format!("no gradient for `{name}`; add .wrt(\"{name}\") to the request"),
+            )
         })
     }
 }
@@ -174,6 +258,17 @@ pub struct Output {
 }
 
 impl Output {
+    fn from_wit(out: wit::RunOutput) -> Self {
+        Output {
+            logits: out.logits.map(Tensor),
+            captures: out
+                .captures
+                .into_iter()
+                .map(|c| (c.hook, Tensor(c.value)))
+                .collect(),
+        }
+    }
+
     /// Takes the activation captured at `hook`.
     pub fn take(&mut self, hook: &str) -> Result<Tensor> {
         self.captures.remove(hook).ok_or_else(|| {

@@ -204,6 +204,25 @@ impl Gpt2 {
         Ok(elements * 4)
     }
 
+    /// [`Gpt2::forward_bytes`] for a pass with gradients, roughly: what the tape keeps for the backward
+    /// sweep (each layer's inputs to its matrix products, norms, attention and activation), the
+    /// logits' softmax, and gradients as large as every weight and the saved activations.
+    pub fn forward_with_grad_bytes(
+        &self,
+        batch: usize,
+        seq: usize,
+        spec: &RunSpec,
+    ) -> Result<u64, ModelError> {
+        let c = &self.config;
+        let forward = self.forward_bytes(batch, seq, spec)?;
+        let tokens = (batch * seq) as u64;
+        let pattern = (batch * c.n_head * seq * seq) as u64;
+        let per_layer = tokens * (12 * c.d_model + 3 * c.d_mlp) as u64 + 2 * pattern;
+        let saved = per_layer * c.n_layer as u64 + 2 * tokens * c.vocab_size as u64;
+        let grads = self.parameter_count() as u64 + per_layer;
+        Ok(forward + (saved + grads) * 4)
+    }
+
     /// Number of parameters (the tied unembedding counted once).
     pub fn parameter_count(&self) -> usize {
         let p = &self.params;
@@ -322,7 +341,8 @@ impl Gpt2 {
 
         let wanted = super::select_hooks(&self.hook_names, &spec.capture)?;
         out.captures.retain(|name, _| wanted.contains(name));
-        if spec.skip_logits && at != grad::LOGITS {
+        if spec.skip_logits {
+            // Computed for the objective, but not asked for.
             out.logits = None;
         }
         let reached = |name: &str| {

@@ -9,10 +9,16 @@ use super::bindings::loupe::plugin::model as wit;
 use super::bindings::{ApiError, ErrorKind};
 use super::contain::fault_point;
 use super::state::{RunState, TensorEntry, api_error, engine_error};
-use crate::model::{Intervention, InterventionAction, LoadedModel, ModelError, RunSpec};
+use crate::model::{
+    GradSpec, Intervention, InterventionAction, LoadedModel, ModelError, Objective, RunOutput,
+    RunSpec,
+};
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
 type Answer<T> = wasmtime::Result<Result<T, ApiError>>;
+
+/// A request checked and ready to run: the model, the token ids and what to do at the hooks.
+type PreparedRun = (Arc<LoadedModel>, Tensor, RunSpec);
 
 /// Text one `model.tokenize` call may take. A tokenizer call cannot be interrupted, so it is bounded
 /// instead: this much takes well under a second even in the worst case (random characters), and the run's deadline is
@@ -97,6 +103,91 @@ impl RunState {
         f(tokenizer).map_err(|e| api_error(ErrorKind::Model, op, e.to_string()))
     }
 
+    /// The model, checked tokens and run spec of a request, once the pass (with gradients when `grad`
+    /// is given) is known to fit the run's tensor quota: a pass too big is refused before it
+    /// allocates anything.
+    fn prepare_run(
+        &self,
+        op: &str,
+        request: wit::RunRequest,
+        grad: Option<&GradSpec>,
+    ) -> wasmtime::Result<Result<PreparedRun, ApiError>> {
+        let loaded = match self.model(op) {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        let ids = self.tensor(&request.tokens)?;
+        if let Err(e) = self.check_tokens(op, &loaded, &ids) {
+            return Ok(Err(e));
+        }
+        let interventions = request
+            .interventions
+            .into_iter()
+            .map(|i| self.intervention(i))
+            .collect::<wasmtime::Result<Vec<_>>>()?;
+        let spec = RunSpec {
+            capture: request.capture,
+            interventions,
+            skip_logits: !request.logits,
+        };
+        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
+        let bytes = match grad {
+            None => loaded.model.forward_bytes(batch, seq, &spec),
+            Some(_) => loaded.model.forward_with_grad_bytes(batch, seq, &spec),
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(model_error(op, e))),
+        };
+        if self.quota.check(op, &[batch, seq], bytes).is_err() {
+            return Ok(Err(api_error(
+                ErrorKind::OutOfQuota,
+                op,
+                format!(
+                    "a pass over [{batch}, {seq}] tokens needs about {} MiB for its activations{}, \
+                     but the run's tensor quota of {} MiB has {} MiB in use; use smaller batches, \
+                     fewer captures, or raise [run.limits] tensor_mb",
+                    bytes.div_ceil(1 << 20),
+                    match (grad.is_some(), spec.skip_logits) {
+                        (true, _) => ", the tape and the gradients",
+                        (false, true) => "",
+                        (false, false) => " and logits",
+                    },
+                    self.quota.limit() >> 20,
+                    self.quota.used() >> 20
+                ),
+            )));
+        }
+        Ok(Ok((loaded, ids, spec)))
+    }
+
+    /// Hands a pass's logits and captures to the plugin: captures in the order the forward pass
+    /// reached them, after the logits if any.
+    fn hand_out_run(
+        &mut self,
+        op: &str,
+        loaded: &LoadedModel,
+        out: RunOutput,
+    ) -> Answer<wit::RunOutput> {
+        let order = loaded.model.hook_names();
+        let mut captures: Vec<(String, Tensor)> = out.captures.into_iter().collect();
+        captures.sort_by_key(|(name, _)| order.iter().position(|h| h == name));
+        let has_logits = out.logits.is_some();
+        let (hooks, tensors): (Vec<String>, Vec<Tensor>) = captures.into_iter().unzip();
+        let tensors = out.logits.into_iter().chain(tensors).collect();
+        let mut handed = match self.hand_out_all(op, tensors)? {
+            Ok(h) => h.into_iter(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let logits = if has_logits { handed.next() } else { None };
+        let captures = hooks
+            .into_iter()
+            .zip(handed)
+            .map(|(hook, value)| wit::Captured { hook, value })
+            .collect();
+        Ok(Ok(wit::RunOutput { logits, captures }))
+    }
+
     fn intervention(&self, i: wit::Intervention) -> wasmtime::Result<Intervention> {
         let action = match i.edit {
             wit::Edit::Replace(h) => InterventionAction::Replace(self.tensor(&h)?),
@@ -177,73 +268,67 @@ impl wit::Host for RunState {
 
     fn run(&mut self, request: wit::RunRequest) -> Answer<wit::RunOutput> {
         const OP: &str = "model.run";
-        let loaded = match self.model(OP) {
-            Ok(m) => m,
+        let (loaded, ids, spec) = match self.prepare_run(OP, request, None)? {
+            Ok(prepared) => prepared,
             Err(e) => return Ok(Err(e)),
         };
-        let ids = self.tensor(&request.tokens)?;
-        if let Err(e) = self.check_tokens(OP, &loaded, &ids) {
-            return Ok(Err(e));
-        }
-        let interventions = request
-            .interventions
-            .into_iter()
-            .map(|i| self.intervention(i))
-            .collect::<wasmtime::Result<Vec<_>>>()?;
-        let spec = RunSpec {
-            capture: request.capture,
-            interventions,
-            skip_logits: !request.logits,
-        };
-        // A pass too big for the quota is refused before it allocates anything.
-        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
-        match loaded.model.forward_bytes(batch, seq, &spec) {
-            Ok(bytes) => {
-                if self.quota.check(OP, &[batch, seq], bytes).is_err() {
-                    return Ok(Err(api_error(
-                        ErrorKind::OutOfQuota,
-                        OP,
-                        format!(
-                            "a pass over [{batch}, {seq}] tokens needs about {} MiB for its activations{}, \
-                             but the run's tensor quota of {} MiB has {} MiB in use; use smaller batches, \
-                             fewer captures, or raise [run.limits] tensor_mb",
-                            bytes.div_ceil(1 << 20),
-                            if spec.skip_logits { "" } else { " and logits" },
-                            self.quota.limit() >> 20,
-                            self.quota.used() >> 20
-                        ),
-                    )));
-                }
-            }
-            Err(e) => return Ok(Err(model_error(OP, e))),
-        }
         // Long ops inside the pass, and the pass between its layers, stop with the run.
         let stop = self.stop.clone();
         let (out, _) = guarded(None, stop.clone(), || {
             loaded.model.forward_until(&ids, &spec, &stop)
         });
+        match out {
+            Ok(out) => self.hand_out_run(OP, &loaded, out),
+            Err(e) => Ok(Err(model_error(OP, e))),
+        }
+    }
+
+    fn run_with_grad(&mut self, request: wit::GradRequest) -> Answer<wit::GradOutput> {
+        const OP: &str = "model.run-with-grad";
+        let objective = match request.objective {
+            wit::Objective::CrossEntropy(labels) => Objective::CrossEntropy {
+                labels: labels.map(|l| self.tensor(&l)).transpose()?,
+            },
+            wit::Objective::Cotangent((at, direction)) => Objective::Cotangent {
+                at,
+                direction: self.tensor(&direction)?,
+            },
+        };
+        let grad = GradSpec {
+            objective,
+            wrt: request.wrt,
+        };
+        let (loaded, ids, spec) = match self.prepare_run(OP, request.run, Some(&grad))? {
+            Ok(prepared) => prepared,
+            Err(e) => return Ok(Err(e)),
+        };
+        let stop = self.stop.clone();
+        let (out, _) = guarded(None, stop.clone(), || {
+            loaded.model.forward_with_grad(&ids, &spec, &grad, &stop)
+        });
         let out = match out {
             Ok(out) => out,
             Err(e) => return Ok(Err(model_error(OP, e))),
         };
-        // Captures in the order the forward pass reached them, after the logits if any.
-        let order = loaded.model.hook_names();
-        let mut captures: Vec<(String, Tensor)> = out.captures.into_iter().collect();
-        captures.sort_by_key(|(name, _)| order.iter().position(|h| h == name));
-        let has_logits = out.logits.is_some();
-        let (hooks, tensors): (Vec<String>, Vec<Tensor>) = captures.into_iter().unzip();
-        let tensors = out.logits.into_iter().chain(tensors).collect();
-        let mut handed = match self.hand_out_all(OP, tensors)? {
-            Ok(h) => h.into_iter(),
+        let (names, tensors): (Vec<String>, Vec<Tensor>) = out.grads.into_iter().unzip();
+        let handed = match self.hand_out_all(OP, tensors)? {
+            Ok(h) => h,
             Err(e) => return Ok(Err(e)),
         };
-        let logits = if has_logits { handed.next() } else { None };
-        let captures = hooks
+        let output = match self.hand_out_run(OP, &loaded, out.run)? {
+            Ok(output) => output,
+            Err(e) => return Ok(Err(e)),
+        };
+        let grads = names
             .into_iter()
             .zip(handed)
-            .map(|(hook, value)| wit::Captured { hook, value })
+            .map(|(name, value)| wit::Gradient { name, value })
             .collect();
-        Ok(Ok(wit::RunOutput { logits, captures }))
+        Ok(Ok(wit::GradOutput {
+            output,
+            value: out.value,
+            grads,
+        }))
     }
 
     fn weight_names(&mut self) -> Answer<Vec<(String, Vec<u32>)>> {

@@ -84,3 +84,59 @@ pub fn worst_mismatch(actual: &[f32], expected: &[f32], tol: f32) -> Option<(usi
         .max_by(|x, y| (x.1.0 - x.1.1).abs().total_cmp(&(y.1.0 - y.1.1).abs()))
         .map(|(i, (a, e))| (i, *a, *e))
 }
+
+/// Relative tolerance on gradients against PyTorch, with a floor at 1 % of the tensor's largest entry
+/// so that entries near zero are judged on the tensor's scale.
+pub const GRAD_TOL: f32 = 1e-3;
+
+/// The worst gradient entry outside [`GRAD_TOL`], as (index, actual, expected).
+pub fn grad_mismatch(actual: &[f32], expected: &[f32]) -> Option<(usize, f32, f32)> {
+    assert_eq!(actual.len(), expected.len(), "lengths differ");
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    actual
+        .iter()
+        .zip(expected)
+        .enumerate()
+        // Written so that a NaN on either side counts as a mismatch.
+        .filter(|(_, (a, e))| !(*a - *e).abs().le(&(GRAD_TOL * e.abs().max(0.01 * scale))))
+        .max_by(|x, y| (x.1.0 - x.1.1).abs().total_cmp(&(y.1.0 - y.1.1).abs()))
+        .map(|(i, (a, e))| (i, *a, *e))
+}
+
+/// PyTorch's gradients of the summed next-token cross-entropy on gpt2-ref's reference ids, under
+/// loupe's names (`input`, `wte.weight`, `h.0.attn.c_attn.weight`, ...), with the summed loss.
+///
+/// The fixture holds the mean over the 2 × 10 predicted tokens, so everything is scaled back to the
+/// sum. It fed `inputs_embeds` to the model as a leaf of its own, so its tied `wte` gradient holds only
+/// the unembedding's share; the whole gradient adds the embedding's: each token's `inputs_embeds`
+/// gradient row, summed into that token's row of the table.
+pub fn gpt2_reference_grads() -> (f32, BTreeMap<String, Stored>) {
+    const PREDICTED: f32 = 20.0;
+    let dir = fixtures_dir().join("gpt2-ref");
+    let ids = read_safetensors(&dir.join("reference.safetensors"))["input_ids"].clone();
+    let stored = read_safetensors(&dir.join("reference_grads.safetensors"));
+    let loss = stored["loss"].f32s[0] * PREDICTED;
+    let mut grads: BTreeMap<String, Stored> = stored
+        .into_iter()
+        .filter_map(|(name, mut t)| {
+            let name = name.strip_prefix("grad.")?;
+            let name = match name {
+                "inputs_embeds" => "input",
+                other => other.strip_prefix("transformer.").unwrap_or(other),
+            };
+            t.f32s.iter_mut().for_each(|v| *v *= PREDICTED);
+            Some((name.to_string(), t))
+        })
+        .collect();
+    let by_position = grads["input"].f32s.clone();
+    let wte = grads
+        .get_mut("wte.weight")
+        .expect("the fixture has wte's gradient");
+    let d = wte.shape[1];
+    for (pos, &id) in ids.i32s.iter().enumerate() {
+        for j in 0..d {
+            wte.f32s[id as usize * d + j] += by_position[pos * d + j];
+        }
+    }
+    (loss, grads)
+}

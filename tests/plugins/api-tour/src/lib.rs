@@ -30,6 +30,9 @@ impl Plugin for ApiTour {
     }
 
     fn run(_: Params) -> Result<Value> {
+        if datasets().iter().any(|d| d.name == "reference") {
+            return reference_gradients();
+        }
         // Cached activations: every row, in order, in batches of 3.
         let acts = Dataset::open("acts")?;
         let mut rows = 0;
@@ -77,6 +80,41 @@ impl Plugin for ApiTour {
         let logits = Forward::new(&tokens).run()?.logits.expect("logits").shape();
         let bad_hook = Forward::new(&tokens)
             .capture("blocks.0.hook_resid_mdi")
+            .run()
+            .err()
+            .map(|e| e.to_string());
+
+        // Gradients in one call: the next-token cross-entropy by the input, a hook and a weight; and
+        // the chain rule: the hook's gradient, fed back as the cotangent there, gives the input's.
+        let hook = "blocks.0.hook_resid_post";
+        let mut grads = Forward::new(&tokens)
+            .without_logits()
+            .grad_of(Objective::NextToken)
+            .wrt("input")
+            .wrt(hook)
+            .wrt("h.0.mlp.c_fc.weight")
+            .run()?;
+        let grad_names: Vec<String> = grads.grads.keys().cloned().collect();
+        let grad_logits = grads.output.logits.is_some();
+        let at_hook = grads.take(hook)?;
+        let by_input = grads.take("input")?;
+        let mut chained = Forward::new(&tokens)
+            .without_logits()
+            .grad_of(Objective::Cotangent {
+                at: hook,
+                direction: &at_hook,
+            })
+            .wrt("input")
+            .run()?;
+        let chain_diff = max_abs_diff(&chained.take("input")?, &by_input)?;
+        let input_grad_scale = by_input
+            .abs()?
+            .reshape(&[by_input.numel()])?
+            .max(0, false)?
+            .item()?;
+        let bad_wrt = Forward::new(&tokens)
+            .grad_of(Objective::NextToken)
+            .wrt("inptu")
             .run()
             .err()
             .map(|e| e.to_string());
@@ -129,8 +167,40 @@ impl Plugin for ApiTour {
             "keep_top_k": kept,
             "adam": adam,
             "seed": runtime::seed(),
+            "loss": grads.value,
+            "grad_names": grad_names,
+            "grad_logits": grad_logits,
+            "chain_diff": chain_diff,
+            "input_grad_scale": input_grad_scale,
+            "bad_wrt": bad_wrt,
         }))
     }
+}
+
+/// With a `reference` directory (gpt2-ref): the gradients of the next-token loss on its
+/// `reference.safetensors` ids by the input and every weight, saved for the test to compare with
+/// PyTorch's.
+fn reference_gradients() -> Result<Value> {
+    let reference = Directory::open("reference")?.read_tensors("reference.safetensors")?;
+    let (_, ids) = reference
+        .into_iter()
+        .find(|(name, _)| name == "input_ids")
+        .expect("reference.safetensors holds input_ids");
+    let out = Forward::new(&ids)
+        .without_logits()
+        .grad_of(Objective::NextToken)
+        .wrt("input")
+        .wrt("*.weight")
+        .wrt("*.bias")
+        .run()?;
+    let named: Vec<(String, &Tensor)> = out
+        .grads
+        .iter()
+        .map(|(name, g)| (format!("grad.{name}"), g))
+        .collect();
+    let borrowed: Vec<(&str, &Tensor)> = named.iter().map(|(n, g)| (n.as_str(), *g)).collect();
+    report::save_tensors("grads.safetensors", &borrowed)?;
+    Ok(json!({ "loss_sum": out.value, "grads": out.grads.len() }))
 }
 
 export_plugin!(ApiTour);

@@ -61,7 +61,7 @@ impl Plugin for Misbehave {
                 let mut n = 0u64;
                 loop {
                     n = black_box(n.wrapping_add(1));
-                    if n % 4096 == 0 && runtime::stop_requested() {
+                    if n.is_multiple_of(4096) && runtime::stop_requested() {
                         info("asked to stop; carrying on regardless");
                         loop {
                             n = black_box(n.wrapping_add(1));

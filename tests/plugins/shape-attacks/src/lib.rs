@@ -10,6 +10,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 #[derive(Deserialize)]
+/// A named attack and what it reports.
+type Attack = (&'static str, fn() -> Value);
+
 struct Params {
     attack: String,
     n: u32,
@@ -151,7 +154,7 @@ impl Plugin for ShapeAttacks {
             "long-matmul" => return Ok(long_matmul(p.n)),
             _ => {}
         }
-        let attacks: [(&str, fn() -> Value); 5] = [
+        let attacks: [Attack; 5] = [
             ("empty-contraction", empty_contraction),
             ("empty-reductions", empty_reductions),
             ("overflowing-shapes", overflowing_shapes),
