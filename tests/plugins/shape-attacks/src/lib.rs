@@ -9,10 +9,10 @@ use loupe_plugin_api::prelude::*;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-#[derive(Deserialize)]
 /// A named attack and what it reports.
 type Attack = (&'static str, fn() -> Value);
 
+#[derive(Deserialize)]
 struct Params {
     attack: String,
     n: u32,
