@@ -3,10 +3,11 @@
 model directory, batch, sequence length and token ids, timed the same way (median of timed passes
 after warm-up, waiting for the GPU to finish each pass), printing tokens/s and peak memory.
 
-    python bench/torch_forward.py --model DIR --batch 8 --seq 128 [--capture all] [--device cuda]
+    python bench/torch_forward.py --model DIR --batch 8 --seq 128 [--capture all | --grad] [--device cuda]
 
 `--capture all` asks HF for every hidden state and attention pattern (eager attention), the closest HF
-has to capturing every hook. Needs `pip install torch transformers safetensors` (benchmarks only).
+has to capturing every hook. `--grad` times forward + backward instead: autograd's gradients of the
+summed next-token cross-entropy with respect to every parameter, as `loupe bench forward --grad`. Needs `pip install torch transformers safetensors` (benchmarks only).
 """
 import argparse
 import resource
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--iters", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--capture", choices=["none", "all"], default="none")
+    p.add_argument("--grad", action="store_true", help="forward + backward to every parameter")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     a = p.parse_args()
     device = torch.device(a.device)
@@ -49,6 +51,19 @@ def main():
             torch.cuda.synchronize()
         return out.logits.shape
 
+    predicted = a.batch * (a.seq - 1)
+
+    def once_with_grad():
+        model.zero_grad(set_to_none=True)
+        out = model(ids, labels=ids, use_cache=False)
+        # HF's loss is the mean over predicted tokens; loupe's objective is the sum.
+        (out.loss * predicted).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    if a.grad:
+        once = once_with_grad
+
     for _ in range(a.warmup):
         once()
     times = []
@@ -63,7 +78,8 @@ def main():
     print(f"batch × seq:    {a.batch} × {a.seq}")
     print(f"capture:        {a.capture}")
     print(f"load:           {load_s:.2f} s")
-    print(f"forward:        median {median * 1e3:.1f} ms, best {min(times) * 1e3:.1f} ms over {len(times)} passes")
+    label = "forward+backward: " if a.grad else "forward:        "
+    print(f"{label}median {median * 1e3:.1f} ms, best {min(times) * 1e3:.1f} ms over {len(times)} passes")
     print(f"tokens/s:       {a.batch * a.seq / median:.0f}")
     print(f"peak RSS:       {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
     if device.type == "cuda":

@@ -1,7 +1,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::model::{Gpt2, RunSpec};
+use crate::model::{GradSpec, Gpt2, Objective, RunSpec};
+use loupe_kernels::{StopSignal, Tensor};
 use crate::selftest::timing::{forward_seconds, spread_ids};
 use anyhow::Result;
 use clap::{Args, Subcommand};
@@ -40,9 +41,42 @@ pub struct ForwardArgs {
     /// Untimed passes first.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
+    /// Time forward + backward instead: the gradients of the summed next-token cross-entropy with
+    /// respect to every parameter (what training or attribution over weights needs).
+    #[arg(long, conflicts_with = "capture")]
+    grad: bool,
     /// Where to run: auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
+}
+
+/// Seconds of each timed forward + backward pass, sorted, after `warmup` untimed ones.
+fn grad_seconds(model: &Gpt2, ids: &Tensor, warmup: usize, iters: usize) -> Result<Vec<f64>> {
+    let grad = GradSpec {
+        objective: Objective::CrossEntropy { labels: None },
+        wrt: vec!["*.weight".into(), "*.bias".into()],
+    };
+    let spec = RunSpec {
+        skip_logits: true,
+        ..Default::default()
+    };
+    let once = || -> Result<()> {
+        let out = model.forward_with_grad(ids, &spec, &grad, &StopSignal::never())?;
+        std::hint::black_box(out.grads.len());
+        ids.device().synchronize()?;
+        Ok(())
+    };
+    for _ in 0..warmup {
+        once()?;
+    }
+    let mut times = Vec::with_capacity(iters.max(1));
+    for _ in 0..iters.max(1) {
+        let start = Instant::now();
+        once()?;
+        times.push(start.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times)
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {
@@ -63,7 +97,11 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         capture: args.capture.clone(),
         ..Default::default()
     };
-    let times = forward_seconds(&model, &ids, &spec, args.warmup, args.iters)?;
+    let times = if args.grad {
+        grad_seconds(&model, &ids, args.warmup, args.iters)?
+    } else {
+        forward_seconds(&model, &ids, &spec, args.warmup, args.iters)?
+    };
     let median = times[times.len() / 2];
     let tokens = (args.batch * args.seq) as f64;
     println!("model:          {}", args.model.display());
@@ -85,7 +123,12 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         rss_after_load / 1024.0
     );
     println!(
-        "forward:        median {:.1} ms, best {:.1} ms over {} passes",
+        "{}median {:.1} ms, best {:.1} ms over {} passes",
+        if args.grad {
+            "forward+backward: "
+        } else {
+            "forward:        "
+        },
         median * 1e3,
         times[0] * 1e3,
         times.len()
