@@ -39,8 +39,8 @@ for capture in "${modes[@]}"; do
     l=$($loupe bench forward --model "$model" --batch "$batch" --seq "$seq" --device "$device" "${loupe_capture[@]}")
     t=$($python bench/torch_forward.py --model "$model" --batch "$batch" --seq "$seq" "${torch_capture[@]}" --device "$device" 2>/dev/null)
     echo "== capture $capture, round $round"
-    echo "   loupe:   $(echo "$l" | grep -E "^$key")  peak RSS $(echo "$l" | field peak 3) MiB"
-    echo "   pytorch: $(echo "$t" | grep -E "^$key")  peak RSS $(echo "$t" | field peak 3) MiB"
+    echo "   loupe:   $(echo "$l" | grep -F "$key")  peak RSS $(echo "$l" | field peak 3) MiB"
+    echo "   pytorch: $(echo "$t" | grep -F "$key")  peak RSS $(echo "$t" | field peak 3) MiB"
     # Both print "forward: median X ms, best Y ms": time ratios torch/loupe are tokens/s ratios loupe/torch.
     ratios_median+=("$(awk -v a="$(echo "$l" | field "$key" 3)" -v b="$(echo "$t" | field "$key" 3)" 'BEGIN {print b / a}')")
     ratios_best+=("$(awk -v a="$(echo "$l" | field "$key" 6)" -v b="$(echo "$t" | field "$key" 6)" 'BEGIN {print b / a}')")

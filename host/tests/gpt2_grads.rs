@@ -38,14 +38,9 @@ fn loss_input_and_every_parameter_gradient_match_pytorch() {
 
 #[test]
 fn loss_input_and_every_parameter_gradient_match_pytorch_on_cuda() {
-    if let Some(why) = loupe_kernels::cuda::unavailable_reason(0) {
-        if std::env::var_os("LOUPE_REQUIRE_GPU").is_some_and(|v| v == "1") {
-            panic!("LOUPE_REQUIRE_GPU=1 but no usable CUDA device: {why}");
-        }
-        eprintln!("skipped: no usable CUDA device ({why})");
-        return;
+    if let Some(gpu) = common::cuda_or_skip() {
+        grads_match_on(gpu);
     }
-    grads_match_on(Device::Cuda(0));
 }
 
 fn grads_match_on(device: Device) {

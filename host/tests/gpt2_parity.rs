@@ -35,14 +35,9 @@ fn logits_and_every_hook_match_hugging_face() {
 /// The same parity on the GPU; without one, says it was skipped.
 #[test]
 fn logits_and_every_hook_match_hugging_face_on_cuda() {
-    if let Some(why) = loupe_kernels::cuda::unavailable_reason(0) {
-        if std::env::var_os("LOUPE_REQUIRE_GPU").is_some_and(|v| v == "1") {
-            panic!("LOUPE_REQUIRE_GPU=1 but no usable CUDA device: {why}");
-        }
-        eprintln!("skipped: no usable CUDA device ({why})");
-        return;
+    if let Some(gpu) = common::cuda_or_skip() {
+        every_hook_matches_on(gpu);
     }
-    every_hook_matches_on(Device::Cuda(0));
 }
 
 fn every_hook_matches_on(device: Device) {

@@ -1,11 +1,11 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::model::{GradSpec, Gpt2, Objective, RunSpec};
-use loupe_kernels::{StopSignal, Tensor};
+use crate::model::{Gpt2, GradSpec, Objective, RunSpec};
 use crate::selftest::timing::{forward_seconds, spread_ids};
 use anyhow::Result;
 use clap::{Args, Subcommand};
+use loupe_kernels::{StopSignal, Tensor};
 
 #[derive(Subcommand)]
 pub enum BenchCommand {

@@ -140,3 +140,16 @@ pub fn gpt2_reference_grads() -> (f32, BTreeMap<String, Stored>) {
     }
     (loss, grads)
 }
+
+/// GPU 0 when a usable CUDA device is there; otherwise `None` after saying the test was skipped (and
+/// a panic when `LOUPE_REQUIRE_GPU=1` says a GPU must be there).
+pub fn cuda_or_skip() -> Option<loupe_kernels::Device> {
+    if let Some(why) = loupe_kernels::cuda::unavailable_reason(0) {
+        if std::env::var_os("LOUPE_REQUIRE_GPU").is_some_and(|v| v == "1") {
+            panic!("LOUPE_REQUIRE_GPU=1 but no usable CUDA device: {why}");
+        }
+        eprintln!("skipped: no usable CUDA device ({why})");
+        return None;
+    }
+    Some(loupe_kernels::Device::Cuda(0))
+}
