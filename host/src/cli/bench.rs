@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::model::{Gpt2, GradSpec, Objective, RunSpec};
-use crate::selftest::timing::{forward_seconds, spread_ids};
+use crate::selftest::timing::{forward_seconds, sorted_seconds, spread_ids};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use loupe_kernels::{StopSignal, Tensor};
@@ -60,23 +60,12 @@ fn grad_seconds(model: &Gpt2, ids: &Tensor, warmup: usize, iters: usize) -> Resu
         skip_logits: true,
         ..Default::default()
     };
-    let once = || -> Result<()> {
+    sorted_seconds(warmup, iters, || {
         let out = model.forward_with_grad(ids, &spec, &grad, &StopSignal::never())?;
         std::hint::black_box(out.grads.len());
         ids.device().synchronize()?;
         Ok(())
-    };
-    for _ in 0..warmup {
-        once()?;
-    }
-    let mut times = Vec::with_capacity(iters.max(1));
-    for _ in 0..iters.max(1) {
-        let start = Instant::now();
-        once()?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    })
 }
 
 pub fn run(cmd: BenchCommand) -> Result<()> {

@@ -570,20 +570,19 @@ impl Gpt2 {
 /// The hook whose value is the model's input for gradients: the token embeddings.
 const INPUT_HOOK: &str = "hook_embed";
 
-/// `⟨output, direction⟩`, read back for the report.
+/// `⟨output, direction⟩`, reduced where the tensors live so only the one number is read back.
 fn objective_value(output: &Tensor, direction: &Tensor) -> Result<f32, ModelError> {
-    let engine = |source| ModelError::Engine {
-        context: "the objective's value".into(),
-        source,
-    };
-    let (o, d) = (
-        output.to_vec_f32().map_err(engine)?,
-        direction.to_vec_f32().map_err(engine)?,
-    );
-    Ok(o.iter()
-        .zip(&d)
-        .map(|(a, b)| (*a as f64) * (*b as f64))
-        .sum::<f64>() as f32)
+    let dot = output
+        .detach()
+        .mul(direction)
+        .and_then(|p| p.reshape([p.numel()]))
+        .and_then(|p| p.sum(0, false))
+        .and_then(|s| s.to_vec_f32())
+        .map_err(|source| ModelError::Engine {
+            context: "the objective's value".into(),
+            source,
+        })?;
+    Ok(dot[0])
 }
 
 /// The state of one forward pass: its plan, what it has captured so far and, with gradients, the

@@ -9,8 +9,15 @@ use loupe_kernels::{Device, MatmulPrecision, Tensor};
 
 use crate::model::{Gpt2, RunSpec};
 
-/// The median of `iters` timed runs of `f` (at least one), in seconds.
-fn median_seconds(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// The seconds of `iters` timed runs of `f` (at least one), sorted, after `warmup` untimed runs.
+pub fn sorted_seconds(
+    warmup: usize,
+    iters: usize,
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    for _ in 0..warmup {
+        f()?;
+    }
     let mut times = Vec::with_capacity(iters.max(1));
     for _ in 0..iters.max(1) {
         let start = Instant::now();
@@ -18,6 +25,12 @@ fn median_seconds(iters: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64
         times.push(start.elapsed().as_secs_f64());
     }
     times.sort_by(f64::total_cmp);
+    Ok(times)
+}
+
+/// The median of `iters` timed runs of `f` (at least one), in seconds.
+fn median_seconds(iters: usize, f: impl FnMut() -> Result<()>) -> Result<f64> {
+    let times = sorted_seconds(0, iters, f)?;
     Ok(times[times.len() / 2])
 }
 
@@ -66,17 +79,7 @@ pub fn forward_seconds(
     warmup: usize,
     iters: usize,
 ) -> Result<Vec<f64>> {
-    for _ in 0..warmup {
-        forward_once(model, ids, spec)?;
-    }
-    let mut times = Vec::with_capacity(iters.max(1));
-    for _ in 0..iters.max(1) {
-        let start = Instant::now();
-        forward_once(model, ids, spec)?;
-        times.push(start.elapsed().as_secs_f64());
-    }
-    times.sort_by(f64::total_cmp);
-    Ok(times)
+    sorted_seconds(warmup, iters, || forward_once(model, ids, spec))
 }
 
 /// One pass, finished: on a GPU, timing waits for the device to complete the queued work.
