@@ -2,12 +2,11 @@
 
 use std::path::Path;
 
-use std::collections::BTreeSet;
+use loupe_kernels::{Device, StopSignal, Tensor};
 
-use loupe_kernels::{Device, StopSignal, Tape, Tensor};
-
-use super::grad::{self, GradOutput, GradSpec, GradTrace, Objective, Targets};
-use super::hooks::HookPlan;
+use super::arch::{self, Architecture, InputGrad};
+use super::grad::{self, GradOutput, GradSpec};
+use super::pass::{Pass, Stop, engine};
 use super::{
     Activation, Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names,
 };
@@ -26,7 +25,7 @@ struct Block {
 /// Every weight of a GPT-2. A forward pass reads them from here, so a pass with gradients runs on a
 /// copy whose wanted weights are watched by the tape.
 #[derive(Clone)]
-struct Params {
+pub(crate) struct Params {
     wte: Tensor,
     wpe: Tensor,
     blocks: Vec<Block>,
@@ -66,26 +65,6 @@ impl Params {
             out.push(("lm_head.weight".to_string(), head));
         }
         out
-    }
-
-    /// A copy (sharing storage) whose weights in `names` are leaves of `tape`, and those leaves.
-    fn watching(
-        &self,
-        tape: &Tape,
-        names: &BTreeSet<String>,
-    ) -> Result<(Params, Vec<(String, Tensor)>), ModelError> {
-        let mut copy = self.clone();
-        let mut leaves = Vec::with_capacity(names.len());
-        for (name, w) in copy.each_mut() {
-            if names.contains(&name) {
-                *w = tape.watch(w).map_err(|source| ModelError::Engine {
-                    context: format!("tracking weight `{name}`"),
-                    source,
-                })?;
-                leaves.push((name, w.clone()));
-            }
-        }
-        Ok((copy, leaves))
     }
 }
 
@@ -170,13 +149,7 @@ impl Gpt2 {
     /// Every weight under its Hugging Face name (`h.0.mlp.c_fc.weight`), in the stored `[in, out]`
     /// layout; `lm_head.weight` only when untied.
     pub fn weights(&self) -> Vec<(String, Tensor)> {
-        // Tensors share storage: the copy costs a few reference counts.
-        let mut params = self.params.clone();
-        params
-            .each_mut()
-            .into_iter()
-            .map(|(name, w)| (name, w.clone()))
-            .collect()
+        arch::weights(self)
     }
 
     /// Bytes a forward pass over `[batch, seq]` allocates at its peak, roughly: what it returns (captures,
@@ -300,7 +273,7 @@ impl Gpt2 {
         spec: &RunSpec,
         stop: &StopSignal,
     ) -> Result<RunOutput, ModelError> {
-        self.run(&self.params, ids, spec, stop, None)
+        arch::run(self, ids, spec, stop)
     }
 
     /// A forward pass that also gives the gradients of `grad`'s objective with respect to what
@@ -314,152 +287,76 @@ impl Gpt2 {
         grad: &GradSpec,
         stop: &StopSignal,
     ) -> Result<GradOutput, ModelError> {
-        let weight_names: Vec<String> = self.weights().into_iter().map(|(n, _)| n).collect();
-        let targets = Targets::resolve(&grad.wrt, &self.hook_names, &weight_names)?;
-        let at = grad.objective.at().to_string();
-        if at != grad::LOGITS && !self.hook_names.contains(&at) {
-            return Err(super::hooks::unknown_hook(&at, &self.hook_names));
-        }
-        let mut watch = targets.hooks.clone();
-        if targets.input {
-            watch.insert(INPUT_HOOK.to_string());
-        }
-        // The pass must reach every hook it differentiates by and the objective's, and compute the
-        // logits when the objective reads them.
-        let mut inner = spec.clone();
-        inner.capture.extend(watch.iter().cloned());
-        if at == grad::LOGITS {
-            inner.skip_logits = false;
-        } else {
-            inner.capture.push(at.clone());
-        }
-        let tape = Tape::new();
-        let (params, leaves) = self.params.watching(&tape, &targets.weights)?;
-        let mut trace = GradTrace::new(tape, watch, &at);
-        let mut out = self.run(&params, ids, &inner, stop, Some(&mut trace))?;
-        drop(params);
+        arch::run_with_grad(self, ids, spec, grad, stop)
+    }
+}
 
-        let wanted = super::select_hooks(&self.hook_names, &spec.capture)?;
-        out.captures.retain(|name, _| wanted.contains(name));
-        if spec.skip_logits {
-            // Computed for the objective, but not asked for.
-            out.logits = None;
-        }
-        let reached = |name: &str| {
-            trace
-                .value(name)
-                .cloned()
-                .ok_or_else(|| ModelError::Hook(format!("the forward pass did not reach `{name}`")))
-        };
-        let output = reached(&at)?;
-        let engine = |context: &'static str| {
-            move |source| ModelError::Engine {
-                context: context.into(),
-                source,
-            }
-        };
-        let (objective, direction) = match &grad.objective {
-            Objective::CrossEntropy { labels } => {
-                let labels = match labels {
-                    Some(l) => l.to_vec_i32().map_err(|_| {
-                        ModelError::Input("labels must be i32 token ids, one per position".into())
-                    })?,
-                    None => grad::next_token_labels(ids)?,
-                };
-                let (loss, _) = grad::cross_entropy_sum(&output, &labels)?;
-                let one = Tensor::ones([1usize], self.device).map_err(engine("seed"))?;
-                (loss, one)
-            }
-            Objective::Cotangent { direction, .. } => {
-                if direction.shape() != output.shape() {
-                    return Err(ModelError::Input(format!(
-                        "the direction at `{at}` has shape {}, but the value there is {}",
-                        direction.shape(),
-                        output.shape()
-                    )));
-                }
-                let direction = direction
-                    .to_device(self.device)
-                    .map_err(engine("moving the direction"))?;
-                (output, direction)
-            }
-        };
-        let value = objective_value(&objective, &direction)?;
-        let mut at_values: Vec<(String, Tensor)> = leaves;
-        for hook in &targets.hooks {
-            at_values.push((hook.clone(), reached(hook)?));
-        }
-        if targets.input {
-            at_values.push((grad::INPUT.to_string(), reached(INPUT_HOOK)?));
-        }
-        let grads = grad::sweep(trace.tape(), &objective, &direction, at_values)?;
-        Ok(GradOutput {
-            run: out,
-            value,
-            grads,
-        })
+impl Architecture for Gpt2 {
+    type Params = Params;
+
+    fn params(&self) -> &Params {
+        &self.params
     }
 
-    /// The forward pass on `p` (the model's own weights, or a copy with some watched).
-    fn run(
-        &self,
-        p: &Params,
-        ids: &Tensor,
-        spec: &RunSpec,
-        stop: &StopSignal,
-        trace: Option<&mut GradTrace>,
-    ) -> Result<RunOutput, ModelError> {
-        let plan = HookPlan::new(&self.hook_names, spec)?;
-        let mut pass = Pass {
-            plan: &plan,
-            out: RunOutput::default(),
-            trace,
-        };
-        let engine = |context: &str| {
-            let context = context.to_string();
-            move |source| ModelError::Engine {
-                context: context.clone(),
-                source,
-            }
-        };
+    fn weights_mut(p: &mut Params) -> Vec<(String, &mut Tensor)> {
+        p.each_mut()
+    }
+
+    fn hook_names(&self) -> &[String] {
+        &self.hook_names
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    fn input_grad(&self) -> InputGrad {
+        // Token ids have no gradient: `input` is the token embeddings they select.
+        InputGrad::Hook("hook_embed")
+    }
+
+    fn check_input(&self, ids: &Tensor) -> Result<(), ModelError> {
         if ids.rank() != 2 {
             return Err(ModelError::Input(format!(
                 "input ids must be [batch, pos], got {}",
                 ids.shape()
             )));
         }
-        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
+        let seq = ids.dims()[1];
         if seq > self.config.n_positions {
             return Err(ModelError::Input(format!(
                 "sequence of {seq} tokens is longer than the model's n_positions = {}",
                 self.config.n_positions
             )));
         }
+        Ok(())
+    }
 
-        macro_rules! hook {
-            ($name:expr, $x:expr) => {{
-                let name: &str = &$name;
-                let x = pass.hook(name, $x)?;
-                if pass.plan.done_after(name) {
-                    return Ok(pass.out);
-                }
-                x
-            }};
-        }
+    fn default_labels(&self, ids: &Tensor) -> Result<Vec<i32>, ModelError> {
+        grad::next_token_labels(ids)
+    }
 
-        let embed = hook!(
+    fn forward_on(
+        &self,
+        p: &Params,
+        ids: &Tensor,
+        pass: &mut Pass<'_>,
+        stop: &StopSignal,
+    ) -> Result<Tensor, Stop> {
+        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
+        let embed = pass.at(
             "hook_embed",
-            p.wte.embedding(ids).map_err(engine("token embedding"))?
-        );
+            p.wte.embedding(ids).map_err(engine("token embedding"))?,
+        )?;
         let positions: Vec<i32> = (0..batch).flat_map(|_| 0..seq as i32).collect();
         let positions = Tensor::from_vec_i32(positions, [batch, seq], self.device)
             .map_err(engine("positions"))?;
-        let pos_embed = hook!(
+        let pos_embed = pass.at(
             "hook_pos_embed",
             p.wpe
                 .embedding(&positions)
-                .map_err(engine("position embedding"))?
-        );
+                .map_err(engine("position embedding"))?,
+        )?;
         let mut resid = embed.add(&pos_embed).map_err(engine("embedding sum"))?;
 
         let (d, h, dh) = (
@@ -469,20 +366,18 @@ impl Gpt2 {
         );
         let eps = self.config.layer_norm_eps;
         for (l, block) in p.blocks.iter().enumerate() {
-            if plan.done_before_layer(l) {
-                return Ok(pass.out);
-            }
-            let e = |what: &str| engine(&format!("blocks.{l}: {what}"));
+            pass.enter_layer(l)?;
+            let e = |what: &str| engine(format!("blocks.{l}: {what}"));
             let name = |hook: &str| format!("blocks.{l}.{hook}");
             stop.check("forward").map_err(e("before the layer"))?;
 
-            let resid_pre = hook!(name("hook_resid_pre"), resid);
-            let ln1 = hook!(
-                name("ln1.hook_normalized"),
+            let resid_pre = pass.at(&name("hook_resid_pre"), resid)?;
+            let ln1 = pass.at(
+                &name("ln1.hook_normalized"),
                 resid_pre
                     .layer_norm(&block.ln1.0, &block.ln1.1, eps)
-                    .map_err(e("ln_1"))?
-            );
+                    .map_err(e("ln_1"))?,
+            )?;
             let qkv = ln1
                 .linear(&block.attn_qkv.0, Some(&block.attn_qkv.1))
                 .map_err(e("c_attn"))?;
@@ -490,9 +385,9 @@ impl Gpt2 {
                 qkv.slice(-1, i * d, (i + 1) * d)?
                     .reshape([batch, seq, h, dh])
             };
-            let q = hook!(name("attn.hook_q"), split(0).map_err(e("q"))?);
-            let k = hook!(name("attn.hook_k"), split(1).map_err(e("k"))?);
-            let v = hook!(name("attn.hook_v"), split(2).map_err(e("v"))?);
+            let q = pass.at(&name("attn.hook_q"), split(0).map_err(e("q"))?)?;
+            let k = pass.at(&name("attn.hook_k"), split(1).map_err(e("k"))?)?;
+            let v = pass.at(&name("attn.hook_v"), split(2).map_err(e("v"))?)?;
 
             let mut scale = if self.config.scale_attn_weights {
                 1.0 / (dh as f32).sqrt()
@@ -505,47 +400,47 @@ impl Gpt2 {
             let pattern = q
                 .attention_pattern(&k, scale, true)
                 .map_err(e("attention pattern"))?;
-            let pattern = hook!(name("attn.hook_pattern"), pattern);
+            let pattern = pass.at(&name("attn.hook_pattern"), pattern)?;
             let z = pattern
                 .attention_values(&v)
                 .map_err(e("attention-weighted values"))?;
-            let z = hook!(name("attn.hook_z"), z);
+            let z = pass.at(&name("attn.hook_z"), z)?;
             let attn_out = z
                 .reshape([batch, seq, d])
                 .and_then(|z| z.linear(&block.attn_out.0, Some(&block.attn_out.1)))
                 .map_err(e("attn c_proj"))?;
-            let attn_out = hook!(name("hook_attn_out"), attn_out);
-            let resid_mid = hook!(
-                name("hook_resid_mid"),
-                resid_pre.add(&attn_out).map_err(e("residual"))?
-            );
+            let attn_out = pass.at(&name("hook_attn_out"), attn_out)?;
+            let resid_mid = pass.at(
+                &name("hook_resid_mid"),
+                resid_pre.add(&attn_out).map_err(e("residual"))?,
+            )?;
 
-            let ln2 = hook!(
-                name("ln2.hook_normalized"),
+            let ln2 = pass.at(
+                &name("ln2.hook_normalized"),
                 resid_mid
                     .layer_norm(&block.ln2.0, &block.ln2.1, eps)
-                    .map_err(e("ln_2"))?
-            );
-            let pre = hook!(
-                name("mlp.hook_pre"),
+                    .map_err(e("ln_2"))?,
+            )?;
+            let pre = pass.at(
+                &name("mlp.hook_pre"),
                 ln2.linear(&block.mlp_in.0, Some(&block.mlp_in.1))
-                    .map_err(e("c_fc"))?
-            );
+                    .map_err(e("c_fc"))?,
+            )?;
             let post = match self.config.activation {
                 Activation::GeluTanh => pre.gelu_tanh(),
                 Activation::GeluErf => pre.gelu_erf(),
                 Activation::Relu => pre.relu(),
             };
-            let post = hook!(name("mlp.hook_post"), post.map_err(e("activation"))?);
-            let mlp_out = hook!(
-                name("hook_mlp_out"),
+            let post = pass.at(&name("mlp.hook_post"), post.map_err(e("activation"))?)?;
+            let mlp_out = pass.at(
+                &name("hook_mlp_out"),
                 post.linear(&block.mlp_out.0, Some(&block.mlp_out.1))
-                    .map_err(e("mlp c_proj"))?
-            );
-            resid = hook!(
-                name("hook_resid_post"),
-                resid_mid.add(&mlp_out).map_err(e("residual"))?
-            );
+                    .map_err(e("mlp c_proj"))?,
+            )?;
+            resid = pass.at(
+                &name("hook_resid_post"),
+                resid_mid.add(&mlp_out).map_err(e("residual"))?,
+            )?;
         }
 
         stop.check("forward")
@@ -553,59 +448,10 @@ impl Gpt2 {
         let final_norm = resid
             .layer_norm(&p.ln_f.0, &p.ln_f.1, eps)
             .map_err(engine("ln_f"))?;
-        let final_norm = hook!("ln_final.hook_normalized", final_norm);
+        let final_norm = pass.at("ln_final.hook_normalized", final_norm)?;
         let unembed = p.lm_head.as_ref().unwrap_or(&p.wte);
-        let logits = final_norm
+        Ok(final_norm
             .matmul_t(unembed, false, true)
-            .map_err(engine("unembedding"))?;
-        let logits = match pass.trace.as_mut() {
-            Some(trace) => trace.at(grad::LOGITS, logits)?,
-            None => logits,
-        };
-        pass.out.logits = Some(logits.detach());
-        Ok(pass.out)
-    }
-}
-
-/// The hook whose value is the model's input for gradients: the token embeddings.
-const INPUT_HOOK: &str = "hook_embed";
-
-/// `⟨output, direction⟩`, reduced where the tensors live so only the one number is read back.
-fn objective_value(output: &Tensor, direction: &Tensor) -> Result<f32, ModelError> {
-    let dot = output
-        .detach()
-        .mul(direction)
-        .and_then(|p| p.reshape([p.numel()]))
-        .and_then(|p| p.sum(0, false))
-        .and_then(|s| s.to_vec_f32())
-        .map_err(|source| ModelError::Engine {
-            context: "the objective's value".into(),
-            source,
-        })?;
-    Ok(dot[0])
-}
-
-/// The state of one forward pass: its plan, what it has captured so far and, with gradients, the
-/// tape's tracked values.
-struct Pass<'a> {
-    plan: &'a HookPlan,
-    out: RunOutput,
-    trace: Option<&'a mut GradTrace>,
-}
-
-impl Pass<'_> {
-    /// Applies the interventions registered at `name`, then captures the result if asked to.
-    fn hook(&mut self, name: &str, mut x: Tensor) -> Result<Tensor, ModelError> {
-        for intervention in self.plan.interventions(name) {
-            x = intervention.apply(&x)?;
-        }
-        if let Some(trace) = self.trace.as_mut() {
-            x = trace.at(name, x)?;
-        }
-        if self.plan.captures(name) {
-            // Detached: a capture must not keep the tape alive.
-            self.out.captures.insert(name.to_string(), x.detach());
-        }
-        Ok(x)
+            .map_err(engine("unembedding"))?)
     }
 }

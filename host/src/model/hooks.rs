@@ -7,6 +7,11 @@ use super::{Gpt2Config, Intervention, ModelError, RunSpec};
 
 /// Every hook of a GPT-2 with `n_layer` blocks, in the order the forward pass reaches them.
 pub fn gpt2_hook_names(n_layer: usize) -> Vec<String> {
+    transformer_hook_names(n_layer)
+}
+
+/// Every hook of a pre-norm transformer with `n_layer` blocks (GPT-2, ViT, DeiT), in forward order.
+pub fn transformer_hook_names(n_layer: usize) -> Vec<String> {
     const BLOCK: [&str; 14] = [
         "hook_resid_pre",
         "ln1.hook_normalized",
@@ -103,21 +108,54 @@ impl HookPlan {
     }
 }
 
-/// The shape of a GPT-2 hook's activation for a `[batch, seq]` input, as TransformerLens shapes it.
-pub fn gpt2_hook_shape(name: &str, batch: usize, seq: usize, config: &Gpt2Config) -> Vec<usize> {
-    let (heads, d_head) = (config.n_head, config.d_head());
+/// How a hook's activation is laid out, as TransformerLens lays it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookLayout {
+    /// `[batch, pos, width]`.
+    Stream { width: usize },
+    /// `[batch, pos, head, d_head]`: q, k, v, z.
+    PerHead { heads: usize, d_head: usize },
+    /// `[batch, head, query, key]`.
+    Pattern { heads: usize },
+}
+
+impl HookLayout {
+    pub fn shape(&self, batch: usize, seq: usize) -> Vec<usize> {
+        match *self {
+            HookLayout::Stream { width } => vec![batch, seq, width],
+            HookLayout::PerHead { heads, d_head } => vec![batch, seq, heads, d_head],
+            HookLayout::Pattern { heads } => vec![batch, heads, seq, seq],
+        }
+    }
+}
+
+/// The layout of a pre-norm transformer's hook.
+pub fn transformer_hook_layout(
+    name: &str,
+    d_model: usize,
+    heads: usize,
+    d_mlp: usize,
+) -> HookLayout {
     if name.ends_with("attn.hook_pattern") {
-        vec![batch, heads, seq, seq]
+        HookLayout::Pattern { heads }
     } else if ["attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_z"]
         .iter()
         .any(|h| name.ends_with(h))
     {
-        vec![batch, seq, heads, d_head]
+        HookLayout::PerHead {
+            heads,
+            d_head: d_model / heads,
+        }
     } else if name.ends_with("mlp.hook_pre") || name.ends_with("mlp.hook_post") {
-        vec![batch, seq, config.d_mlp]
+        HookLayout::Stream { width: d_mlp }
     } else {
-        vec![batch, seq, config.d_model]
+        HookLayout::Stream { width: d_model }
     }
+}
+
+/// The shape of a GPT-2 hook's activation for a `[batch, seq]` input, as TransformerLens shapes it.
+pub fn gpt2_hook_shape(name: &str, batch: usize, seq: usize, config: &Gpt2Config) -> Vec<usize> {
+    transformer_hook_layout(name, config.d_model, config.n_head, config.d_mlp).shape(batch, seq)
 }
 
 /// The hook names matched by `patterns` (exact names or globs with `*`, `?`, `[...]`).

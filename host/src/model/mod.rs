@@ -1,22 +1,32 @@
 //! Models loaded from Hugging Face directories, run with hook points named as in TransformerLens.
 
+mod arch;
 mod config;
 mod gpt2;
 pub mod grad;
 mod hooks;
 mod intervention;
 mod loaded;
+mod pass;
+pub mod preprocess;
 pub mod random;
+mod vit;
+mod vit_config;
 mod weights;
 
 use std::path::{Path, PathBuf};
 
+pub use arch::InputKind;
 pub use config::{Activation, Gpt2Config};
 pub use gpt2::Gpt2;
 pub use grad::{GradOutput, GradSpec, Objective};
-pub use hooks::{HookPlan, gpt2_hook_names, gpt2_hook_shape, select_hooks};
+pub use hooks::{
+    HookLayout, HookPlan, gpt2_hook_names, gpt2_hook_shape, select_hooks, transformer_hook_names,
+};
 pub use intervention::{Intervention, InterventionAction};
 pub use loaded::LoadedModel;
+pub use vit::Vit;
+pub use vit_config::{VitConfig, VitHead};
 pub use weights::WeightStore;
 
 use loupe_kernels::Tensor;
