@@ -213,3 +213,95 @@ fn bad_pixels_and_labels_are_clear_errors() {
         "{err}"
     );
 }
+
+/// The trained digits ViT: PNGs decoded by loupe (flat folder with labels.json, no preprocessor
+/// config, so fed as they are) give Hugging Face's logits, and the labels come back in order.
+#[test]
+fn digits_pngs_decode_to_hugging_faces_logits() {
+    use loupe::data::images::{ImageSet, PixelShape};
+    use loupe::model::{InputKind, Model};
+    let dir = fixtures_dir().join("vit-digits");
+    let reference = read_safetensors(&dir.join("images_logits.safetensors"));
+    let model = Model::load(&dir, Device::Cpu).unwrap();
+    let (labels, shape) = match model.input_kind() {
+        InputKind::Pixels {
+            channels,
+            height,
+            width,
+            labels,
+        } => (
+            labels,
+            PixelShape {
+                channels,
+                height,
+                width,
+            },
+        ),
+        other => panic!("a ViT takes pixels, not {other:?}"),
+    };
+    let Model::Vit(vit) = &model else {
+        unreachable!()
+    };
+    let set =
+        ImageSet::open_labelled(&dir.join("images"), &dir.join("labels.json"), &labels).unwrap();
+    assert_eq!(set.len(), 50);
+    let batch = set
+        .batch(0..50, &vit.preprocessor, shape, Device::Cpu)
+        .unwrap();
+    assert_eq!(
+        batch.labels.as_deref(),
+        Some(reference["labels"].i32s.as_slice())
+    );
+    let out = model
+        .forward_until(&batch.pixels, &RunSpec::default(), &StopSignal::never())
+        .unwrap();
+    let logits = out.logits.unwrap().to_vec_f32().unwrap();
+    if let Some((i, a, e)) = worst_mismatch(&logits, &reference["logits"].f32s, TOL) {
+        panic!("logits[{i}] = {a}, Hugging Face has {e}");
+    }
+}
+
+/// vit-ref (plain ViT, no preprocessor config) against the LST reference run on it: the gradient of
+/// the summed cross-entropy with respect to the pixels at `x0`, and the source confidences.
+#[test]
+fn vit_pixel_gradient_matches_the_lst_reference() {
+    let lst = read_safetensors(&fixtures_dir().join("lst-ref/lst_reference.safetensors"));
+    let model = Vit::load(&fixtures_dir().join("vit-ref"), Device::Cpu).unwrap();
+    assert!(model.preprocessor.mean_std.is_none());
+    let x0 = &lst["x0"];
+    let pixels = Tensor::from_vec_f32(x0.f32s.clone(), x0.shape.clone(), Device::Cpu).unwrap();
+    let y = lst["y_s"].i32s.clone();
+    let grad = GradSpec {
+        objective: Objective::CrossEntropy {
+            labels: Some(Tensor::from_vec_i32(y.clone(), [y.len()], Device::Cpu).unwrap()),
+        },
+        wrt: vec!["input".into()],
+    };
+    let out = model
+        .forward_with_grad(&pixels, &RunSpec::default(), &grad, &StopSignal::never())
+        .unwrap();
+    let g = out.grads["input"].to_vec_f32().unwrap();
+    if let Some((i, a, e)) = grad_mismatch(&g, &lst["grad_x0"].f32s) {
+        panic!("grad_x0[{i}] = {a}, the reference has {e}");
+    }
+    let probs = out
+        .run
+        .logits
+        .unwrap()
+        .softmax(-1)
+        .unwrap()
+        .to_vec_f32()
+        .unwrap();
+    let classes = probs.len() / y.len();
+    let p_s = &lst["p_s"];
+    for (b, &label) in y.iter().enumerate() {
+        let (ours, theirs) = (
+            probs[b * classes + label as usize],
+            p_s.f32s[b * p_s.shape[1]],
+        );
+        assert!(
+            (ours - theirs).abs() < TOL,
+            "p_s(x0)[{b}] = {ours}, the reference has {theirs}"
+        );
+    }
+}

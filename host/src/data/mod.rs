@@ -8,6 +8,7 @@
 
 mod activations;
 mod directory;
+pub mod images;
 mod rows;
 mod safetensors_file;
 mod text;

@@ -59,7 +59,7 @@ impl Gpt2Config {
                 .map(|m| format!("model_type \"{m}\""))
                 .unwrap_or_else(|| format!("architectures {:?}", raw.architectures));
             return Err(format!(
-                "unknown architecture ({found}); loupe can load: gpt2"
+                "unknown architecture ({found}); loupe can load: gpt2, vit, deit"
             ));
         }
         let need = |v: Option<usize>, key: &str| v.ok_or_else(|| format!("key `{key}` is missing"));

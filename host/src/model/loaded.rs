@@ -4,12 +4,12 @@ use std::path::{Path, PathBuf};
 
 use loupe_kernels::Device;
 
-use super::{Gpt2, ModelError};
+use super::{InputKind, Model, ModelError};
 use crate::tokenizer::TextTokenizer;
 
 pub struct LoadedModel {
     pub dir: PathBuf,
-    pub model: Gpt2,
+    pub model: Model,
     /// `None` when the directory has no `tokenizer.json`: runs can still feed token ids.
     pub tokenizer: Option<TextTokenizer>,
     pub bos: Option<u32>,
@@ -17,7 +17,7 @@ pub struct LoadedModel {
 
 impl LoadedModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
-        let model = Gpt2::load(dir, device)?;
+        let model = Model::load(dir, device)?;
         let tokenizer_path = dir.join("tokenizer.json");
         let tokenizer = if tokenizer_path.exists() {
             Some(
@@ -29,10 +29,14 @@ impl LoadedModel {
         } else {
             None
         };
+        let vocab = match model.input_kind() {
+            InputKind::Tokens { vocab, .. } => vocab,
+            InputKind::Pixels { .. } => 0,
+        };
         let bos = tokenizer
             .as_ref()
             .and_then(TextTokenizer::bos_id)
-            .filter(|&id| (id as usize) < model.config.vocab_size);
+            .filter(|&id| (id as usize) < vocab);
         Ok(LoadedModel {
             dir: dir.to_path_buf(),
             model,

@@ -2,6 +2,7 @@
 
 mod arch;
 mod config;
+mod family;
 mod gpt2;
 pub mod grad;
 mod hooks;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use arch::InputKind;
 pub use config::{Activation, Gpt2Config};
+pub use family::Model;
 pub use gpt2::Gpt2;
 pub use grad::{GradOutput, GradSpec, Objective};
 pub use hooks::{

@@ -10,8 +10,8 @@ use super::bindings::{ApiError, ErrorKind};
 use super::contain::fault_point;
 use super::state::{RunState, TensorEntry, api_error, engine_error};
 use crate::model::{
-    GradSpec, Intervention, InterventionAction, LoadedModel, ModelError, Objective, RunOutput,
-    RunSpec,
+    GradSpec, InputKind, Intervention, InterventionAction, LoadedModel, Model, ModelError,
+    Objective, RunOutput, RunSpec,
 };
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
@@ -51,28 +51,52 @@ impl RunState {
         })
     }
 
-    /// Token ids must be i32 `[batch, pos]` within the vocabulary: checked here so the error names
-    /// the offending id and position rather than an embedding lookup.
-    fn check_tokens(&self, op: &str, loaded: &LoadedModel, ids: &Tensor) -> Result<(), ApiError> {
-        if ids.rank() != 2 || ids.dtype() != DType::I32 {
+    /// The input must be what the model takes: token ids i32 `[batch, pos]` within the vocabulary
+    /// (checked here so the error names the offending id and position rather than an embedding
+    /// lookup), or pixels f32 `[batch, channels, height, width]`.
+    fn check_input(&self, op: &str, loaded: &LoadedModel, input: &Tensor) -> Result<(), ApiError> {
+        let vocab = match loaded.model.input_kind() {
+            InputKind::Tokens { vocab, .. } => vocab,
+            InputKind::Pixels {
+                channels,
+                height,
+                width,
+                ..
+            } => {
+                let want = [channels, height, width];
+                if input.rank() != 4 || input.dims()[1..] != want || input.dtype() != DType::F32 {
+                    return Err(api_error(
+                        ErrorKind::InvalidArgument,
+                        op,
+                        format!(
+                            "{} takes pixels, f32 [batch, {channels}, {height}, {width}] in [0, 1]; got {:?} {:?}",
+                            loaded.model.model_type(),
+                            input.dtype(),
+                            input.dims()
+                        ),
+                    ));
+                }
+                return Ok(());
+            }
+        };
+        if input.rank() != 2 || input.dtype() != DType::I32 {
             return Err(api_error(
                 ErrorKind::InvalidArgument,
                 op,
                 format!(
                     "tokens must be s32 [batch, pos], got {:?} {:?}",
-                    ids.dtype(),
-                    ids.dims()
+                    input.dtype(),
+                    input.dims()
                 ),
             ));
         }
-        let vocab = loaded.model.config.vocab_size;
-        let values = ids.to_vec_i32().map_err(|e| engine_error(op, e))?;
+        let values = input.to_vec_i32().map_err(|e| engine_error(op, e))?;
         if let Some((i, id)) = values
             .iter()
             .enumerate()
             .find(|(_, id)| **id < 0 || **id as usize >= vocab)
         {
-            let pos = ids.dims()[1].max(1);
+            let pos = input.dims()[1].max(1);
             return Err(api_error(
                 ErrorKind::Model,
                 op,
@@ -117,7 +141,7 @@ impl RunState {
             Err(e) => return Ok(Err(e)),
         };
         let ids = self.tensor(&request.tokens)?;
-        if let Err(e) = self.check_tokens(op, &loaded, &ids) {
+        if let Err(e) = self.check_input(op, &loaded, &ids) {
             return Ok(Err(e));
         }
         let interventions = request
@@ -130,11 +154,8 @@ impl RunState {
             interventions,
             skip_logits: !request.logits,
         };
-        let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
-        let bytes = match grad {
-            None => loaded.model.forward_bytes(batch, seq, &spec),
-            Some(_) => loaded.model.forward_with_grad_bytes(batch, seq, &spec),
-        };
+        let (batch, seq) = (ids.dims()[0], loaded.model.seq_len(&ids));
+        let bytes = loaded.model.pass_bytes(ids.dims(), &spec, grad.is_some());
         let bytes = match bytes {
             Ok(bytes) => bytes,
             Err(e) => return Ok(Err(model_error(op, e))),
@@ -144,7 +165,7 @@ impl RunState {
                 ErrorKind::OutOfQuota,
                 op,
                 format!(
-                    "a pass over [{batch}, {seq}] tokens needs about {} MiB for its activations{}, \
+                    "a pass over {batch} × {seq} positions needs about {} MiB for its activations{}, \
                      but the run's tensor quota of {} MiB has {} MiB in use; use smaller batches, \
                      fewer captures, or raise [run.limits] tensor_mb",
                     bytes.div_ceil(1 << 20),
@@ -212,16 +233,26 @@ impl wit::Host for RunState {
             Ok(m) => m,
             Err(e) => return Ok(Err(e)),
         };
-        let c = &loaded.model.config;
+        let model = &loaded.model;
+        let (n_layers, d_model, n_heads, d_mlp) = model.sizes();
+        // A classifier's "vocabulary" is its classes (the logits' width), its context the sequence
+        // of CLS, distillation and patch tokens.
+        let (d_vocab, n_ctx) = match (model.input_kind(), model) {
+            (InputKind::Tokens { vocab, n_ctx }, _) => (vocab, n_ctx),
+            (InputKind::Pixels { labels, .. }, Model::Vit(vit)) => {
+                (labels.len(), vit.config.seq_len())
+            }
+            (InputKind::Pixels { labels, .. }, _) => (labels.len(), 0),
+        };
         Ok(Ok(wit::ModelInfo {
-            architecture: "gpt2".into(),
-            n_layers: c.n_layer as u32,
-            d_model: c.d_model as u32,
-            n_heads: c.n_head as u32,
-            d_head: c.d_head() as u32,
-            d_mlp: c.d_mlp as u32,
-            d_vocab: c.vocab_size as u32,
-            n_ctx: c.n_positions as u32,
+            architecture: model.model_type().into(),
+            n_layers: n_layers as u32,
+            d_model: d_model as u32,
+            n_heads: n_heads as u32,
+            d_head: (d_model / n_heads.max(1)) as u32,
+            d_mlp: d_mlp as u32,
+            d_vocab: d_vocab as u32,
+            n_ctx: n_ctx as u32,
             bos_token: loaded.bos,
             hook_names: loaded.model.hook_names().to_vec(),
         }))

@@ -58,6 +58,7 @@ pub fn read_safetensors(path: &std::path::Path) -> BTreeMap<String, Stored> {
                         .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as i32)
                         .collect(),
                 ),
+                Dtype::U8 => (vec![], data.iter().map(|&b| i32::from(b)).collect()),
                 other => panic!("unexpected dtype {other:?} for {name}"),
             };
             (

@@ -24,14 +24,14 @@ pub fn hook_over_text(model: &Path, spec: &TextSpec, hook: &str) -> HookOverText
     let sequences: Vec<Vec<u32>> = (0..data.info().rows as usize)
         .map(|i| data.sequence(i).unwrap().to_vec())
         .collect();
-    let ids = loaded.model.input_ids(&sequences).unwrap();
+    let gpt2 = loaded.model.as_gpt2().expect("a language model");
+    let ids = gpt2.input_ids(&sequences).unwrap();
     let run = RunSpec {
         capture: vec![hook.to_string()],
         skip_logits: true,
         ..Default::default()
     };
-    let act = loaded
-        .model
+    let act = gpt2
         .forward(&ids, &run)
         .unwrap()
         .captures
