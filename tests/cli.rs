@@ -10,6 +10,8 @@ use common::{fixtures_dir, read_safetensors, worst_mismatch};
 
 #[path = "cli/grad.rs"]
 mod grad;
+#[path = "cli/vision.rs"]
+mod vision;
 
 fn loupe(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_loupe"))

@@ -19,6 +19,8 @@ pub enum BenchCommand {
     /// Hot-loading latency: a plugin file renamed into a watched directory until it is in service,
     /// cold compile and cached.
     Reload(super::bench_reload::ReloadArgs),
+    /// A vision model's forward pass, or its input gradient (`--grad`), in images/s and peak memory.
+    Vision(super::bench_vision::VisionArgs),
 }
 
 #[derive(Args)]
@@ -74,6 +76,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
         BenchCommand::Plugin(args) => return super::bench_plugin::run(args),
         BenchCommand::Reload(args) => return super::bench_reload::run(args),
         BenchCommand::Gemm(args) => return super::bench_gemm::run(args),
+        BenchCommand::Vision(args) => return super::bench_vision::run(args),
     };
     let device = super::resolve_device(&args.device)?;
     let start = Instant::now();
@@ -137,7 +140,7 @@ pub fn run(cmd: BenchCommand) -> Result<()> {
 }
 
 /// A field of /proc/self/status in KiB (0 where unavailable).
-fn memory_kib(field: &str) -> f64 {
+pub(super) fn memory_kib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

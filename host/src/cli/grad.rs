@@ -7,29 +7,35 @@ use clap::Args;
 use loupe_kernels::{Device, StopSignal, Tensor};
 use safetensors::SafeTensors;
 
+use super::images::ImageInput;
 use super::trace::{EditFlags, TokenInput};
-use crate::model::{Gpt2, GradSpec, Objective, RunSpec};
+use crate::model::{GradSpec, Model, Objective, RunSpec};
 use crate::tensor_file::write_safetensors;
 
 #[derive(Args)]
 pub struct GradArgs {
     #[command(flatten)]
     input: TokenInput,
-    /// Labels for the cross-entropy, comma-separated, one per position of a sequence (-100 leaves a
-    /// position out); repeat once per sequence. Without them: next-token labels from the input.
+    #[command(flatten)]
+    images: ImageInput,
+    /// Labels for the cross-entropy. A language model: comma-separated token ids, one per position
+    /// (-100 leaves a position out), repeated once per sequence; without them, next-token labels. A
+    /// classifier: one comma-separated list of class indices, one per image; without it, the labels
+    /// of the image folder or tensor file.
     #[arg(long, value_name = "7,-100,3")]
     labels: Vec<String>,
-    /// What to differentiate: `cross-entropy` (summed over the labelled positions), or a safetensors
-    /// file holding one f32 tensor named after a hook (or `logits`): the cotangent there, giving the
-    /// vector–Jacobian product ⟨value at that hook, tensor⟩.
+    /// What to differentiate: `cross-entropy` (summed over the labelled positions or images), or a
+    /// safetensors file holding one f32 tensor named after a hook (or `logits`): the cotangent there,
+    /// giving the vector–Jacobian product ⟨value at that hook, tensor⟩.
     #[arg(
         long,
         default_value = "cross-entropy",
         value_name = "cross-entropy|FILE"
     )]
     objective: String,
-    /// What to take gradients with respect to: `input` (the token embeddings), a hook name or a weight
-    /// name (`h.0.mlp.c_fc.weight`), globs allowed (`blocks.*.hook_resid_post`). Repeatable.
+    /// What to take gradients with respect to: `input` (the token embeddings of a language model, the
+    /// pixels of a vision model, in [0, 1] pixel space), a hook name or a weight name
+    /// (`h.0.mlp.c_fc.weight`), globs allowed (`blocks.*.hook_resid_post`). Repeatable.
     #[arg(long, value_name = "GLOB", required = true)]
     wrt: Vec<String>,
     /// Hook name or glob whose activation to save beside the gradients.
@@ -37,8 +43,9 @@ pub struct GradArgs {
     capture: Vec<String>,
     #[command(flatten)]
     edits: EditFlags,
-    /// Output safetensors file: `input_ids`, `objective` (its value) and `grad.NAME` for each gradient
-    /// (each shaped as what it differentiates by), plus the captured hooks.
+    /// Output safetensors file: `input_ids` (or `pixel_values` and `labels`), `objective` (its value)
+    /// and `grad.NAME` for each gradient (each shaped as what it differentiates by), plus the captured
+    /// hooks.
     #[arg(long)]
     out: PathBuf,
     /// Where to run: auto, cpu, cuda or cuda:N.
@@ -46,39 +53,109 @@ pub struct GradArgs {
     device: String,
 }
 
+/// The input of one `grad` run, whichever kind the model takes.
+struct Prepared {
+    /// Saved beside the gradients: `input_ids`, or `pixel_values` (and `labels`).
+    inputs: Vec<(String, Tensor)>,
+    objective: Objective,
+    /// `3 × 12 tokens`, `4 images`.
+    what: String,
+}
+
 pub fn run(args: GradArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
-    let batch = args.input.batch()?;
-    let model = Gpt2::load(&args.input.model, device)?;
-    let ids = model.input_ids(&batch)?;
-    let objective = objective(&args, &batch, device)?;
-    let described = match &objective {
+    let model = Model::load(&args.input.model, device)?;
+    let prepared = match &model {
+        Model::Gpt2(gpt2) => {
+            if args.images.given() {
+                bail!(
+                    "{} is a language model: give tokens (--ids or --text), not images",
+                    args.input.model.display()
+                );
+            }
+            let batch = args.input.batch()?;
+            let ids = gpt2.input_ids(&batch)?;
+            let objective = objective(&args, device, |lists| token_labels(lists, &batch, device))?;
+            Prepared {
+                what: format!("{} × {} tokens", batch.len(), batch[0].len()),
+                inputs: vec![("input_ids".into(), ids)],
+                objective,
+            }
+        }
+        Model::Vit(vit) => {
+            if args.input.given() {
+                bail!(
+                    "{} is a {} image classifier: give --images or --pixels, not tokens",
+                    args.input.model.display(),
+                    vit.config.model_type
+                );
+            }
+            if !args.images.given() {
+                bail!(
+                    "{} is a {} image classifier: give --images or --pixels",
+                    args.input.model.display(),
+                    vit.config.model_type
+                );
+            }
+            let batch = args.images.load(vit, device)?;
+            let n = batch.names.len();
+            let from_data = batch.labels.clone();
+            let objective = objective(&args, device, |lists| class_labels(lists, n, device))?;
+            let objective = match objective {
+                Objective::CrossEntropy { labels: None } => match from_data {
+                    Some(l) => Objective::CrossEntropy {
+                        labels: Some(Tensor::from_vec_i32(l, [n], device)?),
+                    },
+                    None => bail!(
+                        "the cross-entropy of a classifier needs labels: give --labels (one class per image) or a labelled folder or tensor file"
+                    ),
+                },
+                other => other,
+            };
+            let mut inputs = vec![("pixel_values".to_string(), batch.pixels)];
+            if let Objective::CrossEntropy { labels: Some(l) } = &objective {
+                inputs.push(("labels".into(), l.clone()));
+            }
+            Prepared {
+                what: format!("{n} image{}", if n == 1 { "" } else { "s" }),
+                inputs,
+                objective,
+            }
+        }
+    };
+    let described = match &prepared.objective {
         Objective::CrossEntropy { labels: None } => "next-token cross-entropy (summed)".to_string(),
-        Objective::CrossEntropy { .. } => "cross-entropy against --labels (summed)".to_string(),
+        Objective::CrossEntropy { .. } => "cross-entropy against the labels (summed)".to_string(),
         Objective::Cotangent { at, .. } => format!("⟨{at}, cotangent from {}⟩", args.objective),
     };
-    let reads_logits = matches!(&objective, Objective::CrossEntropy { .. })
-        || matches!(&objective, Objective::Cotangent { at, .. } if at == "logits");
+    let reads_logits = matches!(&prepared.objective, Objective::CrossEntropy { .. })
+        || matches!(&prepared.objective, Objective::Cotangent { at, .. } if at == "logits");
     let spec = RunSpec {
         capture: args.capture.clone(),
         interventions: args.edits.interventions(device)?,
         skip_logits: !reads_logits,
     };
     let grad = GradSpec {
-        objective,
+        objective: prepared.objective,
         wrt: args.wrt.clone(),
     };
-    let out = model.forward_with_grad(&ids, &spec, &grad, &StopSignal::never())?;
+    let input = &prepared.inputs[0].1;
+    let out = model.forward_with_grad(input, &spec, &grad, &StopSignal::never())?;
 
-    let mut tensors = vec![
-        ("input_ids".to_string(), ids),
-        (
-            "objective".to_string(),
-            Tensor::from_vec_f32(vec![out.value], [1usize], Device::Cpu)?,
-        ),
-    ];
+    let mut tensors = prepared.inputs;
+    tensors.push((
+        "objective".to_string(),
+        Tensor::from_vec_f32(vec![out.value], [1usize], Device::Cpu)?,
+    ));
     eprintln!("loupe: {described} = {}", out.value);
-    eprintln!("  {:<40} {:<18} {:>12}", "gradient", "shape", "L2 norm");
+    let width = out
+        .grads
+        .keys()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    eprintln!("  {:<width$} {:<18} {:>12}", "gradient", "shape", "L2 norm");
     for (name, g) in &out.grads {
         let norm = g
             .to_vec_f32()?
@@ -86,27 +163,34 @@ pub fn run(args: GradArgs) -> Result<()> {
             .map(|&v| (v as f64) * (v as f64))
             .sum::<f64>()
             .sqrt();
-        eprintln!("  {name:<40} {:<18} {norm:>12.6}", g.shape().to_string());
+        eprintln!(
+            "  {name:<width$} {:<18} {norm:>12.6}",
+            g.shape().to_string()
+        );
     }
     let count = out.grads.len();
     tensors.extend(out.grads.into_iter().map(|(n, g)| (format!("grad.{n}"), g)));
     tensors.extend(out.run.captures);
     write_safetensors(&args.out, &tensors)?;
     eprintln!(
-        "loupe: {count} gradients of {} × {} tokens → {}",
-        batch.len(),
-        batch[0].len(),
+        "loupe: {count} gradients of {} → {}",
+        prepared.what,
         args.out.display()
     );
     Ok(())
 }
 
-fn objective(args: &GradArgs, batch: &[Vec<u32>], device: Device) -> Result<Objective> {
+/// The objective `--objective` names; `labels` parses `--labels` when they are given.
+fn objective(
+    args: &GradArgs,
+    device: Device,
+    labels: impl FnOnce(&[String]) -> Result<Tensor>,
+) -> Result<Objective> {
     if args.objective == "cross-entropy" {
         let labels = if args.labels.is_empty() {
             None
         } else {
-            Some(labels(&args.labels, batch, device)?)
+            Some(labels(&args.labels)?)
         };
         return Ok(Objective::CrossEntropy { labels });
     }
@@ -117,8 +201,30 @@ fn objective(args: &GradArgs, batch: &[Vec<u32>], device: Device) -> Result<Obje
     Ok(Objective::Cotangent { at, direction })
 }
 
-/// `--labels`, one list per sequence, each as long as its sequence.
-fn labels(lists: &[String], batch: &[Vec<u32>], device: Device) -> Result<Tensor> {
+/// `--labels` of a classifier: one list with a class index per image.
+fn class_labels(lists: &[String], images: usize, device: Device) -> Result<Tensor> {
+    let [list] = lists else {
+        bail!("--labels: give one comma-separated list, a class index per image");
+    };
+    let row: Vec<i32> = list
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse::<i32>()
+                .map_err(|_| anyhow::anyhow!("--labels: `{s}` is not a class index"))
+        })
+        .collect::<Result<_>>()?;
+    if row.len() != images {
+        bail!(
+            "--labels: {} labels for {images} images; give one class index per image",
+            row.len()
+        );
+    }
+    Ok(Tensor::from_vec_i32(row, [images], device)?)
+}
+
+/// `--labels` of a language model: one list per sequence, each as long as its sequence.
+fn token_labels(lists: &[String], batch: &[Vec<u32>], device: Device) -> Result<Tensor> {
     if lists.len() != batch.len() {
         bail!(
             "--labels: {} lists for {} sequences; give one per sequence",

@@ -4,10 +4,13 @@ mod bench;
 mod bench_gemm;
 mod bench_plugin;
 mod bench_reload;
+mod bench_vision;
+mod classify;
 mod dash;
 mod doctor;
 mod edits;
 mod grad;
+mod images;
 #[cfg(unix)]
 mod interrupt;
 mod kernels;
@@ -45,9 +48,11 @@ enum Command {
     Plugins(plugins::PluginsCommand),
     /// Run a model on token ids or text and save its logits and hooked activations to a safetensors file.
     Trace(trace::TraceArgs),
-    /// Gradients of a cross-entropy or of a cotangent at a hook with respect to the input, hooks and
-    /// weights, as safetensors.
+    /// Gradients of a cross-entropy or of a cotangent at a hook with respect to the input (tokens'
+    /// embeddings or pixels), hooks and weights, as safetensors.
     Grad(grad::GradArgs),
+    /// The top classes and their probabilities of an image classifier (ViT, DeiT) for some images.
+    Classify(classify::ClassifyArgs),
     /// Print the token ids of a text as a JSON array.
     Tokenize(tokenize::TokenizeArgs),
     /// Inspect model directories or create random ones.
@@ -75,6 +80,7 @@ impl Cli {
             Command::Plugins(cmd) => plugins::run(cmd),
             Command::Trace(args) => trace::run(args),
             Command::Grad(args) => grad::run(args),
+            Command::Classify(args) => classify::run(args),
             Command::Tokenize(args) => tokenize::run(args),
             Command::Models(cmd) => models::run(cmd),
             Command::Bench(cmd) => bench::run(cmd),

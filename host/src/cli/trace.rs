@@ -28,6 +28,11 @@ pub struct TokenInput {
 }
 
 impl TokenInput {
+    /// Whether any tokens were given (`--ids` or `--text`).
+    pub fn given(&self) -> bool {
+        !self.ids.is_empty() || !self.text.is_empty()
+    }
+
     /// The batch of token sequences, tokenized and prefixed as asked.
     pub fn batch(&self) -> Result<Vec<Vec<u32>>> {
         let mut batch: Vec<Vec<u32>> = if !self.text.is_empty() {

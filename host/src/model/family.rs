@@ -10,7 +10,7 @@ use super::{Gpt2, GradOutput, GradSpec, InputKind, ModelDir, ModelError, RunOutp
 
 /// A loaded model of any supported family.
 pub enum Model {
-    Gpt2(Gpt2),
+    Gpt2(Box<Gpt2>),
     Vit(Box<Vit>),
 }
 
@@ -32,7 +32,7 @@ impl Model {
         match kind.model_type.as_deref() {
             Some("vit" | "deit") => Ok(Model::Vit(Box::new(Vit::load(dir, device)?))),
             // GPT-2's own parsing names anything else it cannot run.
-            _ => Ok(Model::Gpt2(Gpt2::load(dir, device)?)),
+            _ => Ok(Model::Gpt2(Box::new(Gpt2::load(dir, device)?))),
         }
     }
 

@@ -10,19 +10,31 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::{AddedToken, TokenizerBuilder};
 
-use super::{Activation, Gpt2Config};
+use super::{Activation, Gpt2Config, VitConfig, VitHead};
 
 /// Text the random models' byte-level BPE tokenizer is trained on.
 const TOKENIZER_CORPUS: &str = include_str!("../../../examples/tiny-corpus.txt");
 
-/// Sizes with names: `tiny` for tests, the GPT-2 sizes for benchmarks.
+/// Sizes with names: `tiny`, `vit-tiny` and `deit-tiny` for tests, the GPT-2 and ViT-B/16 sizes for
+/// benchmarks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Preset {
+    /// A 2-layer GPT-2 with a 512-token vocabulary.
     Tiny,
     #[value(name = "gpt2-small")]
     Gpt2Small,
     #[value(name = "gpt2-medium")]
     Gpt2Medium,
+    /// A 2-layer ViTForImageClassification on 32×32 images, 8×8 patches, 10 classes.
+    #[value(name = "vit-tiny")]
+    VitTiny,
+    /// A 2-layer DeiTForImageClassificationWithTeacher on 32×32 images, with an ImageNet-style
+    /// preprocessor_config.json (resize 36, crop 32, normalise).
+    #[value(name = "deit-tiny")]
+    DeitTiny,
+    /// ViT-B/16: 224×224 images, 16×16 patches, 12 layers of width 768, 1000 classes.
+    #[value(name = "vit-base")]
+    VitBase,
 }
 
 /// How the weights are stored on disk.
@@ -39,16 +51,21 @@ impl Preset {
             Preset::Tiny => "tiny",
             Preset::Gpt2Small => "gpt2-small",
             Preset::Gpt2Medium => "gpt2-medium",
+            Preset::VitTiny => "vit-tiny",
+            Preset::DeitTiny => "deit-tiny",
+            Preset::VitBase => "vit-base",
         }
     }
 
-    pub fn config(self) -> Gpt2Config {
+    /// The sizes of a GPT-2 preset; `None` for a vision preset.
+    pub fn config(self) -> Option<Gpt2Config> {
         let (n_layer, d_model, n_head, vocab_size, n_positions) = match self {
             Preset::Tiny => (2, 64, 4, 512, 128),
             Preset::Gpt2Small => (12, 768, 12, 50257, 1024),
             Preset::Gpt2Medium => (24, 1024, 16, 50257, 1024),
+            Preset::VitTiny | Preset::DeitTiny | Preset::VitBase => return None,
         };
-        Gpt2Config {
+        Some(Gpt2Config {
             vocab_size,
             n_positions,
             d_model,
@@ -61,7 +78,65 @@ impl Preset {
             tie_word_embeddings: true,
             scale_attn_weights: true,
             scale_attn_by_inverse_layer_idx: false,
-        }
+        })
+    }
+
+    /// The sizes of a vision preset; `None` for a GPT-2 preset.
+    pub fn vit_config(self) -> Option<VitConfig> {
+        let (model_type, architecture, head, layers, d, heads, image, patch, classes) = match self {
+            Preset::VitTiny => (
+                "vit",
+                "ViTForImageClassification",
+                VitHead::Cls,
+                2,
+                64,
+                4,
+                32,
+                8,
+                10,
+            ),
+            Preset::DeitTiny => (
+                "deit",
+                "DeiTForImageClassificationWithTeacher",
+                VitHead::ClsAndDistillation,
+                2,
+                64,
+                4,
+                32,
+                8,
+                10,
+            ),
+            Preset::VitBase => (
+                "vit",
+                "ViTForImageClassification",
+                VitHead::Cls,
+                12,
+                768,
+                12,
+                224,
+                16,
+                1000,
+            ),
+            Preset::Tiny | Preset::Gpt2Small | Preset::Gpt2Medium => return None,
+        };
+        Some(VitConfig {
+            model_type: model_type.into(),
+            architecture: architecture.into(),
+            d_model: d,
+            n_layer: layers,
+            n_head: heads,
+            d_mlp: 4 * d,
+            layer_norm_eps: 1e-12,
+            activation: Activation::GeluErf,
+            activation_name: "gelu".into(),
+            image_size: image,
+            patch_size: patch,
+            channels: 3,
+            qkv_bias: true,
+            distillation_token: model_type == "deit",
+            head,
+            labels: (0..classes).map(|i| format!("LABEL_{i}")).collect(),
+        })
     }
 }
 
@@ -73,9 +148,14 @@ pub fn write_random_model(
     dtype: StorageDtype,
     out: &Path,
 ) -> Result<()> {
-    let config = preset.config();
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create directory", out.display()))?;
+    let Some(config) = preset.config() else {
+        let config = preset
+            .vit_config()
+            .context("a preset is either a GPT-2 or a vision model")?;
+        return write_random_vit(&config, seed, dtype, out);
+    };
     let config_json = serde_json::to_string_pretty(&config.to_hf_json())?;
     std::fs::write(out.join("config.json"), config_json)
         .with_context(|| format!("{}: cannot write config.json", out.display()))?;
@@ -122,7 +202,24 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
     }
     specs.push(("ln_f.weight".into(), vec![d], 1.0, 0.05));
     specs.push(("ln_f.bias".into(), vec![d], 0.0, 0.02));
+    let specs = specs
+        .into_iter()
+        .map(|(name, shape, mean, std)| (format!("transformer.{name}"), shape, mean, std))
+        .collect();
+    write_normal_tensors(specs, seed, dtype, path)
+}
 
+/// A tensor to draw: name, shape, mean and standard deviation.
+type NormalSpec = (String, Vec<usize>, f32, f32);
+
+/// Draws each tensor from its normal distribution (seeded by `seed` and its index) and writes them
+/// all to one safetensors file in `dtype`.
+fn write_normal_tensors(
+    specs: Vec<NormalSpec>,
+    seed: u64,
+    dtype: StorageDtype,
+    path: &Path,
+) -> Result<()> {
     let mut buffers: BTreeMap<String, (Vec<usize>, Vec<u8>)> = BTreeMap::new();
     for (index, (name, shape, mean, std)) in specs.into_iter().enumerate() {
         let values = Tensor::randn(
@@ -144,7 +241,7 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
                 .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
                 .collect(),
         };
-        buffers.insert(format!("transformer.{name}"), (shape, bytes));
+        buffers.insert(name, (shape, bytes));
     }
     let st_dtype = match dtype {
         StorageDtype::F32 => Dtype::F32,
@@ -167,6 +264,99 @@ fn write_weights(config: &Gpt2Config, seed: u64, dtype: StorageDtype, path: &Pat
     safetensors::serialize_to_file(views, metadata, path)
         .with_context(|| format!("{}: cannot write weights", path.display()))?;
     Ok(())
+}
+
+/// A random ViT or DeiT classifier: `config.json`, `model.safetensors` in the hub layout and, for
+/// DeiT, the `preprocessor_config.json` its image processor saves. Weights are normal(0, 0.02), with
+/// layer norms, biases and the class / position tokens nudged off their defaults.
+fn write_random_vit(config: &VitConfig, seed: u64, dtype: StorageDtype, out: &Path) -> Result<()> {
+    let json = serde_json::to_string_pretty(&config.to_hf_json())?;
+    std::fs::write(out.join("config.json"), json)
+        .with_context(|| format!("{}: cannot write config.json", out.display()))?;
+    if config.model_type == "deit" {
+        let pre = serde_json::json!({
+            "image_processor_type": "DeiTImageProcessor",
+            "do_resize": true,
+            "size": {"height": config.image_size + config.image_size / 8, "width": config.image_size + config.image_size / 8},
+            "resample": 3,
+            "do_center_crop": true,
+            "crop_size": {"height": config.image_size, "width": config.image_size},
+            "do_rescale": true,
+            "rescale_factor": 1.0 / 255.0,
+            "do_normalize": true,
+            "image_mean": [0.485, 0.456, 0.406],
+            "image_std": [0.229, 0.224, 0.225],
+        });
+        std::fs::write(
+            out.join("preprocessor_config.json"),
+            serde_json::to_string_pretty(&pre)?,
+        )
+        .with_context(|| format!("{}: cannot write preprocessor_config.json", out.display()))?;
+    }
+    let (d, i, c, p) = (
+        config.d_model,
+        config.d_mlp,
+        config.channels,
+        config.patch_size,
+    );
+    let prefix = &config.model_type;
+    let e = format!("{prefix}.embeddings");
+    let mut specs: Vec<NormalSpec> = vec![
+        (format!("{e}.cls_token"), vec![1, 1, d], 0.0, 0.1),
+        (
+            format!("{e}.position_embeddings"),
+            vec![1, config.seq_len(), d],
+            0.0,
+            0.1,
+        ),
+        (
+            format!("{e}.patch_embeddings.projection.weight"),
+            vec![d, c, p, p],
+            0.0,
+            0.02,
+        ),
+        (
+            format!("{e}.patch_embeddings.projection.bias"),
+            vec![d],
+            0.0,
+            0.02,
+        ),
+    ];
+    if config.distillation_token {
+        specs.push((format!("{e}.distillation_token"), vec![1, 1, d], 0.0, 0.1));
+    }
+    let dense = |name: String, out: usize, inp: usize| {
+        [
+            (format!("{name}.weight"), vec![out, inp], 0.0, 0.02),
+            (format!("{name}.bias"), vec![out], 0.0, 0.02),
+        ]
+    };
+    let norm = |name: String| {
+        [
+            (format!("{name}.weight"), vec![d], 1.0, 0.05),
+            (format!("{name}.bias"), vec![d], 0.0, 0.02),
+        ]
+    };
+    for l in 0..config.n_layer {
+        let layer = format!("{prefix}.encoder.layer.{l}");
+        specs.extend(norm(format!("{layer}.layernorm_before")));
+        for part in ["query", "key", "value"] {
+            specs.extend(dense(format!("{layer}.attention.attention.{part}"), d, d));
+        }
+        specs.extend(dense(format!("{layer}.attention.output.dense"), d, d));
+        specs.extend(norm(format!("{layer}.layernorm_after")));
+        specs.extend(dense(format!("{layer}.intermediate.dense"), i, d));
+        specs.extend(dense(format!("{layer}.output.dense"), d, i));
+    }
+    specs.extend(norm(format!("{prefix}.layernorm")));
+    let heads: &[&str] = match config.head {
+        VitHead::Cls => &["classifier"],
+        VitHead::ClsAndDistillation => &["cls_classifier", "distillation_classifier"],
+    };
+    for head in heads {
+        specs.extend(dense(head.to_string(), config.labels.len(), d));
+    }
+    write_normal_tensors(specs, seed, dtype, &out.join("model.safetensors"))
 }
 
 /// A GPT-2-style byte-level BPE with `<|endoftext|>` = 0, trained on the embedded corpus. It never

@@ -1,0 +1,236 @@
+//! Vision models from the real binary: `loupe classify` on the trained digits ViT, `loupe grad` on the
+//! reference DeiT's pixels, `models inspect` and `models random` for ViT and DeiT, and bad inputs.
+
+use super::common::{fixtures_dir, grad_mismatch, read_safetensors};
+use super::{loupe, ok};
+
+#[test]
+fn classify_reads_a_labelled_folder_and_reports_accuracy() {
+    let digits = fixtures_dir().join("vit-digits");
+    let stdout = ok(&[
+        "classify",
+        "--model",
+        digits.to_str().unwrap(),
+        "--images",
+        digits.join("images").to_str().unwrap(),
+        "--labels-file",
+        digits.join("labels.json").to_str().unwrap(),
+        "--top",
+        "2",
+    ]);
+    // The fixture's README: 49 of these 50 are classified correctly, 2_035.png as a 1.
+    assert!(
+        stdout.contains("top-1 accuracy: 49/50 (98.0 %)"),
+        "{stdout}"
+    );
+    let miss = stdout
+        .split("\n2_035.png")
+        .nth(1)
+        .expect("2_035.png is listed");
+    assert!(miss.starts_with("  (label 2 2: wrong)"), "{miss}");
+    let first_class = miss.lines().nth(1).unwrap();
+    assert!(first_class.trim_end().ends_with(" 1  1"), "{first_class}");
+}
+
+#[test]
+fn grad_on_pixels_matches_the_lst_reference() {
+    // vit-ref has no preprocessor, so the stored x0 is what the model sees.
+    let dir = tempfile::tempdir().unwrap();
+    let lst = read_safetensors(&fixtures_dir().join("lst-ref/lst_reference.safetensors"));
+    let pixels = dir.path().join("x0.safetensors");
+    let x0: Vec<u8> = lst["x0"]
+        .f32s
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let y: Vec<u8> = lst["y_s"]
+        .i32s
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    safetensors::serialize_to_file(
+        [
+            (
+                "pixel_values",
+                safetensors::tensor::TensorView::new(
+                    safetensors::Dtype::F32,
+                    lst["x0"].shape.clone(),
+                    &x0,
+                )
+                .unwrap(),
+            ),
+            (
+                "labels",
+                safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![4], &y).unwrap(),
+            ),
+        ],
+        None,
+        &pixels,
+    )
+    .unwrap();
+    let out = dir.path().join("grads.safetensors");
+    let model = fixtures_dir().join("vit-ref");
+    ok(&[
+        "grad",
+        "--model",
+        model.to_str().unwrap(),
+        "--pixels",
+        pixels.to_str().unwrap(),
+        "--wrt",
+        "input",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let written = read_safetensors(&out);
+    assert_eq!(written["labels"].i32s, lst["y_s"].i32s);
+    assert_eq!(written["pixel_values"].shape, [4, 3, 32, 32]);
+    if let Some((i, a, e)) = grad_mismatch(&written["grad.input"].f32s, &lst["grad_x0"].f32s) {
+        panic!("grad.input[{i}] = {a}, the reference has {e}");
+    }
+}
+
+#[test]
+fn random_vision_presets_load_inspect_and_classify() {
+    let dir = tempfile::tempdir().unwrap();
+    for (preset, arch) in [
+        ("vit-tiny", "vit (ViTForImageClassification)"),
+        ("deit-tiny", "deit (DeiTForImageClassificationWithTeacher)"),
+    ] {
+        let model = dir.path().join(preset);
+        ok(&[
+            "models",
+            "random",
+            "--preset",
+            preset,
+            "--out",
+            model.to_str().unwrap(),
+        ]);
+        let inspect = ok(&["models", "inspect", model.to_str().unwrap()]);
+        assert!(
+            inspect.contains(&format!("architecture: {arch}")),
+            "{inspect}"
+        );
+        assert!(
+            inspect.contains("input:        pixels [batch, 3, 32, 32]"),
+            "{inspect}"
+        );
+        assert!(inspect.contains("blocks.1.attn.hook_pattern"), "{inspect}");
+        let png = fixtures_dir().join("vit-digits/images/3_002.png");
+        let stdout = ok(&[
+            "classify",
+            "--model",
+            model.to_str().unwrap(),
+            "--images",
+            png.to_str().unwrap(),
+            "--top",
+            "3",
+        ]);
+        assert_eq!(
+            stdout.lines().filter(|l| l.contains(" %  ")).count(),
+            3,
+            "{stdout}"
+        );
+    }
+    let deit = dir.path().join("deit-tiny");
+    assert!(deit.join("preprocessor_config.json").exists());
+}
+
+#[test]
+fn vision_bad_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let vit = fixtures_dir().join("vit-ref");
+    let gpt2 = fixtures_dir().join("gpt2-ref");
+    let broken = dir.path().join("broken.png");
+    std::fs::write(&broken, b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    let out = dir.path().join("g.safetensors");
+    let digit = fixtures_dir().join("vit-digits/images/3_002.png");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "classify",
+                "--model",
+                vit.to_str().unwrap(),
+                "--images",
+                broken.to_str().unwrap(),
+            ],
+            "broken.png: cannot decode the image",
+        ),
+        (
+            vec![
+                "classify",
+                "--model",
+                gpt2.to_str().unwrap(),
+                "--images",
+                broken.to_str().unwrap(),
+            ],
+            "is a language model",
+        ),
+        (
+            vec![
+                "grad",
+                "--model",
+                vit.to_str().unwrap(),
+                "--ids",
+                "1,2",
+                "--wrt",
+                "input",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "give --images or --pixels, not tokens",
+        ),
+        (
+            vec![
+                "grad",
+                "--model",
+                vit.to_str().unwrap(),
+                "--images",
+                digit.to_str().unwrap(),
+                "--wrt",
+                "input",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "needs labels",
+        ),
+        (
+            vec![
+                "grad",
+                "--model",
+                vit.to_str().unwrap(),
+                "--images",
+                digit.to_str().unwrap(),
+                "--labels",
+                "3,4",
+                "--wrt",
+                "input",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "2 labels for 1 images",
+        ),
+        (
+            vec![
+                "grad",
+                "--model",
+                gpt2.to_str().unwrap(),
+                "--pixels",
+                broken.to_str().unwrap(),
+                "--wrt",
+                "input",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            "is a language model",
+        ),
+    ];
+    for (args, expected) in cases {
+        let run = loupe(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!out.exists(), "a failed run wrote its output");
+}
