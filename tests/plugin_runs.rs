@@ -446,7 +446,7 @@ fn plugins_list_and_check_describe_the_manifest() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.3.1)"),
+        stdout.contains("act-stats 0.1.0 (method act-stats, loupe:plugin@0.3.2)"),
         "{stdout}"
     );
     assert!(stdout.contains("top_k (int, default 5)"), "{stdout}");

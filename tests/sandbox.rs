@@ -77,7 +77,7 @@ fn misbehaving_plugins_fail_alone_and_the_host_carries_on() {
         "{stderr}"
     );
     for message in [
-        "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.3.1",
+        "built for loupe:plugin@9.0.0, but this loupe speaks loupe:plugin@0.3.2",
         "a core WebAssembly module, not a component",
         "malformed component",
     ] {

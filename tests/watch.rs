@@ -180,7 +180,7 @@ fn watch_hot_loads_plugins_and_runs_dropped_experiments() {
     let loaded = watch.wait_for("act-stats loaded", |v| {
         event_is(v, "plugin-loaded") && v["name"] == "act-stats"
     });
-    assert_eq!(loaded["api_version"], "0.3.1");
+    assert_eq!(loaded["api_version"], "0.3.2");
 
     // An experiment dropped in runs with it.
     drop_file(

@@ -1,6 +1,6 @@
 //! The stable API between loupe and its WebAssembly plugins, and the guest SDK plugins are written with.
 //!
-//! The contract is the WIT package in `wit/` (`loupe:plugin@0.3.1`). This crate wraps its generated
+//! The contract is the WIT package in `wit/` (`loupe:plugin@0.3.2`). This crate wraps its generated
 //! bindings in an idiomatic surface: [`Tensor`] handles with operators that free their host memory when
 //! dropped, a [`Forward`] builder for model runs with captures and interventions, datasets, reporting,
 //! and [`export_plugin!`] to export a type implementing [`Plugin`]:
@@ -46,14 +46,14 @@ pub mod rng;
 pub mod runtime;
 mod tensor;
 
-pub use data::{Dataset, Directory};
+pub use data::{Dataset, Directory, ImageBatch, Images};
 pub use error::{Error, ErrorKind, Result};
 pub use manifest::{Manifest, Param, ParamType};
 pub use model::{Forward, GradForward, GradOutput, Intervention, ModelInfo, Objective, Output};
 pub use tensor::{AdamConfig, DType, Tensor};
 
 /// The version of the plugin API this crate describes: the WIT package's version.
-pub const API_VERSION: &str = "0.3.1";
+pub const API_VERSION: &str = "0.3.2";
 
 /// The generated bindings of the `plugin` world. Plugins rarely need them directly.
 #[doc(hidden)]
@@ -70,8 +70,9 @@ pub mod bindings {
 pub mod prelude {
     pub use crate::report::{self, debug, info, warn};
     pub use crate::{
-        AdamConfig, DType, Dataset, Directory, Error, ErrorKind, Forward, Intervention, Manifest,
-        Objective, Param, ParamType, Plugin, Result, Tensor, export_plugin, model, runtime,
+        AdamConfig, DType, Dataset, Directory, Error, ErrorKind, Forward, Images, Intervention,
+        Manifest, Objective, Param, ParamType, Plugin, Result, Tensor, export_plugin, model,
+        runtime,
     };
 }
 

@@ -6,11 +6,17 @@ use crate::bindings::loupe::plugin::model as wit;
 use crate::error::{Error, ErrorKind, Result};
 use crate::tensor::Tensor;
 
-pub use wit::ModelInfo;
+pub use wit::{ImageInput, ModelInfo, ModelInput};
 
 /// Sizes, BOS token and hook names of the run's model.
 pub fn info() -> Result<ModelInfo> {
     Ok(wit::info()?)
+}
+
+/// What the run's model takes: token ids, or pixels of a given size (with its class names). A
+/// forward pass is fed the one or the other in [`Forward::new`].
+pub fn input() -> Result<ModelInput> {
+    Ok(wit::input()?)
 }
 
 pub fn tokenize(text: &str) -> Result<Vec<u32>> {
@@ -174,7 +180,8 @@ impl<'a> Forward<'a> {
 pub enum Objective<'a> {
     /// The summed next-token cross-entropy: position t predicts token t + 1.
     NextToken,
-    /// The cross-entropy against i32 labels `[batch, pos]`, summed; -100 leaves a position out.
+    /// The cross-entropy against i32 labels `[batch, pos]` (an image classifier: `[batch]` class
+    /// indices), summed; -100 leaves a position out.
     CrossEntropy(&'a Tensor),
     /// `⟨value at hook (or "logits"), direction⟩`: the vector–Jacobian product with `direction`.
     Cotangent { at: &'a str, direction: &'a Tensor },
@@ -188,7 +195,8 @@ pub struct GradForward<'a> {
 }
 
 impl GradForward<'_> {
-    /// Differentiate by `name`: `input` (the token embeddings), a hook, a weight, or a glob of them.
+    /// Differentiate by `name`: `input` (the token embeddings, or a vision model's pixels), a hook, a
+    /// weight, or a glob of them.
     pub fn wrt(mut self, name: &str) -> Self {
         self.wrt.push(name.to_string());
         self
@@ -251,7 +259,7 @@ impl GradOutput {
 
 /// What a forward pass returned.
 pub struct Output {
-    /// `[batch, pos, d_vocab]`, if asked for.
+    /// `[batch, pos, d_vocab]` (an image classifier: `[batch, classes]`), if asked for.
     pub logits: Option<Tensor>,
     /// By hook name.
     pub captures: BTreeMap<String, Tensor>,

@@ -587,6 +587,90 @@ fn open_tensor_file(path: &Path) -> Result<ImageSet, DataError> {
     })
 }
 
+/// An image dataset in an experiment file: `data = { path = "digits/", kind = "images" }`, with
+/// `labels = "labels.json"` for a flat folder whose labels file lives elsewhere.
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    pub path: PathBuf,
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
+}
+
+/// An image dataset being read in batches by one run, prepared for the run's model.
+pub struct ImageDataset {
+    set: ImageSet,
+    preprocessor: Preprocessor,
+    shape: PixelShape,
+    next: usize,
+}
+
+impl ImageDataset {
+    /// Opens `spec` for a model taking `shape` pixels prepared by `preprocessor` and naming
+    /// `model_labels` classes.
+    pub fn load(
+        spec: &ImageSpec,
+        preprocessor: &Preprocessor,
+        shape: PixelShape,
+        model_labels: &[String],
+    ) -> Result<Self, DataError> {
+        let set = match &spec.labels {
+            Some(list) => ImageSet::open_labelled(&spec.path, list, model_labels)?,
+            None => ImageSet::open(&spec.path, model_labels)?,
+        };
+        Ok(ImageDataset {
+            set,
+            preprocessor: preprocessor.clone(),
+            shape,
+            next: 0,
+        })
+    }
+
+    pub fn set(&self) -> &ImageSet {
+        &self.set
+    }
+
+    pub fn info(&self) -> super::DatasetInfo {
+        super::DatasetInfo {
+            kind: super::DatasetKind::Images,
+            rows: self.set.len() as u64,
+            width: 0,
+        }
+    }
+
+    /// Bytes of a batch of `count` images.
+    pub fn batch_bytes(&self, count: usize) -> u64 {
+        (count.min(self.set.len() - self.next.min(self.set.len())) * self.shape.numel() * 4) as u64
+    }
+
+    /// The next `count` images, or `None` once exhausted. `count == 0` is an error.
+    pub fn next_images(
+        &mut self,
+        count: usize,
+        device: Device,
+    ) -> Result<Option<ImageBatch>, DataError> {
+        if count == 0 {
+            return Err(DataError::Batch {
+                path: self.set.path.clone(),
+                why: "a batch of 0 images never makes progress; ask for at least 1".into(),
+            });
+        }
+        if self.next >= self.set.len() {
+            return Ok(None);
+        }
+        let end = (self.next + count).min(self.set.len());
+        let batch = self
+            .set
+            .batch(self.next..end, &self.preprocessor, self.shape, device)?;
+        self.next = end;
+        Ok(Some(batch))
+    }
+
+    pub fn reset(&mut self) {
+        self.next = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -114,6 +114,7 @@ pub enum DatasetKind {
     Text,
     Activations,
     Directory,
+    Images,
 }
 
 impl fmt::Display for DatasetKind {
@@ -122,6 +123,7 @@ impl fmt::Display for DatasetKind {
             DatasetKind::Text => "text",
             DatasetKind::Activations => "activations",
             DatasetKind::Directory => "directory",
+            DatasetKind::Images => "images",
         })
     }
 }
@@ -227,6 +229,7 @@ pub enum Dataset {
     Text(TextDataset),
     Activations(ActivationDataset),
     Directory(DirectoryDataset),
+    Images(images::ImageDataset),
 }
 
 impl Dataset {
@@ -235,6 +238,7 @@ impl Dataset {
             Dataset::Text(d) => d.info(),
             Dataset::Activations(d) => d.info(),
             Dataset::Directory(d) => d.info(),
+            Dataset::Images(d) => d.info(),
         }
     }
 
@@ -246,6 +250,10 @@ impl Dataset {
             Dataset::Text(d) => d.next_batch(rows, device),
             Dataset::Activations(d) => d.next_batch(rows, device),
             Dataset::Directory(d) => Err(d.no_batches()),
+            Dataset::Images(d) => Err(DataError::Batch {
+                path: d.set().path().to_path_buf(),
+                why: "an image dataset is read with data.next-images (the SDK's Images), not next-batch".into(),
+            }),
         }
     }
 
@@ -255,6 +263,7 @@ impl Dataset {
             Dataset::Text(d) => d.reset(),
             Dataset::Activations(d) => d.reset(),
             Dataset::Directory(d) => return Err(d.no_batches()),
+            Dataset::Images(d) => d.reset(),
         }
         Ok(())
     }
@@ -265,6 +274,7 @@ impl Dataset {
             Dataset::Text(d) => d.path(),
             Dataset::Activations(d) => d.path(),
             Dataset::Directory(d) => d.path(),
+            Dataset::Images(d) => d.set().path(),
         }
     }
 }

@@ -59,24 +59,93 @@ fn file_error(op: &str, e: FileError) -> ApiError {
 impl wit::Host for RunState {
     fn datasets(&mut self) -> wasmtime::Result<Vec<wit::DatasetInfo>> {
         fault_point("data.datasets");
+        // Image datasets have a kind this record cannot name (it predates them): `image-datasets`
+        // lists them.
         Ok(self
             .ctx
             .datasets
             .iter()
-            .map(|(name, d)| {
+            .filter_map(|(name, d)| {
                 let info = d.info();
-                wit::DatasetInfo {
+                let kind = match info.kind {
+                    DatasetKind::Text => wit::DatasetKind::Text,
+                    DatasetKind::Activations => wit::DatasetKind::Activations,
+                    DatasetKind::Directory => wit::DatasetKind::Directory,
+                    DatasetKind::Images => return None,
+                };
+                Some(wit::DatasetInfo {
                     name: name.clone(),
-                    kind: match info.kind {
-                        DatasetKind::Text => wit::DatasetKind::Text,
-                        DatasetKind::Activations => wit::DatasetKind::Activations,
-                        DatasetKind::Directory => wit::DatasetKind::Directory,
-                    },
+                    kind,
                     rows: info.rows,
                     width: info.width,
-                }
+                })
             })
             .collect())
+    }
+
+    fn image_datasets(&mut self) -> wasmtime::Result<Vec<wit::ImageDatasetInfo>> {
+        fault_point("data.image-datasets");
+        Ok(self
+            .ctx
+            .datasets
+            .iter()
+            .filter_map(|(name, d)| match d {
+                Dataset::Images(d) => Some(wit::ImageDatasetInfo {
+                    name: name.clone(),
+                    images: d.set().len() as u64,
+                    labelled: d.set().labelled(),
+                    classes: d.set().classes.clone(),
+                }),
+                _ => None,
+            })
+            .collect())
+    }
+
+    fn next_images(&mut self, dataset: String, count: u32) -> Answer<Option<wit::ImageBatch>> {
+        const OP: &str = "data.next-images";
+        let device = self.ctx.device;
+        let d = match self.ctx.datasets.get_mut(&dataset) {
+            Some(Dataset::Images(d)) => d,
+            Some(other) => {
+                let kind = other.info().kind;
+                return Ok(Err(api_error(
+                    ErrorKind::InvalidArgument,
+                    OP,
+                    format!(
+                        "dataset `{dataset}` is of kind `{kind}`; declare image datasets with `kind = \"images\"`"
+                    ),
+                )));
+            }
+            None => return Ok(Err(self.unknown_dataset(OP, &dataset))),
+        };
+        // Refuse a batch over the quota before decoding it.
+        let bytes = d.batch_bytes(count as usize);
+        if let Err(e) = self.quota.check(OP, &[count as usize], bytes) {
+            return Ok(Err(e));
+        }
+        let Some(Dataset::Images(d)) = self.ctx.datasets.get_mut(&dataset) else {
+            return Ok(Err(self.unknown_dataset(OP, &dataset)));
+        };
+        let batch = match d.next_images(count as usize, device) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Ok(None)),
+            Err(e) => {
+                return Ok(Err(api_error(
+                    ErrorKind::InvalidArgument,
+                    OP,
+                    e.to_string(),
+                )));
+            }
+        };
+        let pixels = match self.hand_out(OP, batch.pixels)? {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(Some(wit::ImageBatch {
+            pixels,
+            labels: batch.labels,
+            names: batch.names,
+        })))
     }
 
     fn next_batch(&mut self, dataset: String, rows: u32) -> Answer<Option<Resource<TensorEntry>>> {

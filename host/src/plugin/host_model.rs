@@ -258,6 +258,28 @@ impl wit::Host for RunState {
         }))
     }
 
+    fn input(&mut self) -> Answer<wit::ModelInput> {
+        fault_point("model.input");
+        let loaded = match self.model("model.input") {
+            Ok(m) => m,
+            Err(e) => return Ok(Err(e)),
+        };
+        Ok(Ok(match loaded.model.input_kind() {
+            InputKind::Tokens { .. } => wit::ModelInput::Tokens,
+            InputKind::Pixels {
+                channels,
+                height,
+                width,
+                labels,
+            } => wit::ModelInput::Pixels(wit::ImageInput {
+                channels: channels as u32,
+                height: height as u32,
+                width: width as u32,
+                labels,
+            }),
+        }))
+    }
+
     fn tokenize(&mut self, text: String) -> Answer<Vec<u32>> {
         const OP: &str = "model.tokenize";
         fault_point(OP);

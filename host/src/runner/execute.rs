@@ -412,6 +412,32 @@ impl<'e> Runner<'e> {
                 DataSpec::Directory(d) => Dataset::Directory(
                     DirectoryDataset::load(d).map_err(|e| format!("dataset `{name}`: {e}"))?,
                 ),
+                DataSpec::Images(spec) => {
+                    let vision = model.and_then(|m| match &m.model {
+                        crate::model::Model::Vit(v) => Some(v),
+                        _ => None,
+                    });
+                    let vit = vision.ok_or_else(|| {
+                        format!(
+                            "dataset `{name}`: images are prepared for the run's model, which must be a vision model (ViT, DeiT); set `model = ...`"
+                        )
+                    })?;
+                    let c = &vit.config;
+                    let shape = crate::data::images::PixelShape {
+                        channels: c.channels,
+                        height: c.image_size,
+                        width: c.image_size,
+                    };
+                    Dataset::Images(
+                        crate::data::images::ImageDataset::load(
+                            spec,
+                            &vit.preprocessor,
+                            shape,
+                            &c.labels,
+                        )
+                        .map_err(|e| format!("dataset `{name}`: {e}"))?,
+                    )
+                }
             };
             out.insert(name.clone(), dataset);
         }

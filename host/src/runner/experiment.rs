@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::data::images::ImageSpec;
 use crate::data::{ActivationSpec, DirectorySpec, TextSpec};
 use crate::plugin::Limits;
 
@@ -17,6 +18,7 @@ pub enum DataSpec {
     Text(TextSpec),
     Activations(ActivationSpec),
     Directory(DirectorySpec),
+    Images(ImageSpec),
 }
 
 /// A value and the line it was written on, for error messages.
@@ -232,7 +234,7 @@ fn parse_data(value: toml::Value, base: &Path) -> Result<BTreeMap<String, DataSp
 }
 
 fn parse_one(value: toml::Value, base: &Path) -> Result<DataSpec, String> {
-    let table = match value {
+    let mut table = match value {
         toml::Value::String(path) => {
             let mut t = toml::Table::new();
             t.insert("path".into(), toml::Value::String(path));
@@ -255,6 +257,20 @@ fn parse_one(value: toml::Value, base: &Path) -> Result<DataSpec, String> {
         .extension()
         .map(|e| e.to_string_lossy().to_lowercase());
     let resolved = base.join(&path);
+    match table.remove("kind") {
+        None => {}
+        Some(toml::Value::String(kind)) if kind == "images" => {
+            let mut spec: ImageSpec = from_table(table)?;
+            spec.path = resolved;
+            spec.labels = spec.labels.map(|l| base.join(l));
+            return Ok(DataSpec::Images(spec));
+        }
+        Some(other) => {
+            return Err(format!(
+                "`kind = {other}`: the only kind to declare is \"images\" (image files, an ImageFolder or pixel_values); text, activations and directories are told by their paths"
+            ));
+        }
+    }
     // An existing directory wins over its extension (`sae.v2/`); a path with none that does not exist
     // yet is taken for a directory too, and loading says it is missing.
     let kind = if resolved.is_dir() {

@@ -131,8 +131,18 @@ impl Tensor {
         if out.numel() == 0 || k == 0 {
             return Tensor::zeros_reserved(out, self.device());
         }
-        let lhs_offsets = batch_offsets(&lhs_batch, &batch, la * lb);
-        let rhs_offsets = batch_offsets(&rhs_batch, &batch, ra * rb);
+        // One matrix applied to a stack (`[B, T, D] · [D, E]`, the usual layer): the stacked rows are
+        // one `[B·T, D]` matrix in memory, and one large product blocks and splits across threads
+        // far better than B small ones.
+        let (m, lhs_offsets, rhs_offsets) = if rhs_batch.numel() == 1 && !transpose_lhs {
+            (m * batch.numel(), vec![0], vec![0])
+        } else {
+            (
+                m,
+                batch_offsets(&lhs_batch, &batch, la * lb),
+                batch_offsets(&rhs_batch, &batch, ra * rb),
+            )
+        };
         if let Some(a) = self.gpu() {
             let gemm = Gemm {
                 m,

@@ -172,6 +172,7 @@ fn train_config(p: &Params, d_in: usize, d_sae: usize) -> Result<TrainConfig> {
         aux_coefficient: p.aux_k_coefficient,
         dead_window: p.dead_window(),
         grad_clip: p.grad_clip_norm,
+        save_first_gradients: p.save_first_gradients,
         beta1: p.adam_beta1,
         beta2: p.adam_beta2,
         lr: LrSchedule {

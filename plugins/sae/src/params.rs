@@ -23,6 +23,7 @@ pub struct Params {
     pub lr_warm_up_fraction: f64,
     pub lr_decay_fraction: f64,
     pub grad_clip_norm: f64,
+    pub save_first_gradients: bool,
     pub l1_coefficient: f64,
     pub l1_warm_up_fraction: f64,
     pub l0_coefficient: f64,
@@ -82,6 +83,7 @@ pub fn manifest() -> Manifest {
     .param(Param::float("lr_warm_up_fraction", 0.0, "Fraction of the steps over which the learning rate rises linearly from 0"))
     .param(Param::float("lr_decay_fraction", 0.2, "Fraction of the steps, at the end, over which the learning rate decays linearly to 0"))
     .param(Param::float("grad_clip_norm", 1.0, "Clip the global gradient norm to this (0: off)"))
+    .param(Param::bool("save_first_gradients", false, "Save the first step's batch, parameters and hand-derived gradients (before clipping) to artifacts/first_step_gradients.safetensors, to check them against autodiff"))
     .param(Param::float("l1_coefficient", 1.0, "standard: weight of the L1 penalty Σ f_i·‖W_dec,i‖ (on normalised activations)"))
     .param(Param::float("l1_warm_up_fraction", 0.05, "standard, jumprelu: fraction of the steps over which the sparsity coefficient rises linearly from 0"))
     .param(Param::float("l0_coefficient", 1.0, "jumprelu: weight of the L0 penalty"))

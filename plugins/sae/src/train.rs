@@ -37,6 +37,8 @@ pub struct TrainConfig {
     pub aux_coefficient: f64,
     pub dead_window: u64,
     pub grad_clip: f64,
+    /// Save the first step's batch, parameters and gradients (a check against autodiff).
+    pub save_first_gradients: bool,
     pub beta1: f64,
     pub beta2: f64,
     pub lr: LrSchedule,
@@ -290,6 +292,9 @@ impl Trainer {
             Architecture::TopK => self.topk_pass(x, &dead, n_dead, detail)?,
             _ => self.dense_pass(x, &dead, n_dead, detail)?,
         };
+        if self.step == 1 && self.cfg.save_first_gradients {
+            self.save_gradients(x, &pass.grads)?;
+        }
         self.apply(pass.grads)?;
         self.steer(pass.stats.l0);
         // The dead-latent clock: reset where a latent fired, else one more step.
@@ -305,6 +310,31 @@ impl Trainer {
             lr: self.cfg.lr.at(self.step),
             ..pass.stats
         })
+    }
+
+    /// Writes `x`, the parameters, the step's sparsity coefficient and the hand-derived gradients
+    /// (before clipping) to `first_step_gradients.safetensors`, for a check against autodiff.
+    fn save_gradients(&self, x: &Tensor, grads: &[Tensor]) -> Result<()> {
+        let fixed = match self.cfg.architecture {
+            Architecture::JumpRelu => self.cfg.l0_coefficient,
+            _ => self.cfg.l1_coefficient,
+        };
+        let coefficient = Tensor::full(&[1], self.sparsity_coefficient(fixed) as f32)?;
+        let names = ["w_enc", "b_enc", "w_dec", "b_dec", "log_threshold"];
+        let grad_names: Vec<String> = names.iter().map(|n| format!("grad.{n}")).collect();
+        let mut tensors: Vec<(&str, &Tensor)> = vec![
+            ("x", x),
+            ("coefficient", &coefficient),
+            ("w_enc", &self.w_enc.value),
+            ("b_enc", &self.b_enc.value),
+            ("w_dec", &self.w_dec.value),
+            ("b_dec", &self.b_dec.value),
+        ];
+        if let Some(t) = &self.log_threshold {
+            tensors.push(("log_threshold", &t.value));
+        }
+        tensors.extend(grad_names.iter().map(String::as_str).zip(grads));
+        loupe_plugin_api::report::save_tensors("first_step_gradients.safetensors", &tensors)
     }
 
     /// Clips the gradients to the global norm and takes an Adam step on every parameter.

@@ -1,7 +1,8 @@
 //! Exercises the plugin API end to end and reports what it saw in its summary, for the tests to check
 //! against what they know: datasets, the model's facts, weights, tokens, interventions, errors, artifacts.
 
-use loupe_plugin_api::data::datasets;
+use loupe_plugin_api::data::{datasets, image_datasets};
+use loupe_plugin_api::model::ModelInput;
 use loupe_plugin_api::prelude::*;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -32,6 +33,9 @@ impl Plugin for ApiTour {
     fn run(_: Params) -> Result<Value> {
         if datasets().iter().any(|d| d.name == "reference") {
             return reference_gradients();
+        }
+        if image_datasets().iter().any(|d| d.name == "images") {
+            return image_gradients();
         }
         // Cached activations: every row, in order, in batches of 3.
         let acts = Dataset::open("acts")?;
@@ -201,6 +205,62 @@ fn reference_gradients() -> Result<Value> {
     let borrowed: Vec<(&str, &Tensor)> = named.iter().map(|(n, g)| (n.as_str(), *g)).collect();
     report::save_tensors("grads.safetensors", &borrowed)?;
     Ok(json!({ "loss_sum": out.value, "grads": out.grads.len() }))
+}
+
+/// With an image dataset `images` and a vision model: in batches of 3, the gradient of the summed
+/// cross-entropy against the dataset's labels with respect to the pixels, in one call each; the
+/// gradients are saved, and the summary says what the plugin saw.
+fn image_gradients() -> Result<Value> {
+    let ModelInput::Pixels(input) = model::input()? else {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "api-tour",
+            "an image dataset needs a vision model",
+        ));
+    };
+    let images = Images::open("images")?;
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    let (mut grads, mut names, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    for batch in images.batches(3) {
+        let batch = batch?;
+        let batch_labels = batch.labels.clone().unwrap_or_default();
+        let l = Tensor::from_i32(&batch_labels, &[batch_labels.len()])?;
+        let mut out = Forward::new(&batch.pixels)
+            .grad_of(Objective::CrossEntropy(&l))
+            .wrt("input")
+            .run()?;
+        loss += out.value as f64;
+        let logits = out
+            .output
+            .logits
+            .take()
+            .expect("logits of a cross-entropy pass");
+        let predicted = logits.argmax(-1, false)?.to_vec_i32()?;
+        correct += predicted
+            .iter()
+            .zip(&batch_labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        grads.push(out.take("input")?);
+        names.extend(batch.names);
+        labels.extend(batch_labels);
+    }
+    let parts: Vec<&Tensor> = grads.iter().collect();
+    let all = Tensor::concat(&parts, 0)?;
+    report::save_tensors("image_grads.safetensors", &[("grad.input", &all)])?;
+    let info = images.info();
+    Ok(json!({
+        "input": [input.channels, input.height, input.width],
+        "classes_of_model": input.labels.len(),
+        "images": images.len(),
+        "labelled": info.labelled,
+        "classes": info.classes,
+        "names": names,
+        "labels": labels,
+        "loss_sum": loss,
+        "correct": correct,
+        "exhausted": images.next_batch(3)?.is_none(),
+    }))
 }
 
 export_plugin!(ApiTour);
