@@ -6,7 +6,7 @@
 #
 #   bench/compare_vision.sh [PRESET] [BATCH] [ROUNDS]      (default: vit-base 16 3)
 #
-# DEVICE=cuda runs both on GPU 0. Needs python3 with torch and transformers; PYTHON picks the interpreter.
+# ITERS sets the timed passes per run (default 3, after one warm-up). DEVICE=cuda runs both on GPU 0. Needs python3 with torch and transformers; PYTHON picks the interpreter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 preset=${1:-vit-base}
@@ -14,6 +14,7 @@ batch=${2:-16}
 rounds=${3:-3}
 python=${PYTHON:-python3}
 device=${DEVICE:-cpu}
+iters=${ITERS:-3}
 model=target/bench-models/$preset
 cargo build --release --locked -q -p loupe
 loupe=./target/release/loupe
@@ -26,8 +27,8 @@ mode=(--grad) key=grad\(pixels\):
 [ "${FORWARD:-0}" = 1 ] && mode=() key=forward:
 ratios_median=() ratios_best=()
 for round in $(seq "$rounds"); do
-  l=$($loupe bench vision --model "$model" --batch "$batch" --device "$device" "${mode[@]}")
-  t=$($python bench/torch_vision.py --model "$model" --batch "$batch" --device "$device" "${mode[@]}" 2>/dev/null)
+  l=$($loupe bench vision --model "$model" --batch "$batch" --iters "$iters" --device "$device" "${mode[@]}")
+  t=$($python bench/torch_vision.py --model "$model" --batch "$batch" --iters "$iters" --device "$device" "${mode[@]}" 2>/dev/null)
   echo "== round $round"
   echo "   loupe:   $(echo "$l" | grep -F "$key")  peak RSS $(echo "$l" | field peak 3) MiB"
   echo "   pytorch: $(echo "$t" | grep -F "$key")  peak RSS $(echo "$t" | field peak 3) MiB"

@@ -5,11 +5,10 @@ use std::path::Path;
 use loupe_kernels::{Device, StopSignal, Tensor};
 
 use super::arch::{self, Architecture, InputGrad};
+use super::block::{self, BlockShape, BlockWeights};
 use super::grad::{self, GradOutput, GradSpec};
 use super::pass::{Pass, Stop, engine};
-use super::{
-    Activation, Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names,
-};
+use super::{Gpt2Config, ModelDir, ModelError, RunOutput, RunSpec, WeightStore, gpt2_hook_names};
 
 /// One transformer block's parameters. Matrices are `[in, out]` as HF's Conv1D stores them.
 #[derive(Clone)]
@@ -20,6 +19,39 @@ struct Block {
     ln2: (Tensor, Tensor),
     mlp_in: (Tensor, Tensor),
     mlp_out: (Tensor, Tensor),
+}
+
+impl BlockWeights for Block {
+    fn norm1(&self) -> (&Tensor, &Tensor) {
+        (&self.ln1.0, &self.ln1.1)
+    }
+
+    fn norm2(&self) -> (&Tensor, &Tensor) {
+        (&self.ln2.0, &self.ln2.1)
+    }
+
+    /// One fused `c_attn` product, split in three.
+    fn qkv(&self, x: &Tensor) -> loupe_kernels::Result<[Tensor; 3]> {
+        let qkv = x.linear(&self.attn_qkv.0, Some(&self.attn_qkv.1))?;
+        let d = self.attn_out.1.numel();
+        Ok([
+            qkv.slice(-1, 0, d)?,
+            qkv.slice(-1, d, 2 * d)?,
+            qkv.slice(-1, 2 * d, 3 * d)?,
+        ])
+    }
+
+    fn attn_out(&self, z: &Tensor) -> loupe_kernels::Result<Tensor> {
+        z.linear(&self.attn_out.0, Some(&self.attn_out.1))
+    }
+
+    fn mlp_in(&self, x: &Tensor) -> loupe_kernels::Result<Tensor> {
+        x.linear(&self.mlp_in.0, Some(&self.mlp_in.1))
+    }
+
+    fn mlp_out(&self, x: &Tensor) -> loupe_kernels::Result<Tensor> {
+        x.linear(&self.mlp_out.0, Some(&self.mlp_out.1))
+    }
 }
 
 /// Every weight of a GPT-2. A forward pass reads them from here, so a pass with gradients runs on a
@@ -359,94 +391,38 @@ impl Architecture for Gpt2 {
         )?;
         let mut resid = embed.add(&pos_embed).map_err(engine("embedding sum"))?;
 
-        let (d, h, dh) = (
-            self.config.d_model,
-            self.config.n_head,
-            self.config.d_head(),
-        );
-        let eps = self.config.layer_norm_eps;
+        let c = &self.config;
+        let (d, dh) = (c.d_model, c.d_head());
         for (l, block) in p.blocks.iter().enumerate() {
             pass.enter_layer(l)?;
-            let e = |what: &str| engine(format!("blocks.{l}: {what}"));
-            let name = |hook: &str| format!("blocks.{l}.{hook}");
-            stop.check("forward").map_err(e("before the layer"))?;
-
-            let resid_pre = pass.at(&name("hook_resid_pre"), resid)?;
-            let ln1 = pass.at(
-                &name("ln1.hook_normalized"),
-                resid_pre
-                    .layer_norm(&block.ln1.0, &block.ln1.1, eps)
-                    .map_err(e("ln_1"))?,
-            )?;
-            let qkv = ln1
-                .linear(&block.attn_qkv.0, Some(&block.attn_qkv.1))
-                .map_err(e("c_attn"))?;
-            let split = |i: usize| {
-                qkv.slice(-1, i * d, (i + 1) * d)?
-                    .reshape([batch, seq, h, dh])
-            };
-            let q = pass.at(&name("attn.hook_q"), split(0).map_err(e("q"))?)?;
-            let k = pass.at(&name("attn.hook_k"), split(1).map_err(e("k"))?)?;
-            let v = pass.at(&name("attn.hook_v"), split(2).map_err(e("v"))?)?;
-
-            let mut scale = if self.config.scale_attn_weights {
+            stop.check("forward")
+                .map_err(engine(format!("blocks.{l}: before the layer")))?;
+            let mut scale = if c.scale_attn_weights {
                 1.0 / (dh as f32).sqrt()
             } else {
                 1.0
             };
-            if self.config.scale_attn_by_inverse_layer_idx {
+            if c.scale_attn_by_inverse_layer_idx {
                 scale /= (l + 1) as f32;
             }
-            let pattern = q
-                .attention_pattern(&k, scale, true)
-                .map_err(e("attention pattern"))?;
-            let pattern = pass.at(&name("attn.hook_pattern"), pattern)?;
-            let z = pattern
-                .attention_values(&v)
-                .map_err(e("attention-weighted values"))?;
-            let z = pass.at(&name("attn.hook_z"), z)?;
-            let attn_out = z
-                .reshape([batch, seq, d])
-                .and_then(|z| z.linear(&block.attn_out.0, Some(&block.attn_out.1)))
-                .map_err(e("attn c_proj"))?;
-            let attn_out = pass.at(&name("hook_attn_out"), attn_out)?;
-            let resid_mid = pass.at(
-                &name("hook_resid_mid"),
-                resid_pre.add(&attn_out).map_err(e("residual"))?,
-            )?;
-
-            let ln2 = pass.at(
-                &name("ln2.hook_normalized"),
-                resid_mid
-                    .layer_norm(&block.ln2.0, &block.ln2.1, eps)
-                    .map_err(e("ln_2"))?,
-            )?;
-            let pre = pass.at(
-                &name("mlp.hook_pre"),
-                ln2.linear(&block.mlp_in.0, Some(&block.mlp_in.1))
-                    .map_err(e("c_fc"))?,
-            )?;
-            let post = match self.config.activation {
-                Activation::GeluTanh => pre.gelu_tanh(),
-                Activation::GeluErf => pre.gelu_erf(),
-                Activation::Relu => pre.relu(),
+            let shape = BlockShape {
+                batch,
+                seq,
+                d_model: d,
+                heads: c.n_head,
+                d_head: dh,
+                eps: c.layer_norm_eps,
+                scale,
+                causal: true,
+                activation: c.activation,
             };
-            let post = pass.at(&name("mlp.hook_post"), post.map_err(e("activation"))?)?;
-            let mlp_out = pass.at(
-                &name("hook_mlp_out"),
-                post.linear(&block.mlp_out.0, Some(&block.mlp_out.1))
-                    .map_err(e("mlp c_proj"))?,
-            )?;
-            resid = pass.at(
-                &name("hook_resid_post"),
-                resid_mid.add(&mlp_out).map_err(e("residual"))?,
-            )?;
+            resid = block::block(pass, l, resid, block, &shape)?;
         }
 
         stop.check("forward")
             .map_err(engine("before the final layer norm"))?;
         let final_norm = resid
-            .layer_norm(&p.ln_f.0, &p.ln_f.1, eps)
+            .layer_norm(&p.ln_f.0, &p.ln_f.1, c.layer_norm_eps)
             .map_err(engine("ln_f"))?;
         let final_norm = pass.at("ln_final.hook_normalized", final_norm)?;
         let unembed = p.lm_head.as_ref().unwrap_or(&p.wte);

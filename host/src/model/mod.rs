@@ -1,6 +1,7 @@
 //! Models loaded from Hugging Face directories, run with hook points named as in TransformerLens.
 
 mod arch;
+mod block;
 mod config;
 mod family;
 mod gpt2;

@@ -10,13 +10,12 @@ use std::path::Path;
 use loupe_kernels::{Device, StopSignal, Tensor};
 
 use super::arch::{self, Architecture, InputGrad, InputKind};
+use super::block::{self, BlockShape, BlockWeights};
 use super::grad::{GradOutput, GradSpec};
 use super::hooks::{HookLayout, transformer_hook_layout, transformer_hook_names};
 use super::pass::{Pass, Stop, engine};
 use super::preprocess::Preprocessor;
-use super::{
-    Activation, ModelDir, ModelError, RunOutput, RunSpec, VitConfig, VitHead, WeightStore,
-};
+use super::{ModelDir, ModelError, RunOutput, RunSpec, VitConfig, VitHead, WeightStore};
 
 /// A Hugging Face `nn.Linear`: weight `[out, in]`, bias `[out]`.
 #[derive(Clone)]
@@ -45,6 +44,36 @@ struct Block {
     norm_after: (Tensor, Tensor),
     mlp_in: Dense,
     mlp_out: Dense,
+}
+
+impl BlockWeights for Block {
+    fn norm1(&self) -> (&Tensor, &Tensor) {
+        (&self.norm_before.0, &self.norm_before.1)
+    }
+
+    fn norm2(&self) -> (&Tensor, &Tensor) {
+        (&self.norm_after.0, &self.norm_after.1)
+    }
+
+    fn qkv(&self, x: &Tensor) -> loupe_kernels::Result<[Tensor; 3]> {
+        Ok([
+            self.query.apply(x)?,
+            self.key.apply(x)?,
+            self.value.apply(x)?,
+        ])
+    }
+
+    fn attn_out(&self, z: &Tensor) -> loupe_kernels::Result<Tensor> {
+        self.attn_out.apply(z)
+    }
+
+    fn mlp_in(&self, x: &Tensor) -> loupe_kernels::Result<Tensor> {
+        self.mlp_in.apply(x)
+    }
+
+    fn mlp_out(&self, x: &Tensor) -> loupe_kernels::Result<Tensor> {
+        self.mlp_out.apply(x)
+    }
 }
 
 /// Every weight of a ViT; see `Gpt2`'s `Params` for why the forward pass reads them from here.
@@ -426,7 +455,6 @@ impl Architecture for Vit {
     ) -> Result<Tensor, Stop> {
         let c = &self.config;
         let (batch, seq, d) = (pixels.dims()[0], c.seq_len(), c.d_model);
-        let (h, dh) = (c.n_head, c.d_head());
         let x = match &self.normalize {
             Some((scale, shift)) => pixels
                 .mul(scale)
@@ -461,77 +489,28 @@ impl Architecture for Vit {
         let pos_embed = pass.at("hook_pos_embed", pos_embed)?;
         let mut resid = embed.add(&pos_embed).map_err(engine("embedding sum"))?;
 
-        let eps = c.layer_norm_eps;
-        let scale = 1.0 / (dh as f32).sqrt();
-        for (l, block) in p.blocks.iter().enumerate() {
+        let shape = BlockShape {
+            batch,
+            seq,
+            d_model: d,
+            heads: c.n_head,
+            d_head: c.d_head(),
+            eps: c.layer_norm_eps,
+            scale: 1.0 / (c.d_head() as f32).sqrt(),
+            causal: false,
+            activation: c.activation,
+        };
+        for (l, weights) in p.blocks.iter().enumerate() {
             pass.enter_layer(l)?;
-            let e = |what: &str| engine(format!("blocks.{l}: {what}"));
-            let name = |hook: &str| format!("blocks.{l}.{hook}");
-            stop.check("forward").map_err(e("before the layer"))?;
-
-            let resid_pre = pass.at(&name("hook_resid_pre"), resid)?;
-            let ln1 = pass.at(
-                &name("ln1.hook_normalized"),
-                resid_pre
-                    .layer_norm(&block.norm_before.0, &block.norm_before.1, eps)
-                    .map_err(e("layernorm_before"))?,
-            )?;
-            let heads = |dense: &Dense, what: &str| {
-                dense
-                    .apply(&ln1)
-                    .and_then(|x| x.reshape([batch, seq, h, dh]))
-                    .map_err(e(what))
-            };
-            let q = pass.at(&name("attn.hook_q"), heads(&block.query, "query")?)?;
-            let k = pass.at(&name("attn.hook_k"), heads(&block.key, "key")?)?;
-            let v = pass.at(&name("attn.hook_v"), heads(&block.value, "value")?)?;
-            let pattern = q
-                .attention_pattern(&k, scale, false)
-                .map_err(e("attention pattern"))?;
-            let pattern = pass.at(&name("attn.hook_pattern"), pattern)?;
-            let z = pattern
-                .attention_values(&v)
-                .map_err(e("attention-weighted values"))?;
-            let z = pass.at(&name("attn.hook_z"), z)?;
-            let attn_out = z
-                .reshape([batch, seq, d])
-                .and_then(|z| block.attn_out.apply(&z))
-                .map_err(e("attention output"))?;
-            let attn_out = pass.at(&name("hook_attn_out"), attn_out)?;
-            let resid_mid = pass.at(
-                &name("hook_resid_mid"),
-                resid_pre.add(&attn_out).map_err(e("residual"))?,
-            )?;
-            let ln2 = pass.at(
-                &name("ln2.hook_normalized"),
-                resid_mid
-                    .layer_norm(&block.norm_after.0, &block.norm_after.1, eps)
-                    .map_err(e("layernorm_after"))?,
-            )?;
-            let pre = pass.at(
-                &name("mlp.hook_pre"),
-                block.mlp_in.apply(&ln2).map_err(e("intermediate"))?,
-            )?;
-            let post = match c.activation {
-                Activation::GeluTanh => pre.gelu_tanh(),
-                Activation::GeluErf => pre.gelu_erf(),
-                Activation::Relu => pre.relu(),
-            };
-            let post = pass.at(&name("mlp.hook_post"), post.map_err(e("activation"))?)?;
-            let mlp_out = pass.at(
-                &name("hook_mlp_out"),
-                block.mlp_out.apply(&post).map_err(e("output"))?,
-            )?;
-            resid = pass.at(
-                &name("hook_resid_post"),
-                resid_mid.add(&mlp_out).map_err(e("residual"))?,
-            )?;
+            stop.check("forward")
+                .map_err(engine(format!("blocks.{l}: before the layer")))?;
+            resid = block::block(pass, l, resid, weights, &shape)?;
         }
 
         stop.check("forward")
             .map_err(engine("before the final layer norm"))?;
         let final_norm = resid
-            .layer_norm(&p.final_norm.0, &p.final_norm.1, eps)
+            .layer_norm(&p.final_norm.0, &p.final_norm.1, c.layer_norm_eps)
             .map_err(engine("final layernorm"))?;
         let final_norm = pass.at("ln_final.hook_normalized", final_norm)?;
         let e = engine("classifier");

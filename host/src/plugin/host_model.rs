@@ -155,6 +155,10 @@ impl RunState {
             skip_logits: !request.logits,
         };
         let (batch, seq) = (ids.dims()[0], loaded.model.seq_len(&ids));
+        let pass_over = match loaded.model.input_kind() {
+            InputKind::Tokens { .. } => format!("[{batch}, {seq}] tokens"),
+            InputKind::Pixels { .. } => format!("{batch} images"),
+        };
         let bytes = loaded.model.pass_bytes(ids.dims(), &spec, grad.is_some());
         let bytes = match bytes {
             Ok(bytes) => bytes,
@@ -165,7 +169,7 @@ impl RunState {
                 ErrorKind::OutOfQuota,
                 op,
                 format!(
-                    "a pass over {batch} × {seq} positions needs about {} MiB for its activations{}, \
+                    "a pass over {pass_over} needs about {} MiB for its activations{}, \
                      but the run's tensor quota of {} MiB has {} MiB in use; use smaller batches, \
                      fewer captures, or raise [run.limits] tensor_mb",
                     bytes.div_ceil(1 << 20),
