@@ -1,7 +1,7 @@
 //! Vision models from the real binary: `loupe classify` on the trained digits ViT, `loupe grad` on the
 //! reference DeiT's pixels, `models inspect` and `models random` for ViT and DeiT, and bad inputs.
 
-use super::common::{fixtures_dir, grad_mismatch, read_safetensors};
+use super::common::{fixtures_dir, grad_mismatch, read_safetensors, write_lst_pixels};
 use super::{loupe, ok};
 
 #[test]
@@ -37,37 +37,7 @@ fn grad_on_pixels_matches_the_lst_reference() {
     // vit-ref has no preprocessor, so the stored x0 is what the model sees.
     let dir = tempfile::tempdir().unwrap();
     let lst = read_safetensors(&fixtures_dir().join("lst-ref/lst_reference.safetensors"));
-    let pixels = dir.path().join("x0.safetensors");
-    let x0: Vec<u8> = lst["x0"]
-        .f32s
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let y: Vec<u8> = lst["y_s"]
-        .i32s
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    safetensors::serialize_to_file(
-        [
-            (
-                "pixel_values",
-                safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    lst["x0"].shape.clone(),
-                    &x0,
-                )
-                .unwrap(),
-            ),
-            (
-                "labels",
-                safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![4], &y).unwrap(),
-            ),
-        ],
-        None,
-        &pixels,
-    )
-    .unwrap();
+    let pixels = write_lst_pixels(dir.path());
     let out = dir.path().join("grads.safetensors");
     let model = fixtures_dir().join("vit-ref");
     ok(&[

@@ -1,7 +1,9 @@
 //! Gradients asked for by a plugin in one call (`model.run-with-grad`), against PyTorch's.
 
 use super::common::plugins::{assert_success, loupe_run, misbehaving_plugins, read_json, run_dirs};
-use super::common::{fixtures_dir, gpt2_reference_grads, grad_mismatch, read_safetensors};
+use super::common::{
+    fixtures_dir, gpt2_reference_grads, grad_mismatch, read_safetensors, write_lst_pixels,
+};
 use super::write_experiment;
 
 #[test]
@@ -38,43 +40,11 @@ fn a_plugin_gets_pytorchs_gradients_in_one_call() {
     }
 }
 
-/// The pixels and labels of the LST reference run on vit-ref, as an image dataset file.
-fn lst_pixels(dir: &std::path::Path) -> std::path::PathBuf {
-    let lst = read_safetensors(&fixtures_dir().join("lst-ref/lst_reference.safetensors"));
-    let x0: Vec<u8> = lst["x0"]
-        .f32s
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let y: Vec<u8> = lst["y_s"]
-        .i32s
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
-    let path = dir.join("x0.safetensors");
-    let view = |dtype, shape: Vec<usize>, data| {
-        safetensors::tensor::TensorView::new(dtype, shape, data).unwrap()
-    };
-    safetensors::serialize_to_file(
-        [
-            (
-                "pixel_values",
-                view(safetensors::Dtype::F32, lst["x0"].shape.clone(), &x0),
-            ),
-            ("labels", view(safetensors::Dtype::I32, vec![4], &y)),
-        ],
-        None,
-        &path,
-    )
-    .unwrap();
-    path
-}
-
 #[test]
 fn a_plugin_gets_a_vits_pixel_gradient_in_one_call_per_batch() {
     let tour = misbehaving_plugins().join("api-tour.wasm");
     let dir = tempfile::tempdir().unwrap();
-    let pixels = lst_pixels(dir.path());
+    let pixels = write_lst_pixels(dir.path());
     let exp = write_experiment(
         dir.path(),
         &format!(
@@ -130,7 +100,7 @@ fn a_plugin_reads_a_labelled_image_folder() {
 fn image_datasets_refuse_a_language_model_before_the_run_starts() {
     let tour = misbehaving_plugins().join("api-tour.wasm");
     let dir = tempfile::tempdir().unwrap();
-    let pixels = lst_pixels(dir.path());
+    let pixels = write_lst_pixels(dir.path());
     let exp = write_experiment(
         dir.path(),
         &format!(

@@ -68,6 +68,19 @@ impl ModelError {
     }
 }
 
+/// Reads a JSON file of a model directory and parses it with `parse`, whose complaint becomes a
+/// [`ModelError::Config`] naming the file.
+pub(crate) fn read_json_file<T>(
+    path: &Path,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<T, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    parse(&text).map_err(|why| ModelError::Config {
+        path: path.to_path_buf(),
+        why,
+    })
+}
+
 /// What a forward pass should do besides computing: which hooks to keep, which to change, and whether
 /// the logits are wanted (if not, computation stops after the last hook the plan needs).
 #[derive(Debug, Clone, Default)]

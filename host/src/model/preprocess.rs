@@ -80,8 +80,7 @@ impl Preprocessor {
         if !path.exists() {
             return Ok(Self::plain(config.image_size));
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        Self::from_json(&text, config).map_err(|why| ModelError::Config { path, why })
+        super::read_json_file(&path, |text| Self::from_json(text, config))
     }
 
     pub fn from_json(text: &str, config: &VitConfig) -> Result<Self, String> {

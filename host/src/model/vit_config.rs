@@ -57,11 +57,7 @@ impl VitConfig {
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-        Self::from_json(&text).map_err(|why| ModelError::Config {
-            path: path.to_path_buf(),
-            why,
-        })
+        super::read_json_file(path, Self::from_json)
     }
 
     pub fn from_json(text: &str) -> Result<Self, String> {

@@ -154,3 +154,37 @@ pub fn cuda_or_skip() -> Option<loupe_kernels::Device> {
     }
     Some(loupe_kernels::Device::Cuda(0))
 }
+
+/// The LST reference's `x0` and `y_s` (on vit-ref) as an image dataset file `x0.safetensors` in `dir`:
+/// `pixel_values` `[4, 3, 32, 32]` and `labels`.
+pub fn write_lst_pixels(dir: &std::path::Path) -> PathBuf {
+    let lst = read_safetensors(&fixtures_dir().join("lst-ref/lst_reference.safetensors"));
+    let x0: Vec<u8> = lst["x0"]
+        .f32s
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let y: Vec<u8> = lst["y_s"]
+        .i32s
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let path = dir.join("x0.safetensors");
+    let view = |dtype, shape: Vec<usize>, data| {
+        safetensors::tensor::TensorView::new(dtype, shape, data).unwrap()
+    };
+    let labels = vec![lst["y_s"].i32s.len()];
+    safetensors::serialize_to_file(
+        [
+            (
+                "pixel_values",
+                view(Dtype::F32, lst["x0"].shape.clone(), &x0),
+            ),
+            ("labels", view(Dtype::I32, labels, &y)),
+        ],
+        None,
+        &path,
+    )
+    .unwrap();
+    path
+}
