@@ -1,7 +1,9 @@
 //! Vision models from the real binary: `loupe classify` on the trained digits ViT, `loupe grad` on the
 //! reference DeiT's pixels, `models inspect` and `models random` for ViT and DeiT, and bad inputs.
 
-use super::common::{fixtures_dir, grad_mismatch, read_safetensors, write_lst_pixels};
+use super::common::{
+    fixtures_dir, grad_mismatch, read_safetensors, worst_mismatch, write_lst_pixels,
+};
 use super::{loupe, ok};
 
 #[test]
@@ -203,4 +205,55 @@ fn vision_bad_inputs_are_one_line_errors() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     assert!(!out.exists(), "a failed run wrote its output");
+}
+
+#[test]
+fn trace_captures_and_edits_a_vits_hooks_on_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = fixtures_dir().join("vit-digits");
+    let out = dir.path().join("trace.safetensors");
+    let ablated = dir.path().join("ablated.safetensors");
+    let (images, labels) = (digits.join("images"), digits.join("labels.json"));
+    let base = [
+        "trace",
+        "--model",
+        digits.to_str().unwrap(),
+        "--images",
+        images.to_str().unwrap(),
+        "--labels-file",
+        labels.to_str().unwrap(),
+        "--capture",
+        "blocks.1.attn.hook_pattern",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    ok(&args);
+    let traced = read_safetensors(&out);
+    let reference = read_safetensors(&digits.join("images_logits.safetensors"));
+    assert_eq!(traced["labels"].i32s, reference["labels"].i32s);
+    assert_eq!(traced["pixel_values"].shape, [50, 3, 32, 32]);
+    if let Some((i, a, e)) = worst_mismatch(&traced["logits"].f32s, &reference["logits"].f32s, 1e-4)
+    {
+        panic!("logits[{i}] = {a}, Hugging Face has {e}");
+    }
+    let pattern = &traced["blocks.1.attn.hook_pattern"];
+    assert_eq!(pattern.shape, [50, 4, 17, 17]);
+    for row in pattern.f32s.chunks(17) {
+        let sum: f32 = row.iter().sum();
+        assert!((sum - 1.0).abs() < 1e-5, "an attention row sums to {sum}");
+    }
+    // Zero-ablating every head of layer 0 changes the logits.
+    let mut args = base.to_vec();
+    args.extend([
+        "--zero",
+        "blocks.0.attn.hook_z",
+        "--out",
+        ablated.to_str().unwrap(),
+    ]);
+    ok(&args);
+    let edited = read_safetensors(&ablated);
+    assert!(
+        worst_mismatch(&edited["logits"].f32s, &reference["logits"].f32s, 1e-2).is_some(),
+        "ablating layer 0's attention left the logits unchanged"
+    );
 }

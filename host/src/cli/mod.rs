@@ -46,7 +46,8 @@ enum Command {
     /// List installed plugins, or check a plugin file without running it.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
-    /// Run a model on token ids or text and save its logits and hooked activations to a safetensors file.
+    /// Run a model on token ids or text (a vision model: images) and save its logits and hooked
+    /// activations to a safetensors file.
     Trace(trace::TraceArgs),
     /// Gradients of a cross-entropy or of a cotangent at a hook with respect to the input (tokens'
     /// embeddings or pixels), hooks and weights, as safetensors.

@@ -2,10 +2,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use loupe_kernels::Device;
+use loupe_kernels::{Device, StopSignal, Tensor};
 
 use super::edits::{EditKind, parse_edit};
-use crate::model::{Gpt2, Intervention, ModelDir, RunSpec};
+use crate::model::{Intervention, Model, ModelDir, RunSpec};
 use crate::tensor_file::write_safetensors;
 use crate::tokenizer::TextTokenizer;
 
@@ -93,12 +93,15 @@ impl EditFlags {
 pub struct TraceArgs {
     #[command(flatten)]
     input: TokenInput,
+    #[command(flatten)]
+    images: super::images::ImageInput,
     /// Hook name or glob to save, e.g. `blocks.0.attn.hook_pattern`, `blocks.*.hook_resid_post`, `*`.
     #[arg(long, value_name = "GLOB")]
     capture: Vec<String>,
     #[command(flatten)]
     edits: EditFlags,
-    /// Output safetensors file: `input_ids`, `logits` and each captured hook under its name.
+    /// Output safetensors file: `input_ids` (or `pixel_values`, and `labels` if the images have
+    /// them), `logits` and each captured hook under its name.
     #[arg(long)]
     out: PathBuf,
     /// Where to run: auto, cpu, cuda or cuda:N.
@@ -108,17 +111,46 @@ pub struct TraceArgs {
 
 pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
-    let batch = args.input.batch()?;
-    let model = Gpt2::load(&args.input.model, device)?;
-    let ids = model.input_ids(&batch)?;
+    let model = Model::load(&args.input.model, device)?;
+    let (mut tensors, what) = match &model {
+        Model::Gpt2(gpt2) => {
+            if args.images.given() {
+                bail!(
+                    "{} is a language model: give tokens (--ids or --text), not images",
+                    args.input.model.display()
+                );
+            }
+            let batch = args.input.batch()?;
+            let ids = gpt2.input_ids(&batch)?;
+            let what = format!("{} × {} tokens", batch.len(), batch[0].len());
+            (vec![("input_ids".to_string(), ids)], what)
+        }
+        Model::Vit(vit) => {
+            if args.input.given() || !args.images.given() {
+                bail!(
+                    "{} is a {} image classifier: give --images or --pixels",
+                    args.input.model.display(),
+                    vit.config.model_type
+                );
+            }
+            let batch = args.images.load(vit, device)?;
+            let n = batch.names.len();
+            let mut inputs = vec![("pixel_values".to_string(), batch.pixels)];
+            if let Some(labels) = batch.labels {
+                inputs.push(("labels".into(), Tensor::from_vec_i32(labels, [n], device)?));
+            }
+            (
+                inputs,
+                format!("{n} image{}", if n == 1 { "" } else { "s" }),
+            )
+        }
+    };
     let spec = RunSpec {
         capture: args.capture,
         interventions: args.edits.interventions(device)?,
         skip_logits: false,
     };
-    let output = model.forward(&ids, &spec)?;
-
-    let mut tensors = vec![("input_ids".to_string(), ids)];
+    let output = model.forward_until(&tensors[0].1, &spec, &StopSignal::never())?;
     if let Some(logits) = output.logits {
         tensors.push(("logits".to_string(), logits));
     }
@@ -126,9 +158,7 @@ pub fn run(args: TraceArgs) -> Result<()> {
     tensors.extend(output.captures);
     write_safetensors(&args.out, &tensors)?;
     eprintln!(
-        "loupe: traced {} × {} tokens, captured {captured} hooks → {}",
-        batch.len(),
-        batch[0].len(),
+        "loupe: traced {what}, captured {captured} hooks → {}",
         args.out.display()
     );
     Ok(())
