@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, for a GPU machine with no Rust toolchain: the repository plus what scripts/gpu-pack.sh
-# put in .gpu-check/ (a stripped release `loupe` and the reference GPT-2), NVRTC 13 and python3 with
+# put in .gpu-check/ (a stripped release `loupe` and the reference GPT-2 and DeiT), NVRTC 13 and python3 with
 # torch and transformers (for the cuBLAS and PyTorch yardsticks). In about four minutes on an H200:
-#   1. `loupe selftest --device cuda`: every engine op on the CPU and the GPU compared, the GPT-2
-#      fixture parity on both, short GEMM and forward timings;
+#   1. `loupe selftest --device cuda`: every engine op on the CPU and the GPU compared (gradients
+#      included), the GPT-2 and DeiT fixture parity (DeiT: logits, hooks, pixel gradient) on both,
+#      short GEMM and forward timings;
 #   2. GEMM TFLOP/s, loupe's kernels against cuBLAS (torch.matmul), f32 and bf16;
-#   3. GPT-2-small forward tokens/s (random weights, 8×128), loupe against transformers + PyTorch eager.
+#   3. GPT-2-small forward tokens/s (random weights, 8×128), loupe against transformers + PyTorch eager;
+#   4. ViT-B/16 pixel gradient images/s (random weights, batch 16), loupe against PyTorch autograd.
 # Logs go to $OUT (default target/gpu-check); a short table prints last. Exit status 1 if the selftest
 # failed or a step could not run.
 #
@@ -85,9 +87,25 @@ else
 fi
 rm -rf "$(dirname "$model")"
 
+step "ViT-B/16 pixel gradient: loupe against PyTorch autograd"
+model=$(mktemp -d)/vit-base
+vision_row="vision: not measured"
+if timeout 120 "$loupe" models random --preset vit-base --seed 0 --out "$model" > "$out/vision.log" 2>&1; then
+  l=$(timeout 120 "$loupe" bench vision --model "$model" --batch 16 --grad --device "$device" 2>&1) || status=1
+  t=$(timeout 180 "$python" bench/torch_vision.py --model "$model" --batch 16 --grad --device "$device" 2>&1) || status=1
+  printf '%s\n-- torch\n%s\n' "$l" "$t" | tee -a "$out/vision.log"
+  ours=$(echo "$l" | awk '$1 == "images/s:" {print $2}')
+  theirs=$(echo "$t" | awk '$1 == "images/s:" {print $2}')
+  [ -n "$ours" ] && [ -n "$theirs" ] && vision_row=$(printf 'grad(pixels) vit-base 16  loupe %s  torch %s images/s  ratio %s' \
+    "$ours" "$theirs" "$(awk -v a="$ours" -v b="$theirs" 'BEGIN {printf "%.2f", a / b}')")
+else
+  status=1
+fi
+rm -rf "$(dirname "$model")"
+
 echo
 echo "================ gpu-check summary ($device) ================"
 sed -n '/^loupe selftest on/,$p' "$out/selftest.log"
 [ $selftest -ne 0 ] && echo "selftest exit status $selftest (details: $out/selftest.log, $out/selftest.err)"
-printf '%s\n' "${gemm_rows[@]}" "$forward_row"
+printf '%s\n' "${gemm_rows[@]}" "$forward_row" "$vision_row"
 exit $status

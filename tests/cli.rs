@@ -366,11 +366,13 @@ fn selftest_checks_every_op_family_and_the_fixture_on_the_cpu() {
         "--report",
         report.to_str().unwrap(),
     ]);
-    assert!(text.contains("all 16 checks passed"), "{text}");
+    assert!(text.contains("all 17 checks passed"), "{text}");
     for row in [
         "matmul f32",
         "attention pattern, values",
+        "gradients",
         "GPT-2 fixture parity (gpt2-ref)",
+        "DeiT fixture parity, pixel gradient (deit-ref)",
     ] {
         let line = text
             .lines()
@@ -385,10 +387,16 @@ fn selftest_checks_every_op_family_and_the_fixture_on_the_cpu() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     let checks = json["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 16);
-    let fixture = checks.last().unwrap();
+    assert_eq!(checks.len(), 17);
+    let fixture = &checks[15];
     assert_eq!(fixture["cases"], 32, "logits and every hook of gpt2-ref");
     assert_eq!(fixture["cpu"], "ok");
+    let deit = &checks[16];
+    assert_eq!(
+        deit["cases"], 9,
+        "logits, 7 hooks and the pixel gradient of deit-ref"
+    );
+    assert_eq!(deit["cpu"], "ok");
 
     // Insisting on a GPU where there is none, or pointing at fixtures that are not there, is refused
     // in one line.

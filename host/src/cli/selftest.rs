@@ -13,8 +13,8 @@ pub struct SelftestArgs {
     /// none; `cpu` runs the checks on the CPU alone; `auto` takes a GPU when one is usable.
     #[arg(long, default_value = "auto")]
     device: String,
-    /// The reference fixtures: the folder holding `gpt2-ref/` (config, weights, tokenizer and the
-    /// outputs Hugging Face transformers computed). Without it the fixture check is skipped.
+    /// The reference fixtures: the folder holding `gpt2-ref/` and `deit-ref/` (configs, weights and
+    /// the outputs Hugging Face transformers computed). Without it the fixture checks are skipped.
     #[arg(long, env = "LOUPE_FIXTURES", value_name = "DIR")]
     fixtures: Option<PathBuf>,
     /// Leave out the GEMM and forward-pass timings.

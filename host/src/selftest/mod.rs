@@ -71,7 +71,7 @@ impl Report {
 
 pub struct Options {
     pub device: Device,
-    /// The folder holding `gpt2-ref/`; `None` skips the fixture check (saying so).
+    /// The folder holding `gpt2-ref/` and `deit-ref/`; `None` skips the fixture checks (saying so).
     pub fixtures: Option<PathBuf>,
     pub timing: bool,
 }
@@ -82,7 +82,19 @@ pub fn run(options: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> 
     let gpu = matches!(options.device, Device::Cuda(_)).then_some(options.device);
     let mut checks = op_checks(gpu, progress);
     progress("GPT-2 fixture parity");
-    checks.push(fixture_check(options.fixtures.as_deref(), gpu));
+    checks.push(fixture_check(
+        "GPT-2 fixture parity (gpt2-ref)",
+        fixture::gpt2_parity,
+        options.fixtures.as_deref(),
+        gpu,
+    ));
+    progress("DeiT fixture parity");
+    checks.push(fixture_check(
+        "DeiT fixture parity, pixel gradient (deit-ref)",
+        fixture::deit_parity,
+        options.fixtures.as_deref(),
+        gpu,
+    ));
     let timings = if options.timing {
         progress("timing");
         timings(options.device)?
@@ -157,10 +169,15 @@ fn close_row(
         .extend(gpu_failed.drain(..).map(|f| format!("gpu: {f}")));
 }
 
-/// The reference GPT-2 on the CPU and on the GPU, each against transformers' outputs.
-fn fixture_check(fixtures: Option<&Path>, gpu: Option<Device>) -> CheckRow {
+/// A reference model on the CPU and on the GPU, each against transformers' outputs.
+fn fixture_check(
+    check: &str,
+    parity_on: fn(&Path, Device) -> Result<fixture::FixtureParity>,
+    fixtures: Option<&Path>,
+    gpu: Option<Device>,
+) -> CheckRow {
     let mut row = CheckRow {
-        check: "GPT-2 fixture parity (gpt2-ref)".into(),
+        check: check.into(),
         cases: 0,
         cpu: Verdict::Ok,
         device: gpu.map(|_| Verdict::Ok),
@@ -168,14 +185,15 @@ fn fixture_check(fixtures: Option<&Path>, gpu: Option<Device>) -> CheckRow {
         failures: Vec::new(),
     };
     let Some(fixtures) = fixtures else {
-        let why = "no fixtures given (--fixtures DIR, the folder holding gpt2-ref/)".to_string();
+        let why = "no fixtures given (--fixtures DIR, the folder holding gpt2-ref/ and deit-ref/)"
+            .to_string();
         row.cpu = Verdict::Skipped(why.clone());
         row.device = gpu.map(|_| Verdict::Skipped(why));
         row.worst = None;
         return row;
     };
     let mut judge = |device: Device| -> Verdict {
-        match fixture::gpt2_parity(fixtures, device) {
+        match parity_on(fixtures, device) {
             Ok(parity) => {
                 row.cases = row.cases.max(parity.compared);
                 row.worst = row.worst.map(|w| w.max(parity.worst));
