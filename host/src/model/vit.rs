@@ -26,11 +26,7 @@ struct Dense {
 
 impl Dense {
     fn apply(&self, x: &Tensor) -> loupe_kernels::Result<Tensor> {
-        let y = x.matmul_t(&self.weight, false, true)?;
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
-        }
+        x.linear_t(&self.weight, self.bias.as_ref())
     }
 }
 

@@ -334,6 +334,35 @@ fn linear_matches_finite_differences() {
 }
 
 #[test]
+fn linear_t_matches_finite_differences() {
+    // The weight stored [out, in], as nn.Linear keeps it.
+    let x = t(&values(24, 41), &[2, 3, 4]);
+    let w = t(&values(20, 42), &[5, 4]);
+    let b = t(&values(5, 43), &[5]);
+    check(
+        &[x.clone(), w.clone(), b],
+        |a| {
+            let y = a[0].linear_t(&a[1], Some(&a[2])).unwrap();
+            sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
+        },
+        2e-2,
+    );
+    check(
+        &[x, w],
+        |a| {
+            sum_all(
+                &a[0]
+                    .linear_t(&a[1], None)
+                    .unwrap()
+                    .unary(UnaryOp::Tanh)
+                    .unwrap(),
+            )
+        },
+        2e-2,
+    );
+}
+
+#[test]
 fn attention_pattern_and_values_match_finite_differences() {
     // [batch, pos, head, d_head], with more keys than queries for the offset causal mask.
     let q = t(&values(2 * 3 * 2 * 5, 31), &[2, 3, 2, 5]);

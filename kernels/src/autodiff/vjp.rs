@@ -333,21 +333,29 @@ pub(crate) struct LinearVjp {
     pub x: Option<Tensor>,
     pub w: Option<Tensor>,
     pub bias: Option<Shape>,
+    /// `linear_t`: the weight is stored `[out, in]`.
+    pub transposed: bool,
 }
 
 impl Vjp for LinearVjp {
     fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let out = *g.dims().last().expect("linear's output has axes");
+        // y = x·W (W [in, out]) or x·Wᵀ (W [out, in]): dx = g·Wᵀ or g·W.
         let dx = match (needs[0], &self.w) {
-            (true, Some(w)) => Some(g.matmul_t(w, false, true)?),
+            (true, Some(w)) => Some(g.matmul_t(w, false, !self.transposed)?),
             _ => None,
         };
+        // dW = xᵀ·g, or its transpose gᵀ·x, over the rows of every leading axis.
         let dw = match (needs[1], &self.x) {
             (true, Some(x)) => {
                 let inputs = *x.dims().last().expect("linear's input has axes");
                 let rows = x.numel() / inputs.max(1);
-                let x2 = x.reshape([rows, inputs])?;
-                Some(x2.matmul_t(&g.reshape([rows, out])?, true, false)?)
+                let (x2, g2) = (x.reshape([rows, inputs])?, g.reshape([rows, out])?);
+                Some(if self.transposed {
+                    g2.matmul_t(&x2, true, false)?
+                } else {
+                    x2.matmul_t(&g2, true, false)?
+                })
             }
             _ => None,
         };

@@ -110,8 +110,10 @@ pub(crate) fn rows_per_block(n: usize, k: usize) -> usize {
     ((1usize << 32) / n.saturating_mul(k).max(1)).max(1)
 }
 
-/// `x (rows×k) · w (k×n) + bias`, the bias written into the output first and accumulated into by the
-/// GEMM, so the affine layer costs one pass.
+/// `x (rows×k) · w (k×n) + bias` — or `· wᵀ` for `w` stored `n×k` (`transposed_w`, PyTorch's
+/// `nn.Linear` layout) — the bias written into the output first and accumulated into by the GEMM, so
+/// the affine layer costs one pass.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn linear(
     x: &[f32],
     w: &[f32],
@@ -119,6 +121,7 @@ pub(crate) fn linear(
     rows: usize,
     k: usize,
     n: usize,
+    transposed_w: bool,
     stop: &StopSignal,
 ) -> Result<Vec<f32>, StopReason> {
     let mut out = match bias {
@@ -141,6 +144,12 @@ pub(crate) fn linear(
     if rows * n == 0 || k == 0 {
         return Ok(out);
     }
+    // Strides of `w` read as the k×n right-hand side.
+    let (w_col_stride, w_row_stride) = if transposed_w {
+        (k as isize, 1)
+    } else {
+        (1, n as isize)
+    };
     let parallelism = if rows * n * k >= 1 << 15 {
         Parallelism::Rayon(rayon::current_num_threads())
     } else {
@@ -167,8 +176,8 @@ pub(crate) fn linear(
                 1,
                 k as isize,
                 w.as_ptr(),
-                1,
-                n as isize,
+                w_col_stride,
+                w_row_stride,
                 1.0,
                 1.0,
                 false,

@@ -185,38 +185,66 @@ impl Tensor {
     /// The affine layer `self · weight + bias` for `self` of shape `[.., in]`, `weight` `[in, out]`
     /// (the Conv1D layout GPT-2 checkpoints store) and `bias` `[out]`.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        self.affine_layer(weight, bias, false)
+    }
+
+    /// The affine layer `self · weightᵀ + bias` for `weight` `[out, in]`, the layout of PyTorch's
+    /// `nn.Linear` (ViT, DeiT and most Hugging Face checkpoints): one product with the bias fused,
+    /// as [`Tensor::linear`], without transposing the weight first.
+    pub fn linear_t(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        self.affine_layer(weight, bias, true)
+    }
+
+    fn affine_layer(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        transposed: bool,
+    ) -> Result<Tensor> {
         let mut operands = vec![self, weight];
         operands.extend(bias);
-        let rec = crate::autodiff::Recorder::new("linear", &operands)?;
-        let out = self.linear_values(weight, bias)?;
+        let op = if transposed { "linear_t" } else { "linear" };
+        let rec = crate::autodiff::Recorder::new(op, &operands)?;
+        let out = self.linear_values(op, weight, bias, transposed)?;
         rec.finish(out, |_| crate::autodiff::LinearVjp {
             x: weight.is_tracked().then(|| self.detach()),
             w: self.is_tracked().then(|| weight.detach()),
             bias: bias.map(|b| b.shape.clone()),
+            transposed,
         })
     }
 
-    fn linear_values(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        const OP: &str = "linear";
-        same_device(OP, self, weight)?;
+    fn linear_values(
+        &self,
+        op: &'static str,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        transposed: bool,
+    ) -> Result<Tensor> {
+        same_device(op, self, weight)?;
         let k = *self
             .dims()
             .last()
-            .ok_or_else(|| Error::invalid(OP, "input has no axes"))?;
-        if weight.rank() != 2 || weight.dims()[0] != k {
+            .ok_or_else(|| Error::invalid(op, "input has no axes"))?;
+        let inner = if transposed { 1 } else { 0 };
+        if weight.rank() != 2 || weight.dims()[inner] != k {
             return Err(Error::shapes(
-                OP,
+                op,
                 &self.shape,
                 &weight.shape,
-                format!("weight must be [{k}, out]"),
+                if transposed {
+                    format!("weight must be [out, {k}]")
+                } else {
+                    format!("weight must be [{k}, out]")
+                },
             ));
         }
-        let n = weight.dims()[1];
+        let n = weight.dims()[1 - inner];
         if let Some(b) = bias {
-            same_device(OP, self, b)?;
+            same_device(op, self, b)?;
             if b.dims() != [n] {
                 return Err(Error::shapes(
-                    OP,
+                    op,
                     &weight.shape,
                     &b.shape,
                     format!("bias must be [{n}]"),
@@ -229,7 +257,7 @@ impl Tensor {
             .fold(1usize, |n, &d| n.saturating_mul(d));
         let mut dims = self.dims().to_vec();
         *dims.last_mut().expect("rank checked above") = n;
-        let out = Tensor::reserve(OP, dims, DType::F32)?;
+        let out = Tensor::reserve(op, dims, DType::F32)?;
         if out.numel() == 0 {
             return Tensor::zeros_reserved(out, self.device());
         }
@@ -247,29 +275,30 @@ impl Tensor {
                 k,
                 n,
                 transpose_lhs: false,
-                transpose_rhs: false,
+                transpose_rhs: transposed,
                 lhs_offsets: &[0],
                 rhs_offsets: &[0],
                 scale: 1.0,
                 precision: MatmulPrecision::F32,
             };
-            let product = Tensor::from_gpu(gpu::matmul(x, weight.gpu_operand(OP)?, &gemm)?, out)?;
+            let product = Tensor::from_gpu(gpu::matmul(x, weight.gpu_operand(op)?, &gemm)?, out)?;
             return match bias {
                 Some(b) => product.add(b),
                 None => Ok(product),
             };
         }
-        let bias = bias.map(|b| b.f32_slice(OP)).transpose()?;
+        let bias = bias.map(|b| b.f32_slice(op)).transpose()?;
         let values = crate::cpu::matmul::linear(
-            self.f32_slice(OP)?,
-            weight.f32_slice(OP)?,
+            self.f32_slice(op)?,
+            weight.f32_slice(op)?,
             bias,
             rows,
             k,
             n,
+            transposed,
             &crate::guard::stop_signal(),
         )
-        .map_err(|reason| Error::Interrupted { op: OP, reason })?;
+        .map_err(|reason| Error::Interrupted { op: op, reason })?;
         Tensor::cpu_f32(values, out)
     }
 
@@ -406,6 +435,20 @@ mod tests {
         assert_close(&no_bias, &x.matmul(&w).unwrap().to_vec_f32().unwrap(), 1e-5);
         assert!(x.linear(&w, Some(&w)).is_err());
         assert!(w.linear(&w, None).is_err());
+    }
+
+    #[test]
+    fn linear_t_reads_the_weight_as_out_by_in() {
+        let x = Tensor::randn([3, 5, 40], 0., 1., 11, Device::Cpu).unwrap();
+        let w = Tensor::randn([70, 40], 0., 1., 12, Device::Cpu).unwrap();
+        let b = Tensor::randn([70], 0., 1., 13, Device::Cpu).unwrap();
+        let out = x.linear_t(&w, Some(&b)).unwrap();
+        assert_eq!(out.dims(), &[3, 5, 70]);
+        let reference = x.matmul_t(&w, false, true).unwrap().add(&b).unwrap();
+        assert_close(&out, &reference.to_vec_f32().unwrap(), 1e-5);
+        let err = x.linear_t(&x, None).unwrap_err().to_string();
+        assert!(err.contains("linear_t"), "{err}");
+        assert!(x.linear_t(&w.transpose(0, 1).unwrap(), None).is_err());
     }
 
     #[test]

@@ -380,6 +380,14 @@ fn matmul_batched(all: &mut Vec<Case>) {
         RTOL,
         op(|t| t[0].linear(&t[1], None)),
     ));
+    let w_t = randn(&[301, 768], 68);
+    all.push(Case::agree(
+        g,
+        "linear_t [2, 9, 768] · [301, 768]ᵀ + bias (nn.Linear layout)",
+        &[&x, &w_t, &bias],
+        RTOL,
+        op(|t| t[0].linear_t(&t[1], Some(&t[2]))),
+    ));
 }
 
 /// The tensor-core path against its CPU twin (operands rounded the same way; 16-bit products are
