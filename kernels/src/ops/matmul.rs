@@ -298,7 +298,7 @@ impl Tensor {
             transposed,
             &crate::guard::stop_signal(),
         )
-        .map_err(|reason| Error::Interrupted { op: op, reason })?;
+        .map_err(|reason| Error::Interrupted { op, reason })?;
         Tensor::cpu_f32(values, out)
     }
 
