@@ -431,4 +431,39 @@ data = { sae = "../fixtures/saelens-topk", old = "sae.v2", x = { path = "ref.saf
         assert!(e.contains("run.name"), "{e}");
         assert!(!e.contains('\n'));
     }
+
+    #[test]
+    fn image_datasets_are_declared_by_kind() {
+        let r = &parse(
+            "[[run]]\nplugin = \"a\"\ndata = { path = \"digits/\", kind = \"images\", labels = \"l.json\" }\n",
+        )
+        .unwrap()
+        .runs[0];
+        match &r.data["default"] {
+            DataSpec::Images(spec) => {
+                assert_eq!(spec.path, Path::new("dir/digits/"));
+                assert_eq!(spec.labels.as_deref(), Some(Path::new("dir/l.json")));
+            }
+            other => panic!("expected images, got {other:?}"),
+        }
+        // A tensor file of pixels is images when it says so, activations otherwise.
+        let r = &parse(
+            "[[run]]\nplugin = \"a\"\ndata = { px = { path = \"x.safetensors\", kind = \"images\" }, acts = \"x.safetensors\" }\n",
+        )
+        .unwrap()
+        .runs[0];
+        assert!(matches!(r.data["px"], DataSpec::Images(_)));
+        assert!(matches!(r.data["acts"], DataSpec::Activations(_)));
+        let e = parse("[[run]]\nplugin = \"a\"\ndata = { path = \"x/\", kind = \"pictures\" }\n")
+            .unwrap_err();
+        assert!(
+            e.contains("\"pictures\"") && e.contains("\"images\""),
+            "{e}"
+        );
+        let e = parse(
+            "[[run]]\nplugin = \"a\"\ndata = { path = \"x/\", kind = \"images\", size = 3 }\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("size"), "{e}");
+    }
 }
