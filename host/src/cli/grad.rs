@@ -8,6 +8,7 @@ use loupe_kernels::{Device, StopSignal, Tensor};
 use safetensors::SafeTensors;
 
 use super::images::ImageInput;
+use super::input::ModelInput;
 use super::trace::{EditFlags, TokenInput};
 use crate::model::{GradSpec, Model, Objective, RunSpec};
 use crate::tensor_file::write_safetensors;
@@ -53,96 +54,54 @@ pub struct GradArgs {
     device: String,
 }
 
-/// The input of one `grad` run, whichever kind the model takes.
-struct Prepared {
-    /// Saved beside the gradients: `input_ids`, or `pixel_values` (and `labels`).
-    inputs: Vec<(String, Tensor)>,
-    objective: Objective,
-    /// `3 × 12 tokens`, `4 images`.
-    what: String,
-}
-
 pub fn run(args: GradArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
     let model = Model::load(&args.input.model, device)?;
-    let prepared = match &model {
-        Model::Gpt2(gpt2) => {
-            if args.images.given() {
-                bail!(
-                    "{} is a language model: give tokens (--ids or --text), not images",
-                    args.input.model.display()
-                );
-            }
-            let batch = args.input.batch()?;
-            let ids = gpt2.input_ids(&batch)?;
-            let objective = objective(&args, device, |lists| token_labels(lists, &batch, device))?;
-            Prepared {
-                what: format!("{} × {} tokens", batch.len(), batch[0].len()),
-                inputs: vec![("input_ids".into(), ids)],
-                objective,
-            }
+    let input = ModelInput::load(&model, &args.input, &args.images, device)?;
+    let objective = match &input {
+        ModelInput::Tokens { batch, .. } => {
+            objective(&args, device, |lists| token_labels(lists, batch, device))?
         }
-        Model::Vit(vit) => {
-            if args.input.given() {
-                bail!(
-                    "{} is a {} image classifier: give --images or --pixels, not tokens",
-                    args.input.model.display(),
-                    vit.config.model_type
-                );
-            }
-            if !args.images.given() {
-                bail!(
-                    "{} is a {} image classifier: give --images or --pixels",
-                    args.input.model.display(),
-                    vit.config.model_type
-                );
-            }
-            let batch = args.images.load(vit, device)?;
-            let n = batch.names.len();
-            let from_data = batch.labels.clone();
-            let objective = objective(&args, device, |lists| class_labels(lists, n, device))?;
-            let objective = match objective {
-                Objective::CrossEntropy { labels: None } => match from_data {
+        ModelInput::Images(images) => {
+            let n = images.names.len();
+            match objective(&args, device, |lists| class_labels(lists, n, device))? {
+                Objective::CrossEntropy { labels: None } => match &images.labels {
                     Some(l) => Objective::CrossEntropy {
-                        labels: Some(Tensor::from_vec_i32(l, [n], device)?),
+                        labels: Some(Tensor::from_vec_i32(l.clone(), [n], device)?),
                     },
                     None => bail!(
                         "the cross-entropy of a classifier needs labels: give --labels (one class per image) or a labelled folder or tensor file"
                     ),
                 },
                 other => other,
-            };
-            let mut inputs = vec![("pixel_values".to_string(), batch.pixels)];
-            if let Objective::CrossEntropy { labels: Some(l) } = &objective {
-                inputs.push(("labels".into(), l.clone()));
-            }
-            Prepared {
-                what: format!("{n} image{}", if n == 1 { "" } else { "s" }),
-                inputs,
-                objective,
             }
         }
     };
-    let described = match &prepared.objective {
+    let mut inputs = vec![input.saved()];
+    if let (ModelInput::Images(_), Objective::CrossEntropy { labels: Some(l) }) =
+        (&input, &objective)
+    {
+        inputs.push(("labels".into(), l.clone()));
+    }
+    let described = match &objective {
         Objective::CrossEntropy { labels: None } => "next-token cross-entropy (summed)".to_string(),
         Objective::CrossEntropy { .. } => "cross-entropy against the labels (summed)".to_string(),
         Objective::Cotangent { at, .. } => format!("⟨{at}, cotangent from {}⟩", args.objective),
     };
-    let reads_logits = matches!(&prepared.objective, Objective::CrossEntropy { .. })
-        || matches!(&prepared.objective, Objective::Cotangent { at, .. } if at == "logits");
+    let reads_logits = matches!(&objective, Objective::CrossEntropy { .. })
+        || matches!(&objective, Objective::Cotangent { at, .. } if at == "logits");
     let spec = RunSpec {
         capture: args.capture.clone(),
         interventions: args.edits.interventions(device)?,
         skip_logits: !reads_logits,
     };
     let grad = GradSpec {
-        objective: prepared.objective,
+        objective,
         wrt: args.wrt.clone(),
     };
-    let input = &prepared.inputs[0].1;
-    let out = model.forward_with_grad(input, &spec, &grad, &StopSignal::never())?;
+    let out = model.forward_with_grad(input.tensor(), &spec, &grad, &StopSignal::never())?;
 
-    let mut tensors = prepared.inputs;
+    let mut tensors = inputs;
     tensors.push((
         "objective".to_string(),
         Tensor::from_vec_f32(vec![out.value], [1usize], Device::Cpu)?,
@@ -174,7 +133,7 @@ pub fn run(args: GradArgs) -> Result<()> {
     write_safetensors(&args.out, &tensors)?;
     eprintln!(
         "loupe: {count} gradients of {} → {}",
-        prepared.what,
+        input.describe(),
         args.out.display()
     );
     Ok(())

@@ -11,6 +11,7 @@ mod doctor;
 mod edits;
 mod grad;
 mod images;
+mod input;
 #[cfg(unix)]
 mod interrupt;
 mod kernels;

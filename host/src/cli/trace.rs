@@ -5,6 +5,8 @@ use clap::Args;
 use loupe_kernels::{Device, StopSignal, Tensor};
 
 use super::edits::{EditKind, parse_edit};
+use super::input::ModelInput;
+use crate::data::images::ImageBatch;
 use crate::model::{Intervention, Model, ModelDir, RunSpec};
 use crate::tensor_file::write_safetensors;
 use crate::tokenizer::TextTokenizer;
@@ -112,45 +114,25 @@ pub struct TraceArgs {
 pub fn run(args: TraceArgs) -> Result<()> {
     let device = super::resolve_device(&args.device)?;
     let model = Model::load(&args.input.model, device)?;
-    let (mut tensors, what) = match &model {
-        Model::Gpt2(gpt2) => {
-            if args.images.given() {
-                bail!(
-                    "{} is a language model: give tokens (--ids or --text), not images",
-                    args.input.model.display()
-                );
-            }
-            let batch = args.input.batch()?;
-            let ids = gpt2.input_ids(&batch)?;
-            let what = format!("{} × {} tokens", batch.len(), batch[0].len());
-            (vec![("input_ids".to_string(), ids)], what)
-        }
-        Model::Vit(vit) => {
-            if args.input.given() || !args.images.given() {
-                bail!(
-                    "{} is a {} image classifier: give --images or --pixels",
-                    args.input.model.display(),
-                    vit.config.model_type
-                );
-            }
-            let batch = args.images.load(vit, device)?;
-            let n = batch.names.len();
-            let mut inputs = vec![("pixel_values".to_string(), batch.pixels)];
-            if let Some(labels) = batch.labels {
-                inputs.push(("labels".into(), Tensor::from_vec_i32(labels, [n], device)?));
-            }
-            (
-                inputs,
-                format!("{n} image{}", if n == 1 { "" } else { "s" }),
-            )
-        }
-    };
+    let input = ModelInput::load(&model, &args.input, &args.images, device)?;
+    let mut tensors = vec![input.saved()];
+    if let ModelInput::Images(ImageBatch {
+        labels: Some(labels),
+        ..
+    }) = &input
+    {
+        let n = labels.len();
+        tensors.push((
+            "labels".into(),
+            Tensor::from_vec_i32(labels.clone(), [n], device)?,
+        ));
+    }
     let spec = RunSpec {
         capture: args.capture,
         interventions: args.edits.interventions(device)?,
         skip_logits: false,
     };
-    let output = model.forward_until(&tensors[0].1, &spec, &StopSignal::never())?;
+    let output = model.forward_until(input.tensor(), &spec, &StopSignal::never())?;
     if let Some(logits) = output.logits {
         tensors.push(("logits".to_string(), logits));
     }
@@ -158,7 +140,8 @@ pub fn run(args: TraceArgs) -> Result<()> {
     tensors.extend(output.captures);
     write_safetensors(&args.out, &tensors)?;
     eprintln!(
-        "loupe: traced {what}, captured {captured} hooks → {}",
+        "loupe: traced {}, captured {captured} hooks → {}",
+        input.describe(),
         args.out.display()
     );
     Ok(())

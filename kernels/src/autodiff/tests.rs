@@ -306,60 +306,30 @@ fn embedding_slice_concat_where_and_clamp_match_finite_differences() {
 }
 
 #[test]
-fn linear_matches_finite_differences() {
+fn linear_and_linear_t_match_finite_differences() {
     let x = t(&values(24, 22), &[2, 3, 4]);
-    let w = t(&values(20, 23), &[4, 5]);
     let b = t(&values(5, 24), &[5]);
-    check(
-        &[x.clone(), w.clone(), b],
-        |a| {
-            let y = a[0].linear(&a[1], Some(&a[2])).unwrap();
-            sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
-        },
-        2e-2,
-    );
-    check(
-        &[x, w],
-        |a| {
-            sum_all(
-                &a[0]
-                    .linear(&a[1], None)
-                    .unwrap()
-                    .unary(UnaryOp::Tanh)
-                    .unwrap(),
-            )
-        },
-        2e-2,
-    );
-}
-
-#[test]
-fn linear_t_matches_finite_differences() {
-    // The weight stored [out, in], as nn.Linear keeps it.
-    let x = t(&values(24, 41), &[2, 3, 4]);
-    let w = t(&values(20, 42), &[5, 4]);
-    let b = t(&values(5, 43), &[5]);
-    check(
-        &[x.clone(), w.clone(), b],
-        |a| {
-            let y = a[0].linear_t(&a[1], Some(&a[2])).unwrap();
-            sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
-        },
-        2e-2,
-    );
-    check(
-        &[x, w],
-        |a| {
-            sum_all(
-                &a[0]
-                    .linear_t(&a[1], None)
-                    .unwrap()
-                    .unary(UnaryOp::Tanh)
-                    .unwrap(),
-            )
-        },
-        2e-2,
-    );
+    // `linear` takes the weight [in, out]; `linear_t` [out, in], as nn.Linear keeps it.
+    let layers: [(&[usize], fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor); 2] = [
+        (&[4, 5], |x, w, b| x.linear(w, b).unwrap()),
+        (&[5, 4], |x, w, b| x.linear_t(w, b).unwrap()),
+    ];
+    for (shape, layer) in layers {
+        let w = t(&values(20, 23), shape);
+        check(
+            &[x.clone(), w.clone(), b.clone()],
+            |a| {
+                let y = layer(&a[0], &a[1], Some(&a[2]));
+                sum_all(&y.mul(&y).unwrap().affine(0.1, 0.0).unwrap())
+            },
+            2e-2,
+        );
+        check(
+            &[x.clone(), w],
+            |a| sum_all(&layer(&a[0], &a[1], None).unary(UnaryOp::Tanh).unwrap()),
+            2e-2,
+        );
+    }
 }
 
 #[test]
