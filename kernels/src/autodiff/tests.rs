@@ -310,7 +310,8 @@ fn linear_and_linear_t_match_finite_differences() {
     let x = t(&values(24, 22), &[2, 3, 4]);
     let b = t(&values(5, 24), &[5]);
     // `linear` takes the weight [in, out]; `linear_t` [out, in], as nn.Linear keeps it.
-    let layers: [(&[usize], fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor); 2] = [
+    type Layer = fn(&Tensor, &Tensor, Option<&Tensor>) -> Tensor;
+    let layers: [(&[usize], Layer); 2] = [
         (&[4, 5], |x, w, b| x.linear(w, b).unwrap()),
         (&[5, 4], |x, w, b| x.linear_t(w, b).unwrap()),
     ];
