@@ -305,3 +305,48 @@ fn vit_pixel_gradient_matches_the_lst_reference() {
         );
     }
 }
+
+/// `hook_embed` is the patch embeddings alone, as in ViT-Prisma; with the class tokens in front and
+/// the position embeddings added, it gives `blocks.0.hook_resid_pre`.
+#[test]
+fn hook_embed_holds_the_patches_as_in_vit_prisma() {
+    let dir = fixtures_dir().join("deit-ref");
+    let reference = read_safetensors(&dir.join("reference.safetensors"));
+    let model = Vit::load(&dir, Device::Cpu).unwrap();
+    let p = &reference["pixel_values"];
+    let pixels = Tensor::from_vec_f32(p.f32s.clone(), p.shape.clone(), Device::Cpu).unwrap();
+    let spec = RunSpec {
+        capture: vec![
+            "hook_embed".into(),
+            "hook_pos_embed".into(),
+            "blocks.0.hook_resid_pre".into(),
+        ],
+        skip_logits: true,
+        ..Default::default()
+    };
+    let out = model
+        .forward_until(&pixels, &spec, &StopSignal::never())
+        .unwrap();
+    let embed = &out.captures["hook_embed"];
+    assert_eq!(embed.dims(), [3, 16, 64], "16 patches, no class tokens");
+    assert_eq!(out.captures["hook_pos_embed"].dims(), [3, 18, 64]);
+    let resid = out.captures["blocks.0.hook_resid_pre"]
+        .to_vec_f32()
+        .unwrap();
+    let pos = out.captures["hook_pos_embed"].to_vec_f32().unwrap();
+    let patches = embed.to_vec_f32().unwrap();
+    // Patch i sits at position i + 2 (after CLS and the distillation token).
+    for b in 0..3 {
+        for i in 0..16 {
+            for c in 0..64 {
+                let at = (b * 18 + i + 2) * 64 + c;
+                let sum = patches[(b * 16 + i) * 64 + c] + pos[at];
+                assert!(
+                    (sum - resid[at]).abs() < 1e-6,
+                    "image {b}, patch {i}, channel {c}"
+                );
+            }
+        }
+    }
+    assert!(out.logits.is_none(), "the pass stopped early");
+}

@@ -469,6 +469,8 @@ impl Architecture for Vit {
                 flat.apply(&x)
             })
             .map_err(engine("patch embedding"))?;
+        // As in ViT-Prisma, `hook_embed` holds the patch embeddings alone, before the class tokens.
+        let patches = pass.at("hook_embed", patches)?;
         // One row of zeros per image broadcasts the class (and distillation) token over the batch.
         let zeros = Tensor::zeros([batch, 1, d], self.device).map_err(engine("tokens"))?;
         let mut tokens = vec![zeros.add(&p.cls_token).map_err(engine("CLS token"))?];
@@ -478,7 +480,6 @@ impl Architecture for Vit {
         tokens.push(patches);
         let parts: Vec<&Tensor> = tokens.iter().collect();
         let embed = Tensor::concat(&parts, 1).map_err(engine("token sequence"))?;
-        let embed = pass.at("hook_embed", embed)?;
         let pos_embed = Tensor::zeros([batch, seq, d], self.device)
             .and_then(|z| z.add(&p.position))
             .map_err(engine("position embedding"))?;
