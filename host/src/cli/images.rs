@@ -7,7 +7,7 @@ use clap::Args;
 use loupe_kernels::Device;
 
 use crate::data::images::{ImageBatch, ImageSet, PixelShape};
-use crate::model::{InputKind, Vit};
+use crate::model::Vit;
 
 #[derive(Args)]
 pub struct ImageInput {
@@ -38,27 +38,14 @@ impl ImageInput {
 
     /// The images given, and the pixel shape `model` takes.
     pub fn open(&self, model: &Vit) -> Result<(ImageSet, PixelShape)> {
-        let InputKind::Pixels {
-            channels,
-            height,
-            width,
-            labels,
-        } = model.input_kind()
-        else {
-            bail!("a vision model takes pixels");
-        };
+        let labels = &model.config.labels;
         let set = match (&self.pixels, self.images.as_slice(), &self.labels_file) {
-            (Some(file), _, _) => ImageSet::open(file, &labels)?,
-            (None, [dir], Some(list)) => ImageSet::open_labelled(dir, list, &labels)?,
+            (Some(file), _, _) => ImageSet::open(file, labels)?,
+            (None, [dir], Some(list)) => ImageSet::open_labelled(dir, list, labels)?,
             (None, _, Some(_)) => bail!("--labels-file goes with exactly one --images FOLDER"),
-            (None, [one], None) if one.is_dir() => ImageSet::open(one, &labels)?,
+            (None, [one], None) if one.is_dir() => ImageSet::open(one, labels)?,
             (None, paths, None) => ImageSet::from_files(paths)?,
         };
-        let shape = PixelShape {
-            channels,
-            height,
-            width,
-        };
-        Ok((set, shape))
+        Ok((set, PixelShape::of(model)))
     }
 }

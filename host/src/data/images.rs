@@ -12,6 +12,7 @@ use image::imageops::FilterType;
 use loupe_kernels::{Device, Tensor};
 
 use super::DataError;
+use crate::model::Vit;
 use crate::model::preprocess::{Preprocessor, Resample, Resize, shortest_edge};
 
 /// File extensions read as images.
@@ -26,6 +27,16 @@ pub struct PixelShape {
 }
 
 impl PixelShape {
+    /// What `model` takes.
+    pub fn of(model: &Vit) -> Self {
+        let c = &model.config;
+        PixelShape {
+            channels: c.channels,
+            height: c.image_size,
+            width: c.image_size,
+        }
+    }
+
     fn numel(&self) -> usize {
         self.channels * self.height * self.width
     }

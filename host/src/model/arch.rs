@@ -25,16 +25,6 @@ pub enum InputKind {
     },
 }
 
-impl InputKind {
-    /// `tokens` or `pixels`, for messages.
-    pub fn noun(&self) -> &'static str {
-        match self {
-            InputKind::Tokens { .. } => "tokens",
-            InputKind::Pixels { .. } => "pixels",
-        }
-    }
-}
-
 /// Where gradients with respect to the model's `input` are taken.
 pub(crate) enum InputGrad {
     /// At a hook's value (a language model's token embeddings: ids have no gradient).

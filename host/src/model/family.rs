@@ -6,6 +6,7 @@ use std::path::Path;
 use loupe_kernels::{Device, StopSignal, Tensor};
 use serde::Deserialize;
 
+use super::arch::Architecture;
 use super::{Gpt2, GradOutput, GradSpec, InputKind, ModelDir, ModelError, RunOutput, RunSpec, Vit};
 
 /// A loaded model of any supported family.
@@ -22,12 +23,9 @@ struct ModelType {
 impl Model {
     /// Loads a Hugging Face model directory, choosing the architecture from `config.json`.
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
-        let root = ModelDir::new(dir)?;
-        let path = root.config_path();
-        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let kind: ModelType = serde_json::from_str(&text).map_err(|e| ModelError::Config {
-            path: path.clone(),
-            why: format!("malformed JSON: {e}"),
+        let path = ModelDir::new(dir)?.config_path();
+        let kind: ModelType = super::read_json_file(&path, |text| {
+            serde_json::from_str(text).map_err(|e| format!("malformed JSON: {e}"))
         })?;
         match kind.model_type.as_deref() {
             Some("vit" | "deit") => Ok(Model::Vit(Box::new(Vit::load(dir, device)?))),
@@ -114,6 +112,23 @@ impl Model {
         }
     }
 
+    /// The longest sequence a pass runs over: the context length of a language model, the CLS,
+    /// distillation and patch tokens of a vision model.
+    pub fn n_ctx(&self) -> usize {
+        match self {
+            Model::Gpt2(m) => m.config.n_positions,
+            Model::Vit(m) => m.config.seq_len(),
+        }
+    }
+
+    /// Checks `input` against what the model takes, as a pass would before it starts.
+    pub fn check_input(&self, input: &Tensor) -> Result<(), ModelError> {
+        match self {
+            Model::Gpt2(m) => Architecture::check_input(m.as_ref(), input),
+            Model::Vit(m) => Architecture::check_input(m.as_ref(), input),
+        }
+    }
+
     /// Positions in a pass over `input` (`[batch, pos]` ids, or `[batch, C, H, W]` pixels).
     pub fn seq_len(&self, input: &Tensor) -> usize {
         match self {
@@ -157,13 +172,10 @@ impl Model {
         grad: bool,
     ) -> Result<u64, ModelError> {
         let batch = dims.first().copied().unwrap_or(0);
+        let seq = dims.get(1).copied().unwrap_or(0);
         match (self, grad) {
-            (Model::Gpt2(m), false) => {
-                m.forward_bytes(batch, dims.get(1).copied().unwrap_or(0), spec)
-            }
-            (Model::Gpt2(m), true) => {
-                m.forward_with_grad_bytes(batch, dims.get(1).copied().unwrap_or(0), spec)
-            }
+            (Model::Gpt2(m), false) => m.forward_bytes(batch, seq, spec),
+            (Model::Gpt2(m), true) => m.forward_with_grad_bytes(batch, seq, spec),
             (Model::Vit(m), false) => m.forward_bytes(batch, spec),
             (Model::Vit(m), true) => m.forward_with_grad_bytes(batch, spec),
         }

@@ -162,18 +162,6 @@ impl Preprocessor {
         Ok(pre)
     }
 
-    /// The size an image of `height × width` ends up at.
-    pub fn output_size(&self, height: usize, width: usize) -> (usize, usize) {
-        if let Some(crop) = self.crop {
-            return crop;
-        }
-        match self.resize {
-            None => (height, width),
-            Some(Resize::Exact { height, width }) => (height, width),
-            Some(Resize::ShortestEdge(edge)) => shortest_edge(height, width, edge),
-        }
-    }
-
     /// The normalisation as `x · scale + shift` per channel, for `x` in [0, 1]: Hugging Face
     /// normalises `(u8 · rescale_factor − mean) / std` and `u8 = 255 · x`. `None` when it is the
     /// identity.
@@ -265,7 +253,6 @@ mod tests {
             })
         );
         assert_eq!(p.resample, Resample::Bicubic);
-        assert_eq!(p.output_size(100, 50), (32, 32));
         let (scale, shift) = p.normalization(3).unwrap();
         // x = 1 maps to (1 − mean) / std.
         assert!((scale[0] + shift[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);

@@ -10,8 +10,8 @@ use super::bindings::{ApiError, ErrorKind};
 use super::contain::fault_point;
 use super::state::{RunState, TensorEntry, api_error, engine_error};
 use crate::model::{
-    GradSpec, InputKind, Intervention, InterventionAction, LoadedModel, Model, ModelError,
-    Objective, RunOutput, RunSpec,
+    GradSpec, InputKind, Intervention, InterventionAction, LoadedModel, ModelError, Objective,
+    RunOutput, RunSpec,
 };
 use crate::tokenizer::{TextTokenizer, TokenizerError};
 
@@ -57,26 +57,11 @@ impl RunState {
     fn check_input(&self, op: &str, loaded: &LoadedModel, input: &Tensor) -> Result<(), ApiError> {
         let vocab = match loaded.model.input_kind() {
             InputKind::Tokens { vocab, .. } => vocab,
-            InputKind::Pixels {
-                channels,
-                height,
-                width,
-                ..
-            } => {
-                let want = [channels, height, width];
-                if input.rank() != 4 || input.dims()[1..] != want || input.dtype() != DType::F32 {
-                    return Err(api_error(
-                        ErrorKind::InvalidArgument,
-                        op,
-                        format!(
-                            "{} takes pixels, f32 [batch, {channels}, {height}, {width}] in [0, 1]; got {:?} {:?}",
-                            loaded.model.model_type(),
-                            input.dtype(),
-                            input.dims()
-                        ),
-                    ));
-                }
-                return Ok(());
+            InputKind::Pixels { .. } => {
+                return loaded
+                    .model
+                    .check_input(input)
+                    .map_err(|e| api_error(ErrorKind::InvalidArgument, op, e.to_string()));
             }
         };
         if input.rank() != 2 || input.dtype() != DType::I32 {
@@ -241,12 +226,9 @@ impl wit::Host for RunState {
         let (n_layers, d_model, n_heads, d_mlp) = model.sizes();
         // A classifier's "vocabulary" is its classes (the logits' width), its context the sequence
         // of CLS, distillation and patch tokens.
-        let (d_vocab, n_ctx) = match (model.input_kind(), model) {
-            (InputKind::Tokens { vocab, n_ctx }, _) => (vocab, n_ctx),
-            (InputKind::Pixels { labels, .. }, Model::Vit(vit)) => {
-                (labels.len(), vit.config.seq_len())
-            }
-            (InputKind::Pixels { labels, .. }, _) => (labels.len(), 0),
+        let d_vocab = match model.input_kind() {
+            InputKind::Tokens { vocab, .. } => vocab,
+            InputKind::Pixels { labels, .. } => labels.len(),
         };
         Ok(Ok(wit::ModelInfo {
             architecture: model.model_type().into(),
@@ -256,7 +238,7 @@ impl wit::Host for RunState {
             d_head: (d_model / n_heads.max(1)) as u32,
             d_mlp: d_mlp as u32,
             d_vocab: d_vocab as u32,
-            n_ctx: n_ctx as u32,
+            n_ctx: model.n_ctx() as u32,
             bos_token: loaded.bos,
             hook_names: loaded.model.hook_names().to_vec(),
         }))

@@ -422,18 +422,13 @@ impl<'e> Runner<'e> {
                             "dataset `{name}`: images are prepared for the run's model, which must be a vision model (ViT, DeiT); set `model = ...`"
                         )
                     })?;
-                    let c = &vit.config;
-                    let shape = crate::data::images::PixelShape {
-                        channels: c.channels,
-                        height: c.image_size,
-                        width: c.image_size,
-                    };
+                    let shape = crate::data::images::PixelShape::of(vit);
                     Dataset::Images(
                         crate::data::images::ImageDataset::load(
                             spec,
                             &vit.preprocessor,
                             shape,
-                            &c.labels,
+                            &vit.config.labels,
                         )
                         .map_err(|e| format!("dataset `{name}`: {e}"))?,
                     )
