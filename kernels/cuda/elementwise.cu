@@ -44,6 +44,26 @@ extern "C" __global__ void unary_f32(float* out, const float* x, long long n, in
     }
 }
 
+// dx = g · gelu′(x). tanh_form 1: s + 2x s (1 − s) u′ with s = sigmoid(2u), u = c(x + a x³);
+// tanh_form 0 (exact): Φ(x) + x φ(x).
+extern "C" __global__ void gelu_backward_f32(float* dx, const float* x, const float* g, long long n, int tanh_form) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
+         i += (long long)gridDim.x * blockDim.x) {
+        const float v = x[i];
+        float d;
+        if (tanh_form) {
+            const float c = 0.7978845608028654f, a = 0.044715f;
+            const float v2 = v * v;
+            const float s = 1.0f / (1.0f + expf(-2.0f * c * v * (1.0f + a * v2)));
+            d = s + 2.0f * v * s * (1.0f - s) * c * (1.0f + 3.0f * a * v2);
+        } else {
+            const float cdf = 0.5f * (1.0f + erff(v * 0.7071067811865476f));
+            d = cdf + v * 0.3989422804014327f * expf(-0.5f * v * v);
+        }
+        dx[i] = g[i] * d;
+    }
+}
+
 // op: 0 add, 1 sub, 2 mul, 3 div, 4 maximum, 5 minimum, 6 greater, 7 less, 8 equal
 __device__ __forceinline__ float binary(float a, float b, int op) {
     switch (op) {

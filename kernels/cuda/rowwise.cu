@@ -104,6 +104,93 @@ extern "C" __global__ void layer_norm_rows_f32(float* out, const float* x, const
     }
 }
 
+// The backward passes of the row ops, one block per row as their forward kernels.
+
+// Softmax VJP from the saved output y. log 0: dx = y (g − Σ g y); log 1: dx = g − exp(y) Σ g.
+extern "C" __global__ void softmax_backward_rows_f32(float* dx, const float* y, const float* g, long long rows,
+                                                     long long n, int log) {
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* yr = y + row * n;
+        const float* gr = g + row * n;
+        float* o = dx + row * n;
+        float s = 0.0f;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) s += log ? gr[i] : gr[i] * yr[i];
+        s = block_reduce(s, 0);
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            o[i] = log ? gr[i] - expf(yr[i]) * s : yr[i] * (gr[i] - s);
+        }
+    }
+}
+
+// Layer-norm VJP: dx = rstd (ĝ − mean ĝ − x̂ mean(ĝ x̂)) with ĝ = g w, and g x̂ (summed over rows by the
+// caller for the weight's gradient). The statistics are recomputed as layer_norm_rows_f32 computes them.
+extern "C" __global__ void layer_norm_backward_rows_f32(float* dx, float* g_xhat, const float* x,
+                                                        const float* weight, const float* g, long long rows,
+                                                        long long n, float eps) {
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* r = x + row * n;
+        const float* gr = g + row * n;
+        float s = 0.0f;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) s += r[i];
+        const float mean = block_reduce(s, 0) / (float)n;
+        float q = 0.0f;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            const float c = r[i] - mean;
+            q = fmaf(c, c, q);
+        }
+        const float inv_std = rsqrtf(block_reduce(q, 0) / (float)n + eps);
+        float a = 0.0f, b = 0.0f;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            const float gw = gr[i] * weight[i];
+            a += gw;
+            b = fmaf(gw, (r[i] - mean) * inv_std, b);
+        }
+        const float mean_gw = block_reduce(a, 0) / (float)n;
+        const float mean_gw_xhat = block_reduce(b, 0) / (float)n;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            const float xhat = (r[i] - mean) * inv_std;
+            dx[row * n + i] = inv_std * (gr[i] * weight[i] - mean_gw - xhat * mean_gw_xhat);
+            g_xhat[row * n + i] = gr[i] * xhat;
+        }
+    }
+}
+
+// Cross-entropy: loss = lse − x[label] per row (0 where the label is `ignore`), and the row's
+// log-sum-exp for the backward pass. Labels were range-checked on the host.
+extern "C" __global__ void cross_entropy_rows_f32(float* loss, float* lse, const float* x, const int* labels,
+                                                  long long rows, long long n, int ignore) {
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* r = x + row * n;
+        float m = -POS_INF;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) m = fmaxf(m, r[i]);
+        m = block_reduce(m, 1);
+        float s = 0.0f;
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) s += expf(r[i] - m);
+        s = block_reduce(s, 0);
+        if (threadIdx.x == 0) {
+            const float l = logf(s) + m;
+            lse[row] = l;
+            loss[row] = labels[row] == ignore ? 0.0f : l - r[labels[row]];
+        }
+    }
+}
+
+// Cross-entropy VJP: dx = g[row] (softmax(x) − onehot(label)), 0 on rows labelled `ignore`.
+extern "C" __global__ void cross_entropy_backward_rows_f32(float* dx, const float* x, const float* lse,
+                                                           const int* labels, const float* g, long long rows,
+                                                           long long n, int ignore) {
+    for (long long row = blockIdx.x; row < rows; row += gridDim.x) {
+        const float* r = x + row * n;
+        float* o = dx + row * n;
+        const int label = labels[row];
+        const float scale = label == ignore ? 0.0f : g[row];
+        const float shift = lse[row];
+        for (long long i = threadIdx.x; i < n; i += blockDim.x) {
+            o[i] = scale * (expf(r[i] - shift) - (i == label ? 1.0f : 0.0f));
+        }
+    }
+}
+
 // The same families along a middle axis: x viewed as [outer, len, inner], one thread per (outer, inner)
 // column walking its `len` entries, so neighbouring threads read neighbouring addresses.
 extern "C" __global__ void reduce_strided_f32(float* out, const float* x, long long outer, long long len,

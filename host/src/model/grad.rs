@@ -170,9 +170,18 @@ pub(crate) fn next_token_labels(ids: &Tensor) -> Result<Vec<i32>, ModelError> {
     let (batch, seq) = (ids.dims()[0], ids.dims()[1]);
     let ids = ids.to_vec_i32().map_err(engine("reading the input ids"))?;
     Ok((0..batch * seq)
-        .map(|i| if (i + 1) % seq == 0 { -100 } else { ids[i + 1] })
+        .map(|i| {
+            if (i + 1) % seq == 0 {
+                IGNORE
+            } else {
+                ids[i + 1]
+            }
+        })
         .collect())
 }
+
+/// PyTorch's `ignore_index`: a label that leaves its position out of the loss.
+const IGNORE: i32 = -100;
 
 /// `Σ −log softmax(logits)[label]` over the labelled rows of `logits` `[.., classes]` (labels `-100`
 /// left out), a `[1]` tensor on the tape when the logits are tracked. Also the number of rows counted.
@@ -189,9 +198,9 @@ pub(crate) fn cross_entropy_sum(
             logits.shape()
         )));
     }
-    let mut picks = Vec::with_capacity(rows);
+    let mut count = 0;
     for (row, &label) in labels.iter().enumerate() {
-        if label == -100 {
+        if label == IGNORE {
             continue;
         }
         if label < 0 || label as usize >= classes {
@@ -199,26 +208,20 @@ pub(crate) fn cross_entropy_sum(
                 "label {label} (prediction {row}) is out of range: the model has {classes} classes; -100 leaves a position out"
             )));
         }
-        let flat = row * classes + label as usize;
-        picks.push(i32::try_from(flat).map_err(|_| {
-            ModelError::Input("too many logits for one cross-entropy; use smaller batches".into())
-        })?);
+        count += 1;
     }
-    if picks.is_empty() {
+    if count == 0 {
         return Err(ModelError::Input(
             "every label is -100: the cross-entropy has no term; label at least one position"
                 .into(),
         ));
     }
-    let count = picks.len();
     let e = engine("cross-entropy");
-    let picks = Tensor::from_vec_i32(picks, [count], logits.device()).map_err(&e)?;
+    let labels = Tensor::from_vec_i32(labels.to_vec(), [rows], logits.device()).map_err(&e)?;
     let loss = logits
-        .log_softmax(-1)
-        .and_then(|l| l.reshape([logits.numel()]))
-        .and_then(|l| l.index_select(0, &picks))
+        .reshape([rows, classes])
+        .and_then(|l| l.cross_entropy(&labels, IGNORE))
         .and_then(|l| l.sum(0, true))
-        .and_then(|l| l.affine(-1.0, 0.0))
         .map_err(&e)?;
     Ok((loss, count))
 }

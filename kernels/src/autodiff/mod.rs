@@ -26,7 +26,7 @@ pub(crate) use vjp::{
     ScaleVjp, SliceVjp, UnaryVjp, WhereVjp,
 };
 pub(crate) use vjp_attention::{AttentionPatternVjp, AttentionValuesVjp, CausalMaskVjp};
-pub(crate) use vjp_nn::{EmbeddingVjp, LayerNormVjp, SoftmaxVjp};
+pub(crate) use vjp_nn::{CrossEntropyVjp, EmbeddingVjp, LayerNormVjp, SoftmaxVjp};
 pub(crate) use vjp_select::{ExtremeVjp, IndexSelectVjp, KeepTopKVjp, L2NormVjp, TopKVjp};
 
 /// A node's index on its tape: the order ops ran in, so a node's inputs always have lower ids.

@@ -279,6 +279,72 @@ fn softmax_and_layer_norm_match_finite_differences() {
     );
 }
 
+/// Rows longer than the SIMD lanes (with a ragged tail), so the fused backward kernels' vector loops
+/// are what is checked; cross-entropy with a row left out.
+#[test]
+fn fused_row_vjps_match_finite_differences_on_long_rows() {
+    let x = t(&values(2 * 37, 41), &[2, 37]);
+    let w = t(&values(37, 42), &[37]);
+    let b = t(&values(37, 43), &[37]);
+    let mix = t(&values(2 * 37, 44), &[2, 37]);
+    for log in [false, true] {
+        check(
+            std::slice::from_ref(&x),
+            |a| {
+                let y = if log {
+                    a[0].log_softmax(-1)
+                } else {
+                    a[0].softmax(-1)
+                }
+                .unwrap();
+                sum_all(&y.mul(&mix).unwrap())
+            },
+            2e-2,
+        );
+    }
+    check(
+        &[x.clone(), w, b],
+        |a| {
+            sum_all(
+                &a[0]
+                    .layer_norm(&a[1], &a[2], 1e-5)
+                    .unwrap()
+                    .mul(&mix)
+                    .unwrap(),
+            )
+        },
+        2e-2,
+    );
+    let labels = Tensor::from_vec_i32(vec![30, 5, -100], [3], Device::Cpu).unwrap();
+    let logits = t(&values(3 * 37, 45), &[3, 37]);
+    let weights = t(&[0.5, 2.0, 3.0], &[3]);
+    check(
+        std::slice::from_ref(&logits),
+        |a| {
+            sum_all(
+                &a[0]
+                    .cross_entropy(&labels, -100)
+                    .unwrap()
+                    .mul(&weights)
+                    .unwrap(),
+            )
+        },
+        2e-2,
+    );
+    // The ignored row gets no gradient at all.
+    let tape = Tape::new();
+    let watched = tape.watch(&logits).unwrap();
+    let loss = sum_all(&watched.cross_entropy(&labels, -100).unwrap());
+    let g = tape
+        .backward(&[(&loss, &t(&[1.0], &[1]))], &[&watched])
+        .unwrap();
+    assert!(
+        g[0].to_vec_f32().unwrap()[2 * 37..]
+            .iter()
+            .all(|&v| v == 0.0)
+    );
+}
+
 #[test]
 fn embedding_slice_concat_where_and_clamp_match_finite_differences() {
     let table = t(&values(12, 17), &[4, 3]);

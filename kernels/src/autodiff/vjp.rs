@@ -74,35 +74,6 @@ pub(crate) struct UnaryVjp {
     pub y: Tensor,
 }
 
-/// GELU (tanh approximation)′ at `x`: with u = c·(x + 0.044715·x³) and t = tanh u,
-/// 0.5·(1 + t) + 0.5·x·(1 − t²)·c·(1 + 3·0.044715·x²).
-fn gelu_tanh_derivative(x: &Tensor) -> Result<Tensor> {
-    const A: f32 = 0.044715;
-    let c = (2.0f32 / std::f32::consts::PI).sqrt();
-    let x2 = x.mul(x)?;
-    let u = x.mul(&x2.affine(A, 1.0)?)?.affine(c, 0.0)?;
-    let t = u.unary(UnaryOp::Tanh)?;
-    let first = t.affine(0.5, 0.5)?;
-    let sech2 = t.mul(&t)?.affine(-1.0, 1.0)?;
-    let du = x2.affine(3.0 * A * c, c)?;
-    first.add(&x.mul(&sech2)?.mul(&du)?.affine(0.5, 0.0)?)
-}
-
-/// Exact GELU′ at `x`: Φ(x) + x·φ(x), with Φ(x) = ½(1 + erf(x/√2)) and φ(x) = exp(−x²/2)/√(2π).
-fn gelu_erf_derivative(x: &Tensor) -> Result<Tensor> {
-    let cdf = x
-        .affine(std::f32::consts::FRAC_1_SQRT_2, 0.0)?
-        .unary(UnaryOp::Erf)?
-        .affine(0.5, 0.5)?;
-    let inv_sqrt_2pi = 0.5 * std::f32::consts::FRAC_2_SQRT_PI * std::f32::consts::FRAC_1_SQRT_2;
-    let pdf = x
-        .mul(x)?
-        .affine(-0.5, 0.0)?
-        .exp()?
-        .affine(inv_sqrt_2pi, 0.0)?;
-    cdf.add(&x.mul(&pdf)?)
-}
-
 impl Vjp for UnaryVjp {
     fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
         let (x, y) = (&self.x, &self.y);
@@ -110,8 +81,9 @@ impl Vjp for UnaryVjp {
         let dx = match self.op {
             // relu′(0) = 0, as in PyTorch.
             UnaryOp::Relu => g.mul(&x.binary(BinaryOp::Greater, &zero)?)?,
-            UnaryOp::GeluTanh => g.mul(&gelu_tanh_derivative(x)?)?,
-            UnaryOp::GeluErf => g.mul(&gelu_erf_derivative(x)?)?,
+            // One fused pass each (`Tensor::gelu_backward`).
+            UnaryOp::GeluTanh => x.gelu_backward(g, true)?,
+            UnaryOp::GeluErf => x.gelu_backward(g, false)?,
             UnaryOp::Exp => g.mul(y)?,
             UnaryOp::Log => g.div(x)?,
             UnaryOp::Sqrt => g.div(y)?.affine(0.5, 0.0)?,
@@ -200,6 +172,18 @@ impl Vjp for MatmulVjp {
             _ => None,
         };
         let gb = match (needs[1], &self.a) {
+            // One matrix applied to a stack (`[B, T, D] · [D, E]`): the stacked rows are one matrix,
+            // so dB is one product over all of them, not B products summed afterwards.
+            (true, Some(a)) if self.b_shape.rank() == 2 && a.rank() > 2 && !self.transpose_a => {
+                let (k, n) = (a.dims()[a.rank() - 1], g.dims()[g.rank() - 1]);
+                let rows = a.numel() / k.max(1);
+                let (a2, g2) = (a.reshape([rows, k])?, g.reshape([rows, n])?);
+                Some(if self.transpose_b {
+                    g2.matmul_t(&a2, true, false)?
+                } else {
+                    a2.matmul_t(&g2, true, false)?
+                })
+            }
             (true, Some(a)) => {
                 let d = if self.transpose_b {
                     // B' = Bᵀ: dB = (A'ᵀ·g)ᵀ = gᵀ·A'.
@@ -332,7 +316,8 @@ impl Vjp for ClampVjp {
 pub(crate) struct LinearVjp {
     pub x: Option<Tensor>,
     pub w: Option<Tensor>,
-    pub bias: Option<Shape>,
+    /// Whether a bias `[out]` was added (its gradient is g summed over every row).
+    pub has_bias: bool,
     /// `linear_t`: the weight is stored `[out, in]`.
     pub transposed: bool,
 }
@@ -360,13 +345,13 @@ impl Vjp for LinearVjp {
             _ => None,
         };
         let mut grads = vec![dx, dw];
-        if let Some(shape) = &self.bias {
+        if self.has_bias {
             grads.push(
                 needs
                     .get(2)
                     .copied()
                     .unwrap_or(false)
-                    .then(|| sum_to_shape(g, shape))
+                    .then(|| g.reshape([g.numel() / out.max(1), out])?.sum(0, false))
                     .transpose()?,
             );
         }

@@ -22,19 +22,27 @@ pub(crate) struct AttentionPatternVjp {
 
 impl Vjp for AttentionPatternVjp {
     fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        // The softmax's VJP from its output, then the scale: dS = scale · P ⊙ (g − Σ_key g ⊙ P).
-        let p = &self.pattern;
-        let dot = g.mul(p)?.sum(-1, true)?;
-        let ds = p.mul(&g.sub(&dot)?)?.affine(self.scale, 0.0)?;
+        // The softmax's VJP from its output (one fused pass), dP = P ⊙ (g − Σ_key g ⊙ P); the scale
+        // of the scores is applied inside the two products: dS = scale · dP.
+        let dp = self.pattern.softmax_backward(g, false)?;
+        const OP: &str = "attention_pattern backward";
         let dq = match (&self.k, needs[0]) {
-            (Some(k), true) => Some(swap_pos_head(&ds.matmul(&swap_pos_head(k)?)?)?),
+            (Some(k), true) => Some(swap_pos_head(&dp.scaled_matmul(
+                OP,
+                &swap_pos_head(k)?,
+                false,
+                false,
+                self.scale,
+            )?)?),
             _ => None,
         };
         let dk = match (&self.q, needs[1]) {
-            (Some(q), true) => Some(swap_pos_head(&ds.matmul_t(
+            (Some(q), true) => Some(swap_pos_head(&dp.scaled_matmul(
+                OP,
                 &swap_pos_head(q)?,
                 true,
                 false,
+                self.scale,
             )?)?),
             _ => None,
         };

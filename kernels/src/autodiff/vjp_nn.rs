@@ -1,9 +1,8 @@
-//! The vector–Jacobian products of the neural-network ops (softmax, layer norm, embedding), from engine
-//! ops on detached tensors. They save the minimum: softmax its output, layer norm its input (the row
-//! statistics are recomputed), embedding its ids.
+//! The vector–Jacobian products of the neural-network ops (softmax, layer norm, cross-entropy, embedding),
+//! from engine ops on detached tensors (fused backward kernels where one exists). They save the minimum: softmax its output, layer norm its input (the row
+//! statistics are recomputed), the cross-entropy its logits and their log-sum-exp, embedding its ids.
 
 use super::Vjp;
-use super::vjp::sum_to_shape;
 use crate::{Result, Shape, Tensor};
 
 /// `softmax` / `log_softmax` along `axis`, from the saved output `y`.
@@ -15,7 +14,11 @@ pub(crate) struct SoftmaxVjp {
 
 impl Vjp for SoftmaxVjp {
     fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let dx = if self.log {
+        let last = self.y.rank() as isize - 1;
+        let dx = if self.axis == -1 || self.axis == last {
+            // Along rows: one fused pass.
+            self.y.softmax_backward(g, self.log)?
+        } else if self.log {
             // y = x − logsumexp(x): dx = g − softmax(x) · Σ g.
             let p = self.y.exp()?;
             g.sub(&p.mul(&g.sum(self.axis, true)?)?)?
@@ -28,7 +31,9 @@ impl Vjp for SoftmaxVjp {
     }
 }
 
-/// `layer_norm(x, w, b, eps)` over the last axis (biased variance, as PyTorch).
+/// `layer_norm(x, w, b, eps)` over the last axis (biased variance, as PyTorch). One fused pass gives
+/// dx and g ⊙ x̂ (the row statistics recomputed, not saved); the weight and bias gradients are sums of
+/// those over rows.
 pub(crate) struct LayerNormVjp {
     pub x: Tensor,
     pub w: Tensor,
@@ -37,26 +42,31 @@ pub(crate) struct LayerNormVjp {
 
 impl Vjp for LayerNormVjp {
     fn vjp(self: Box<Self>, g: &Tensor, needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
-        let x = &self.x;
-        let centred = x.sub(&x.mean(-1, true)?)?;
-        let var = centred.mul(&centred)?.mean(-1, true)?;
-        let rstd = Tensor::ones([1usize], x.device())?.div(&var.affine(1.0, self.eps)?.sqrt()?)?;
-        let xhat = centred.mul(&rstd)?;
-        let dx = if needs[0] {
-            // dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)), with ĝ = g ⊙ w.
-            let gw = g.mul(&self.w)?;
-            let a = gw.mean(-1, true)?;
-            let b = gw.mul(&xhat)?.mean(-1, true)?;
-            Some(gw.sub(&a)?.sub(&xhat.mul(&b)?)?.mul(&rstd)?)
-        } else {
-            None
-        };
-        let shape = self.w.shape.clone();
-        let dw = needs[1]
-            .then(|| sum_to_shape(&g.mul(&xhat)?, &shape))
-            .transpose()?;
-        let db = needs[2].then(|| sum_to_shape(g, &shape)).transpose()?;
-        Ok(vec![dx, dw, db])
+        let d = self.w.numel();
+        let rows = self.x.numel() / d.max(1);
+        let over_rows = |t: &Tensor| t.reshape([rows, d])?.sum(0, false);
+        let (dx, g_xhat) = self.x.layer_norm_backward(&self.w, g, self.eps)?;
+        let dw = needs[1].then(|| over_rows(&g_xhat)).transpose()?;
+        let db = needs[2].then(|| over_rows(g)).transpose()?;
+        Ok(vec![needs[0].then_some(dx), dw, db])
+    }
+}
+
+/// `logits.cross_entropy(labels, ignore)`: `g[r] · (softmax(row r) − onehot(label r))`, from the
+/// saved logits and their rows' log-sum-exp (no softmax is kept).
+pub(crate) struct CrossEntropyVjp {
+    pub logits: Tensor,
+    pub lse: Tensor,
+    pub labels: Tensor,
+    pub ignore: i32,
+}
+
+impl Vjp for CrossEntropyVjp {
+    fn vjp(self: Box<Self>, g: &Tensor, _needs: &[bool]) -> Result<Vec<Option<Tensor>>> {
+        let dx = self
+            .logits
+            .cross_entropy_backward(&self.lse, &self.labels, g, self.ignore)?;
+        Ok(vec![Some(dx)])
     }
 }
 

@@ -14,21 +14,29 @@ pub(crate) fn unary(op: UnaryOp, x: &[f32]) -> Vec<f32> {
         UnaryOp::Abs => map(x, f32::abs),
         UnaryOp::Neg => map(x, |v| -v),
         UnaryOp::Sqrt => map(x, f32::sqrt),
-        UnaryOp::GeluErf | UnaryOp::Erf | UnaryOp::Log | UnaryOp::Tanh => map(x, |v| op.apply(v)),
+        UnaryOp::GeluErf => map_by(x, simd::gelu_erf_into),
+        UnaryOp::Erf => map_by(x, simd::erf_into),
+        UnaryOp::Log | UnaryOp::Tanh => map(x, |v| op.apply(v)),
     }
 }
 
 /// `f` applied to every element, in parallel for large inputs.
 pub(crate) fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    if x.len() < PAR_MIN_ELEMS {
-        return x.iter().map(|&v| f(v)).collect();
-    }
+    map_by(x, |o, i| simd::map_into(o, i, &f))
+}
+
+/// `kernel` (which writes every slot of its output chunk from the same-sized input chunk) over `x`,
+/// in parallel chunks for large inputs.
+pub(crate) fn map_by(
+    x: &[f32],
+    kernel: impl Fn(&mut [std::mem::MaybeUninit<f32>], &[f32]) + Sync,
+) -> Vec<f32> {
     let mut out = Vec::with_capacity(x.len());
-    out.spare_capacity_mut()
+    out.spare_capacity_mut()[..x.len()]
         .par_chunks_mut(PAR_MIN_ELEMS)
         .zip(x.par_chunks(PAR_MIN_ELEMS))
-        .for_each(|(o, i)| simd::map_into(o, i, &f));
-    // SAFETY: the chunks cover all x.len() slots and each was written above.
+        .for_each(|(o, i)| kernel(o, i));
+    // SAFETY: the chunks cover all x.len() slots and `kernel` writes each.
     unsafe { out.set_len(x.len()) };
     out
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod elementwise;
+pub(crate) mod grad;
 pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod math;

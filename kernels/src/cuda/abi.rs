@@ -68,6 +68,11 @@ pub(crate) const KERNELS: &[KernelSig] = &[
         "causal_mask_f32",
         [Ptr, Ptr, I64, I64, I64, F32]
     ),
+    sig!(
+        "elementwise",
+        "gelu_backward_f32",
+        [Ptr, Ptr, Ptr, I64, I32]
+    ),
     sig!("elementwise", "f32_to_i32", [Ptr, Ptr, I64]),
     sig!("elementwise", "i32_to_f32", [Ptr, Ptr, I64]),
     sig!("rowwise", "reduce_rows_f32", [Ptr, Ptr, I64, I64, I32]),
@@ -76,6 +81,26 @@ pub(crate) const KERNELS: &[KernelSig] = &[
         "rowwise",
         "layer_norm_rows_f32",
         [Ptr, Ptr, Ptr, Ptr, I64, I64, F32]
+    ),
+    sig!(
+        "rowwise",
+        "softmax_backward_rows_f32",
+        [Ptr, Ptr, Ptr, I64, I64, I32]
+    ),
+    sig!(
+        "rowwise",
+        "layer_norm_backward_rows_f32",
+        [Ptr, Ptr, Ptr, Ptr, Ptr, I64, I64, F32]
+    ),
+    sig!(
+        "rowwise",
+        "cross_entropy_rows_f32",
+        [Ptr, Ptr, Ptr, Ptr, I64, I64, I32]
+    ),
+    sig!(
+        "rowwise",
+        "cross_entropy_backward_rows_f32",
+        [Ptr, Ptr, Ptr, Ptr, Ptr, I64, I64, I32]
     ),
     sig!(
         "rowwise",

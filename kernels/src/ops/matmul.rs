@@ -209,7 +209,7 @@ impl Tensor {
         rec.finish(out, |_| crate::autodiff::LinearVjp {
             x: weight.is_tracked().then(|| self.detach()),
             w: self.is_tracked().then(|| weight.detach()),
-            bias: bias.map(|b| b.shape.clone()),
+            has_bias: bias.is_some(),
             transposed,
         })
     }

@@ -3,6 +3,7 @@
 
 mod attention;
 mod elementwise;
+mod grad;
 mod layout;
 mod linalg;
 mod matmul;
@@ -46,9 +47,7 @@ impl UnaryOp {
         match self {
             UnaryOp::Relu => x.max(0.0),
             UnaryOp::GeluTanh => crate::cpu::math::gelu_tanh(x),
-            UnaryOp::GeluErf => {
-                (0.5 * x as f64 * (1.0 + libm::erf(x as f64 / std::f64::consts::SQRT_2))) as f32
-            }
+            UnaryOp::GeluErf => crate::cpu::math::gelu_erf(x),
             UnaryOp::Exp => crate::cpu::math::exp(x),
             UnaryOp::Log => x.ln(),
             UnaryOp::Sqrt => x.sqrt(),
@@ -56,7 +55,7 @@ impl UnaryOp {
             UnaryOp::Neg => -x,
             UnaryOp::Tanh => x.tanh(),
             UnaryOp::Sigmoid => 1.0 / (1.0 + crate::cpu::math::exp(-x)),
-            UnaryOp::Erf => libm::erf(x as f64) as f32,
+            UnaryOp::Erf => crate::cpu::math::erf(x),
         }
     }
 }

@@ -1,7 +1,7 @@
 use super::same_device;
-use crate::autodiff::{EmbeddingVjp, LayerNormVjp, Recorder, SoftmaxVjp};
-use crate::cpu::nn as cpu;
-use crate::cuda::ops::{nn as gpu, rowwise as gpu_rows};
+use crate::autodiff::{CrossEntropyVjp, EmbeddingVjp, LayerNormVjp, Recorder, SoftmaxVjp};
+use crate::cpu::{grad as cpu_grad, nn as cpu};
+use crate::cuda::ops::{grad as gpu_grad, nn as gpu, rowwise as gpu_rows};
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
@@ -86,6 +86,71 @@ impl Tensor {
             eps,
         );
         Tensor::cpu_f32(normed, out)
+    }
+
+    /// The cross-entropy of each row of these logits `[.., classes]` against i32 `labels` (one per
+    /// row, shaped as the leading axes): `−log softmax(row)[label]`, and 0 for a row labelled
+    /// `ignore` (PyTorch's `ignore_index`, usually −100). Unreduced, as `F.cross_entropy(...,
+    /// reduction="none")`; the gradient is `softmax(row) − onehot(label)` per unit of cotangent.
+    pub fn cross_entropy(&self, labels: &Tensor, ignore: i32) -> Result<Tensor> {
+        let rec = Recorder::new("cross_entropy", &[self])?;
+        let (loss, lse) = self.cross_entropy_values(labels, ignore)?;
+        rec.finish(loss, |_| CrossEntropyVjp {
+            logits: self.detach(),
+            lse,
+            labels: labels.clone(),
+            ignore,
+        })
+    }
+
+    fn cross_entropy_values(&self, labels: &Tensor, ignore: i32) -> Result<(Tensor, Tensor)> {
+        const OP: &str = "cross_entropy";
+        same_device(OP, self, labels)?;
+        let Some((&classes, leading)) = self.dims().split_last() else {
+            return Err(Error::invalid(OP, "logits have no axes"));
+        };
+        if labels.dtype() != DType::I32 {
+            return Err(Error::DTypeMismatch {
+                op: OP,
+                expected: DType::I32,
+                got: labels.dtype(),
+            });
+        }
+        if labels.dims() != leading {
+            return Err(Error::shapes(
+                OP,
+                &self.shape,
+                &labels.shape,
+                "labels must have the logits' shape without its last (class) axis",
+            ));
+        }
+        // Labels are few: checked on the host, as embedding ids are.
+        if let Some(&bad) = labels
+            .i32_host(OP)?
+            .iter()
+            .find(|&&l| l != ignore && (l < 0 || l as usize >= classes))
+        {
+            return Err(Error::IndexOutOfRange {
+                op: OP,
+                index: bad as i64,
+                size: classes,
+            });
+        }
+        let loss = Tensor::reserve(OP, labels.shape.clone(), DType::F32)?;
+        let lse = Tensor::reserve(OP, labels.shape.clone(), DType::F32)?;
+        if loss.numel() == 0 || classes == 0 {
+            return Ok((
+                Tensor::zeros_reserved(loss, self.device())?,
+                Tensor::zeros_reserved(lse, self.device())?,
+            ));
+        }
+        if let Some(x) = self.gpu() {
+            let (l, s) = gpu_grad::cross_entropy(x, labels.gpu_operand(OP)?, classes, ignore)?;
+            return Ok((Tensor::from_gpu(l, loss)?, Tensor::from_gpu(s, lse)?));
+        }
+        let (l, s) =
+            cpu_grad::cross_entropy(self.f32_slice(OP)?, labels.i32_slice(OP)?, classes, ignore);
+        Ok((Tensor::cpu_f32(l, loss)?, Tensor::cpu_f32(s, lse)?))
     }
 
     /// Gathers rows of this `[vocab, d]` table for i32 `ids` of any shape: the result is `[..ids, d]`.
@@ -273,6 +338,43 @@ mod tests {
             ],
             1e-6,
         );
+    }
+
+    #[test]
+    fn cross_entropy_is_minus_log_softmax_at_the_label_and_zero_where_ignored() {
+        let x = t(&[1., 2., 3., 0., 0., 0., 1000., -1000., 0.], &[3, 3]);
+        let labels = ids(&[2, -100, 0], &[3]);
+        let loss = x.cross_entropy(&labels, -100).unwrap();
+        assert_eq!(loss.dims(), &[3]);
+        let log_p = x.log_softmax(-1).unwrap().to_vec_f32().unwrap();
+        // A logit of 1000 is exact: the row's max is subtracted first.
+        assert_close(&loss, &[-log_p[2], 0.0, -log_p[6]], 1e-6);
+        // Leading axes are kept: [2, 2, 3] logits take [2, 2] labels.
+        let x = t(
+            &(0..12).map(|i| i as f32 / 5.0).collect::<Vec<_>>(),
+            &[2, 2, 3],
+        );
+        let loss = x.cross_entropy(&ids(&[0, 1, 2, 0], &[2, 2]), -100).unwrap();
+        assert_eq!(loss.dims(), &[2, 2]);
+    }
+
+    #[test]
+    fn cross_entropy_refuses_bad_labels_by_name() {
+        let x = t(&[0.; 6], &[2, 3]);
+        match x.cross_entropy(&ids(&[1, 3], &[2]), -100) {
+            Err(Error::IndexOutOfRange { op, index, size }) => {
+                assert_eq!((op, index, size), ("cross_entropy", 3, 3));
+            }
+            other => panic!("expected IndexOutOfRange, got {other:?}"),
+        }
+        assert!(matches!(
+            x.cross_entropy(&ids(&[1, 2, 0], &[3]), -100),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        assert!(matches!(
+            x.cross_entropy(&t(&[1., 2.], &[2]), -100),
+            Err(Error::DTypeMismatch { .. })
+        ));
     }
 
     #[test]

@@ -128,6 +128,40 @@ mod tests {
     use super::super::test_util::{assert_close, t};
     use crate::Error;
 
+    /// Along a middle axis wide enough to be split into column blocks across threads (and with a
+    /// ragged last block), every op equals the column walk it replaces, bit for bit.
+    #[test]
+    fn middle_axis_reductions_equal_the_column_walk() {
+        use crate::ReduceOp;
+        let (outer, len, inner) = (3, 301, 533);
+        let data: Vec<f32> = (0..outer * len * inner)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 97.0)
+            .collect();
+        let x = t(&data, &[outer, len, inner]);
+        for op in [
+            ReduceOp::Sum,
+            ReduceOp::Mean,
+            ReduceOp::Max,
+            ReduceOp::Min,
+            ReduceOp::L2Norm,
+        ] {
+            let got = x.reduce(op, 1, false).unwrap().to_vec_f32().unwrap();
+            for o in 0..outer {
+                for i in 0..inner {
+                    let column = (0..len).map(|j| data[(o * len + j) * inner + i]);
+                    let want = match op {
+                        ReduceOp::Sum => column.fold(0.0, |a, v| a + v),
+                        ReduceOp::Mean => column.fold(0.0, |a, v| a + v) / len as f32,
+                        ReduceOp::Max => column.fold(f32::NEG_INFINITY, f32::max),
+                        ReduceOp::Min => column.fold(f32::INFINITY, f32::min),
+                        ReduceOp::L2Norm => column.fold(0.0, |a, v| a + v * v).sqrt(),
+                    };
+                    assert_eq!(got[o * inner + i], want, "{op:?} at ({o}, {i})");
+                }
+            }
+        }
+    }
+
     #[test]
     fn reductions_along_each_axis() {
         let x = t(&[1., 2., 3., 4., 5., 6.], &[2, 3]);

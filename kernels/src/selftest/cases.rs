@@ -672,6 +672,29 @@ fn gradients(all: &mut Vec<Case>) {
             }),
         ));
     }
+    // The fused cross-entropy: per-row losses (one row left out), and their gradient.
+    let logits = randn(&[9, 1031], 173);
+    let labels = ids(vec![0, 1030, -100, 7, 512, 3, 3, 999, 1], &[9]);
+    for gradient in [false, true] {
+        let labels = labels.clone();
+        all.push(Case::agree(
+            g,
+            if gradient {
+                "d/dlogits of Σ cross_entropy(logits [9, 1031], labels, one ignored)".to_string()
+            } else {
+                "cross_entropy(logits [9, 1031], labels, one ignored)".to_string()
+            },
+            &[&logits],
+            1e-4,
+            op(move |t| {
+                let labels = labels.to_device(t[0].device())?;
+                if !gradient {
+                    return t[0].cross_entropy(&labels, -100);
+                }
+                gradient_of(t, 0, |v| v[0].cross_entropy(&labels, -100)?.sum(0, true))
+            }),
+        ));
+    }
     // Causal attention, pattern then values, each of q, k, v alone: 19 queries over 23 keys, 3 heads.
     let (q, k, v) = (
         randn(&[2, 19, 3, 7], 168),

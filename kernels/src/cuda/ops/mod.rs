@@ -2,6 +2,7 @@
 //! validated (shapes, dtypes, devices, index ranges), launches its kernels and returns the new buffer.
 
 pub(crate) mod elementwise;
+pub(crate) mod grad;
 pub(crate) mod layout;
 pub(crate) mod matmul;
 pub(crate) mod nn;
